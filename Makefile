@@ -1,0 +1,30 @@
+# Two entry points, both from a fresh clone with only Python installed:
+#   make dev   -> .venv, install, local server on 127.0.0.1:2024 with the example graphs
+#   make test  -> .venv, install, the whole suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 2024
+
+.PHONY: dev test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/stepgraph dev --config examples/langgraph.json --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,20 @@
+"""dispatch: SQS FIFO consumer. Each message is a thread's doorbell; admit that thread's next run."""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+
+from stepgraph.engine import admit_next_run, current_context
+
+logger = Logger()
+processor = SqsFifoPartialProcessor()
+
+
+def record_handler(record):
+    admit_next_run(current_context(), json.loads(record.body)["thread_id"])
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,14 @@
+"""finish: final run status, free the thread lease, ring the doorbell for the next pending run."""
+
+from aws_lambda_powertools import Logger
+
+from stepgraph.engine import current_context, finish_run
+from stepgraph.models import FinishEvent
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    finish = FinishEvent.model_validate(event)
+    return finish_run(current_context(), finish.run_id, finish.thread_id, finish.outcome, finish.error)

@@ -1,0 +1,15 @@
+"""park: the run stopped on an interrupt; store the task token with the thread and free it."""
+
+from aws_lambda_powertools import Logger
+
+from stepgraph.engine import current_context, park_run
+from stepgraph.models import ParkEvent
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    park = ParkEvent.model_validate(event)
+    park_run(current_context(), park.run_id, park.thread_id, park.task_token)
+    return {"parked": park.run_id}

@@ -1,0 +1,17 @@
+"""step: runs the run's next supersteps and returns continue | interrupted | done | error."""
+
+from aws_lambda_powertools import Logger
+
+from stepgraph.engine import current_context, run_supersteps
+from stepgraph.models import StepEvent
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    step = StepEvent.model_validate(event)
+    result = run_supersteps(
+        current_context(), step.run_id, step.thread_id, remaining_ms=context.get_remaining_time_in_millis
+    )
+    return result.to_payload()

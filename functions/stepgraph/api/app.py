@@ -1,0 +1,85 @@
+"""The HTTP API: the LangGraph Agent Server's routes and error shapes, over our engine."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stepgraph.api import assistants, runs, threads
+from stepgraph.api.assistants import ensure_system_assistants
+from stepgraph.engine.context import Context
+from stepgraph.engine.graphs import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{loc}: {error.get('msg')}" if loc else str(error.get("msg")))
+    return "; ".join(parts) or "Invalid request"
+
+
+def create_app(ctx: Context) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await run_in_threadpool(ensure_system_assistants, ctx)
+        yield
+
+    app = FastAPI(title="stepgraph", version=_version("stepgraph"), lifespan=lifespan)
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONResponse({"detail": "Invalid JSON in request body"}, status_code=422)
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(ConfigError)
+    async def _config(request: Request, exc: ConfigError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "An internal error occurred"}, status_code=500)
+
+    @app.get("/ok", tags=["meta"])
+    @app.get("/", include_in_schema=False)
+    def ok() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/info", tags=["meta"])
+    def info() -> dict[str, Any]:
+        return {
+            "version": _version("stepgraph"),
+            "langgraph_py_version": _version("langgraph"),
+            "flags": {"assistants": True, "crons": False, "langsmith": False, "langsmith_tracing_replicas": False},
+            "host": {"kind": "stepgraph", "project_id": None, "revision_id": None, "tenant_id": None},
+            "step_mode": ctx.settings.step_mode,
+        }
+
+    app.include_router(assistants.router)
+    app.include_router(threads.router)
+    app.include_router(runs.router)
+    return app

@@ -1,0 +1,151 @@
+"""/assistants: a system assistant per graph plus user-created ones, with versions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from stepgraph import serde
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
+from stepgraph.api.schemas import AssistantCreate, AssistantPatch, AssistantSearch
+from stepgraph.engine.context import Context
+from stepgraph.engine.graphs import system_assistant_id
+from stepgraph.storage.resources import now_iso
+
+router = APIRouter(tags=["assistants"])
+
+
+def ensure_system_assistants(ctx: Context) -> None:
+    """One assistant per graph with the peer's uuid5 id; idempotent across cold starts."""
+    now = now_iso()
+    for graph_id in ctx.graphs.graph_ids():
+        ctx.assistants.put(
+            {
+                "assistant_id": system_assistant_id(graph_id),
+                "graph_id": graph_id,
+                "config": {},
+                "context": {},
+                "metadata": {"created_by": "system"},
+                "name": _graph_name(ctx, graph_id),
+                "description": ctx.graphs.specs[graph_id].description,
+                "created_at": now,
+                "updated_at": now,
+                "version": 1,
+            },
+            if_absent=True,
+        )
+
+
+def _graph_name(ctx: Context, graph_id: str) -> str:
+    try:
+        name = ctx.graphs.get(graph_id).name
+    except Exception:  # an unimportable graph still gets its assistant; runs will report the error
+        return graph_id
+    return name if name and name != "LangGraph" else graph_id
+
+
+def _check_graph(ctx: Context, graph_id: str) -> None:
+    if graph_id not in ctx.graphs.specs:
+        raise HTTPException(404, f"Graph '{graph_id}' not found. Available graphs: {', '.join(ctx.graphs.specs)}")
+
+
+@router.post("/assistants")
+def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    _check_graph(ctx, body.graph_id)
+    assistant_id = check_uuid(body.assistant_id, "assistant") if body.assistant_id else str(uuid.uuid4())
+    now = now_iso()
+    doc = {
+        "assistant_id": assistant_id,
+        "graph_id": body.graph_id,
+        "config": body.config or {},
+        "context": body.context or {},
+        "metadata": body.metadata or {},
+        "name": body.name or "Untitled",
+        "description": body.description,
+        "created_at": now,
+        "updated_at": now,
+        "version": 1,
+    }
+    if not ctx.assistants.put(doc, if_absent=True):
+        if body.if_exists == "do_nothing":
+            return ctx.assistants.get(assistant_id)
+        raise HTTPException(409, "Assistant already exists")
+    return doc
+
+
+@router.post("/assistants/search")
+def search_assistants(body: AssistantSearch, request: Request, response: Response) -> list[dict[str, Any]]:
+    items = [
+        a
+        for a in ctx_of(request).assistants.all()
+        if (body.graph_id is None or a["graph_id"] == body.graph_id)
+        and (body.name is None or body.name.lower() in (a.get("name") or "").lower())
+        and metadata_matches(a.get("metadata"), body.metadata)
+    ]
+    sort_items(items, body.sort_by, body.sort_order, "created_at")
+    return paginate(response, items, body.offset, body.limit)
+
+
+@router.post("/assistants/count")
+def count_assistants(body: AssistantSearch, request: Request) -> int:
+    return len(search_assistants(body.model_copy(update={"limit": 1000, "offset": 0}), request, Response()))
+
+
+@router.get("/assistants/{assistant_id}")
+def get_assistant(assistant_id: str, request: Request) -> dict[str, Any]:
+    assistant = ctx_of(request).assistants.get(check_uuid(assistant_id, "assistant"))
+    if assistant is None:
+        raise not_found("Assistant")
+    return assistant
+
+
+@router.patch("/assistants/{assistant_id}")
+def patch_assistant(assistant_id: str, body: AssistantPatch, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    current = get_assistant(assistant_id, request)
+    if body.graph_id:
+        _check_graph(ctx, body.graph_id)
+    patch = body.model_dump(exclude_unset=True)
+    doc = {**current, **{k: v for k, v in patch.items() if v is not None}}
+    doc["metadata"] = {**(current.get("metadata") or {}), **(body.metadata or {})}
+    doc["version"] = max(v["version"] for v in ctx.assistants.versions(assistant_id)) + 1
+    doc["updated_at"] = now_iso()
+    ctx.assistants.put(doc)
+    return doc
+
+
+@router.delete("/assistants/{assistant_id}", status_code=204)
+def delete_assistant(assistant_id: str, request: Request) -> Response:
+    if not ctx_of(request).assistants.delete(check_uuid(assistant_id, "assistant")):
+        raise not_found("Assistant")
+    return Response(status_code=204)
+
+
+@router.post("/assistants/{assistant_id}/versions")
+def list_versions(assistant_id: str, request: Request) -> list[dict[str, Any]]:
+    get_assistant(assistant_id, request)
+    return ctx_of(request).assistants.versions(assistant_id)
+
+
+@router.get("/assistants/{assistant_id}/graph")
+def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> dict[str, Any]:
+    assistant = get_assistant(assistant_id, request)
+    drawable = ctx_of(request).graphs.get(assistant["graph_id"]).get_graph(xray=xray)
+    return serde.to_jsonable(drawable.to_json())
+
+
+@router.get("/assistants/{assistant_id}/schemas")
+def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
+    assistant = get_assistant(assistant_id, request)
+    graph = ctx_of(request).graphs.get(assistant["graph_id"])
+    return {
+        "graph_id": assistant["graph_id"],
+        "input_schema": graph.get_input_jsonschema(),
+        "output_schema": graph.get_output_jsonschema(),
+        "state_schema": graph.get_input_jsonschema(),
+        "config_schema": graph.get_config_jsonschema() if hasattr(graph, "get_config_jsonschema") else None,
+        "context_schema": graph.get_context_jsonschema() if hasattr(graph, "get_context_jsonschema") else None,
+    }

@@ -1,0 +1,297 @@
+"""Runs: create (background / wait / stream), read, join and cancel; stateless twins under /runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from stepgraph import serde
+from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistant
+from stepgraph.api.schemas import RunCreate
+from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
+from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thread
+from stepgraph.engine.context import Context
+from stepgraph.engine.lifecycle import base_run, cancel_run, insert_run
+from stepgraph.engine.state import get_thread_state
+from stepgraph.storage.resources import INFLIGHT
+
+router = APIRouter(tags=["runs"])
+
+_REJECTED = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
+_KWARGS = (
+    "input", "command", "config", "context", "stream_mode", "stream_subgraphs", "stream_resumable",
+    "interrupt_before", "interrupt_after", "checkpoint", "checkpoint_id", "durability", "webhook",
+    "on_disconnect", "feedback_keys", "interrupt_deadline_seconds",
+)
+
+
+def run_to_wire(run: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: run.get(k)
+        for k in (
+            "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
+            "kwargs", "multitask_strategy", "langsmith_session_name",
+        )
+    }
+
+
+def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False) -> dict[str, Any]:
+    """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
+    if body.config and body.config.get("configurable") and body.context:
+        raise HTTPException(400, "Cannot specify both configurable and context. Prefer setting context alone.")
+    if stateless and body.command and body.command.resume is not None:
+        raise HTTPException(400, "You must provide a thread_id when resuming.")
+    if body.after_seconds:
+        raise HTTPException(422, "after_seconds is not supported yet by stepgraph")
+    assistant = resolve_assistant(ctx, body.assistant_id)
+    thread = ctx.threads.get(thread_id)
+    stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+    if thread is None:
+        if not (stateless or body.if_not_exists == "create"):
+            raise HTTPException(404, "Thread or assistant not found.")
+        thread = new_thread(ctx, thread_id, {**(body.metadata or {}), **stamp}) or ctx.threads.get(thread_id)
+    elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
+        thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
+        ctx.threads.update_doc(thread_id, thread)
+    if body.multitask_strategy == "reject" and (
+        thread.get("active_run_id") or ctx.runs.oldest_pending(thread_id)
+    ):
+        raise HTTPException(409, _REJECTED)
+    kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
+    kwargs.setdefault("stream_mode", ["values"])
+    if stateless:
+        kwargs["on_completion"] = body.on_completion
+    run = base_run(
+        thread_id, assistant, kwargs, metadata=body.metadata, multitask_strategy=body.multitask_strategy
+    )
+    insert_run(ctx, run)
+    return run
+
+
+def _headers(run: dict[str, Any], suffix: str) -> dict[str, str]:
+    base = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    return {"Location": base + suffix, "Content-Location": base}
+
+
+async def wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
+    async for _ in tail(ctx, run["run_id"], await run_in_threadpool(_start_of_tail, ctx, run)):
+        pass
+
+
+def _start_of_tail(ctx: Context, run: dict[str, Any]) -> int:
+    # Waiting needs only the end marker: skip what is already in the log.
+    return max(ctx.events.last_seq(run["run_id"]) - 1, 0)
+
+
+def run_output(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
+    """The wait/join body: final values, plus __interrupt__ or __error__ as the peer sends them."""
+    current = ctx.runs.get(run["thread_id"], run["run_id"]) or run
+    if current.get("status") == "error":
+        return {"__error__": current.get("error") or {"error": "Error", "message": "run failed"}}
+    snapshot = get_thread_state(ctx, run["thread_id"], run["graph_id"])
+    values = serde.to_jsonable(snapshot.values) if snapshot.values is not None else {}
+    if not isinstance(values, dict):
+        return values
+    if snapshot.interrupts:
+        values["__interrupt__"] = serde.to_jsonable(list(snapshot.interrupts))
+    return values
+
+
+async def _cancel_quietly(ctx: Context, run: dict[str, Any]) -> None:
+    await run_in_threadpool(cancel_run, ctx, run, "interrupt")
+
+
+def _cleanup_stateless(ctx: Context, run: dict[str, Any]) -> None:
+    if run.get("kwargs", {}).get("on_completion") == "delete":
+        delete_thread_everywhere(ctx, run["thread_id"])
+
+
+async def _wait_response(ctx: Context, run: dict[str, Any], on_disconnect: str) -> Response:
+    try:
+        await wait_for_end(ctx, run)
+    except asyncio.CancelledError:
+        if on_disconnect == "cancel":
+            await asyncio.shield(_cancel_quietly(ctx, run))
+        raise
+    body = await run_in_threadpool(run_output, ctx, run)
+    if "on_completion" in run.get("kwargs", {}):
+        await run_in_threadpool(_cleanup_stateless, ctx, run)
+    return Response(serde.dumps(body), media_type="application/json", headers=_headers(run, "/join"))
+
+
+def _stream_response(
+    ctx: Context,
+    run: dict[str, Any],
+    *,
+    after: int = 0,
+    modes: set[str] | None = None,
+    on_disconnect: str = "continue",
+) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            yield frame("metadata", {"run_id": run["run_id"], "attempt": 1})
+            async for event in tail(ctx, run["run_id"], after):
+                if event is None:
+                    yield HEARTBEAT
+                elif wanted(event.event, modes):
+                    yield frame(event.event, event.data, event.seq)
+            finished = True
+        finally:
+            if not finished and on_disconnect == "cancel":
+                await asyncio.shield(_cancel_quietly(ctx, run))
+            elif finished and "on_completion" in run.get("kwargs", {}):
+                await run_in_threadpool(_cleanup_stateless, ctx, run)
+
+    headers = {**_headers(run, "/stream"), "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream; charset=utf-8", headers=headers)
+
+
+# ---------------------------------------------------------------- stateful
+@router.post("/threads/{thread_id}/runs")
+async def create_background_run(thread_id: str, body: RunCreate, request: Request) -> Response:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    return Response(serde.dumps(run_to_wire(run)), media_type="application/json", headers=_headers(run, ""))
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def create_and_wait(thread_id: str, body: RunCreate, request: Request) -> Response:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    return await _wait_response(ctx, run, body.on_disconnect)
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def create_and_stream(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    return _stream_response(ctx, run, on_disconnect=body.on_disconnect)
+
+
+@router.get("/threads/{thread_id}/runs")
+def list_runs(
+    thread_id: str, request: Request, limit: int = 10, offset: int = 0, status: str | None = None
+) -> list[dict[str, Any]]:
+    ctx = ctx_of(request)
+    load_thread(ctx, thread_id)
+    runs = [r for r in ctx.runs.list(thread_id) if status is None or r["status"] == status]
+    return [run_to_wire(r) for r in runs[offset : offset + limit]]
+
+
+def _load_run(ctx: Context, thread_id: str, run_id: str) -> dict[str, Any]:
+    run = ctx.runs.get(check_uuid(thread_id, "thread"), check_uuid(run_id, "run"))
+    if run is None:
+        raise not_found("Run")
+    return run
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
+    return run_to_wire(_load_run(ctx_of(request), thread_id, run_id))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
+    ctx = ctx_of(request)
+    run = _load_run(ctx, thread_id, run_id)
+    if run["status"] in INFLIGHT:
+        raise HTTPException(409, "Run is still in flight: cancel it first.")
+    ctx.checkpointer.delete_for_runs([run_id])
+    ctx.events.delete_run(run_id)
+    ctx.runs.delete(thread_id, run_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: str, run_id: str, request: Request, cancel_on_disconnect: bool = False) -> Response:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    return await _wait_response(ctx, run, "cancel" if cancel_on_disconnect else "continue")
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    request: Request,
+    stream_mode: str | None = None,
+    cancel_on_disconnect: bool = False,
+    last_event_id: str | None = Header(None),
+) -> StreamingResponse:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    modes = _parse_modes(stream_mode)
+    if last_event_id is not None:
+        try:
+            after = int(last_event_id)
+        except ValueError:
+            raise HTTPException(422, "Last-Event-ID must be an event id sent by this server") from None
+    else:
+        # Like the peer, a join without Last-Event-ID gets live events only.
+        after = await run_in_threadpool(ctx.events.last_seq, run_id)
+        if run["status"] not in INFLIGHT:
+            after = max(after - 1, 0)
+    return _stream_response(
+        ctx, run, after=after, modes=modes, on_disconnect="cancel" if cancel_on_disconnect else "continue"
+    )
+
+
+def _parse_modes(stream_mode: str | None) -> set[str] | None:
+    if not stream_mode:
+        return None
+    if stream_mode.startswith("["):
+        try:
+            return set(json.loads(stream_mode))
+        except ValueError:
+            raise HTTPException(422, "stream_mode must be a mode or a JSON list of modes") from None
+    return {stream_mode}
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel(
+    thread_id: str, run_id: str, request: Request, wait: bool = False, action: str = "interrupt"
+) -> Response:
+    ctx = ctx_of(request)
+    if action not in ("interrupt", "rollback"):
+        raise HTTPException(422, "action must be 'interrupt' or 'rollback'")
+    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    await run_in_threadpool(cancel_run, ctx, run, action)
+    if wait:
+        if action == "rollback":
+            return Response(status_code=204)
+        return await _wait_response(ctx, run, "continue")
+    return Response(status_code=202)
+
+
+# ---------------------------------------------------------------- stateless
+def _stateless_thread() -> str:
+    return str(uuid.uuid4())
+
+
+@router.post("/runs")
+async def create_stateless(body: RunCreate, request: Request) -> Response:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body.model_copy(update={"on_completion": "keep"}), stateless=True)
+    return Response(serde.dumps(run_to_wire(run)), media_type="application/json", headers=_headers(run, ""))
+
+
+@router.post("/runs/wait")
+async def stateless_wait(body: RunCreate, request: Request) -> Response:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True)
+    return await _wait_response(ctx, run, body.on_disconnect)
+
+
+@router.post("/runs/stream")
+async def stateless_stream(body: RunCreate, request: Request) -> StreamingResponse:
+    ctx = ctx_of(request)
+    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True)
+    return _stream_response(ctx, run, on_disconnect=body.on_disconnect)

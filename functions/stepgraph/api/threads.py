@@ -1,0 +1,237 @@
+"""/threads: CRUD, search, state and history (time travel reads through the checkpointer)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from stepgraph import serde
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
+from stepgraph.api.schemas import CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
+from stepgraph.engine.context import Context
+from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
+from stepgraph.storage.resources import INFLIGHT, now_iso
+
+router = APIRouter(tags=["threads"])
+
+_HIDDEN = ("active_run_id", "parked_run_id", "task_token")
+
+
+def thread_to_wire(ctx: Context, thread: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in thread.items() if k not in _HIDDEN}
+    out.setdefault("config", {})
+    graph_id = (thread.get("metadata") or {}).get("graph_id")
+    out["values"], out["interrupts"] = None, {}
+    if graph_id and graph_id in ctx.graphs.specs:
+        snapshot = get_thread_state(ctx, thread["thread_id"], graph_id)
+        if snapshot.created_at is not None:
+            out["values"] = serde.to_jsonable(snapshot.values)
+            out["interrupts"] = {
+                task.id: serde.to_jsonable(list(task.interrupts)) for task in snapshot.tasks if task.interrupts
+            }
+    return out
+
+
+def new_thread(ctx: Context, thread_id: str, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    now = now_iso()
+    doc = {
+        "thread_id": thread_id,
+        "created_at": now,
+        "updated_at": now,
+        "state_updated_at": now,
+        "metadata": metadata or {},
+        "config": {},
+        "status": "idle",
+    }
+    return doc if ctx.threads.create(doc) else None
+
+
+def load_thread(ctx: Context, thread_id: str) -> dict[str, Any]:
+    thread = ctx.threads.get(check_uuid(thread_id, "thread"))
+    if thread is None:
+        raise not_found("Thread")
+    return thread
+
+
+def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
+    graph_id = (thread.get("metadata") or {}).get("graph_id")
+    return graph_id if graph_id in ctx.graphs.specs else None
+
+
+def delete_thread_everywhere(ctx: Context, thread_id: str) -> None:
+    for run in ctx.runs.list(thread_id):
+        ctx.events.delete_run(run["run_id"])
+    ctx.runs.delete_thread(thread_id)
+    ctx.checkpointer.delete_thread(thread_id)
+    ctx.threads.delete(thread_id)
+
+
+@router.post("/threads")
+def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    thread_id = check_uuid(body.thread_id, "thread") if body.thread_id else str(uuid.uuid4())
+    created = new_thread(ctx, thread_id, body.metadata)
+    if created is None:
+        if body.if_exists == "do_nothing":
+            return thread_to_wire(ctx, ctx.threads.get(thread_id))
+        raise HTTPException(409, "Thread already exists")
+    return thread_to_wire(ctx, created)
+
+
+@router.post("/threads/search")
+def search_threads(body: ThreadSearch, request: Request, response: Response) -> list[dict[str, Any]]:
+    ctx = ctx_of(request)
+    ids = set(body.ids or [])
+    items = [
+        t
+        for t in ctx.threads.all()
+        if (not ids or t["thread_id"] in ids)
+        and (body.status is None or t.get("status") == body.status)
+        and metadata_matches(t.get("metadata"), body.metadata)
+    ]
+    sort_items(items, body.sort_by, body.sort_order, "created_at")
+    wired = [thread_to_wire(ctx, t) for t in paginate(response, items, body.offset, body.limit)]
+    if body.values:
+        wired = [t for t in wired if metadata_matches(t.get("values"), body.values)]
+    return wired
+
+
+@router.post("/threads/count")
+def count_threads(body: ThreadSearch, request: Request) -> int:
+    ctx = ctx_of(request)
+    return sum(
+        1
+        for t in ctx.threads.all()
+        if (body.status is None or t.get("status") == body.status) and metadata_matches(t.get("metadata"), body.metadata)
+    )
+
+
+@router.get("/threads/{thread_id}")
+def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    return thread_to_wire(ctx, load_thread(ctx, thread_id))
+
+
+@router.patch("/threads/{thread_id}")
+def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    thread = load_thread(ctx, thread_id)
+    thread["metadata"] = {**(thread.get("metadata") or {}), **(body.metadata or {})}
+    thread["updated_at"] = now_iso()
+    ctx.threads.update_doc(thread_id, thread)
+    return thread_to_wire(ctx, thread)
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+def delete_thread(thread_id: str, request: Request) -> Response:
+    ctx = ctx_of(request)
+    load_thread(ctx, thread_id)
+    delete_thread_everywhere(ctx, thread_id)
+    return Response(status_code=204)
+
+
+def _state(request: Request, thread_id: str, checkpoint: dict[str, Any] | None, subgraphs: bool) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    thread = load_thread(ctx, thread_id)
+    graph_id = thread_graph(ctx, thread)
+    if graph_id is None:
+        return {
+            "values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
+            "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None, "checkpoint_map": None},
+            "parent_checkpoint": None, "interrupts": [],
+        }
+    snapshot = get_thread_state(ctx, thread_id, graph_id, checkpoint, subgraphs=subgraphs)
+    if checkpoint and checkpoint.get("checkpoint_id") and snapshot.created_at is None:
+        raise not_found("Checkpoint")
+    return snapshot_to_wire(snapshot)
+
+
+@router.get("/threads/{thread_id}/state")
+def get_state(thread_id: str, request: Request, subgraphs: bool = False) -> dict[str, Any]:
+    return _state(request, thread_id, None, subgraphs)
+
+
+@router.get("/threads/{thread_id}/state/{checkpoint_id}")
+def get_state_at(thread_id: str, checkpoint_id: str, request: Request, subgraphs: bool = False) -> dict[str, Any]:
+    return _state(request, thread_id, {"checkpoint_id": checkpoint_id}, subgraphs)
+
+
+@router.post("/threads/{thread_id}/state/checkpoint")
+def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest, request: Request) -> dict[str, Any]:
+    return _state(request, thread_id, body.checkpoint, body.subgraphs)
+
+
+@router.post("/threads/{thread_id}/state")
+def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    thread = load_thread(ctx, thread_id)
+    if thread.get("status") == "busy" or thread.get("active_run_id"):
+        raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.")
+    graph_id = thread_graph(ctx, thread)
+    if graph_id is None:
+        raise HTTPException(400, "Thread has no graph yet: run it once before updating its state.")
+    checkpoint = dict(body.checkpoint or {})
+    if body.checkpoint_id:
+        checkpoint["checkpoint_id"] = body.checkpoint_id
+    try:
+        config = bound_graph(ctx, graph_id).update_state(
+            state_config(thread_id, checkpoint), body.values, as_node=body.as_node
+        )
+    except (ValueError, KeyError) as exc:
+        raise HTTPException(400, str(exc)) from None
+    thread["state_updated_at"] = thread["updated_at"] = now_iso()
+    snapshot = get_thread_state(ctx, thread_id, graph_id)
+    ctx.threads.update_doc(thread_id, thread, status="interrupted" if snapshot.next else "idle")
+    c = config["configurable"]
+    return {
+        "checkpoint": {
+            "thread_id": thread_id,
+            "checkpoint_ns": c.get("checkpoint_ns", ""),
+            "checkpoint_id": c.get("checkpoint_id"),
+            "checkpoint_map": c.get("checkpoint_map"),
+        }
+    }
+
+
+def _history(ctx: Context, thread_id: str, body: HistoryRequest) -> list[dict[str, Any]]:
+    thread = load_thread(ctx, thread_id)
+    graph_id = thread_graph(ctx, thread)
+    if graph_id is None:
+        return []
+    before = body.before
+    if isinstance(before, str):
+        before = {"configurable": {"checkpoint_id": before}}
+    elif isinstance(before, dict) and "configurable" not in before:
+        before = {"configurable": before}
+    config = state_config(thread_id, body.checkpoint)
+    graph = bound_graph(ctx, graph_id)
+    return [
+        snapshot_to_wire(s)
+        for s in graph.get_state_history(config, filter=body.metadata, before=before, limit=body.limit)
+    ]
+
+
+@router.post("/threads/{thread_id}/history")
+def post_history(thread_id: str, body: HistoryRequest, request: Request) -> list[dict[str, Any]]:
+    return _history(ctx_of(request), thread_id, body)
+
+
+@router.get("/threads/{thread_id}/history")
+def get_history(thread_id: str, request: Request, limit: int = 10, before: str | None = None) -> list[dict[str, Any]]:
+    return _history(ctx_of(request), thread_id, HistoryRequest(limit=limit, before=before))
+
+
+@router.post("/threads/{thread_id}/copy")
+def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
+    ctx = ctx_of(request)
+    thread = load_thread(ctx, thread_id)
+    if thread.get("status") in INFLIGHT or thread.get("active_run_id"):
+        raise HTTPException(409, "Thread is busy: copy it when its run has finished.")
+    copy_id = str(uuid.uuid4())
+    created = new_thread(ctx, copy_id, thread.get("metadata"))
+    assert created is not None
+    ctx.checkpointer.copy_thread(thread_id, copy_id)
+    ctx.threads.set_status(copy_id, thread.get("status", "idle"))
+    return thread_to_wire(ctx, ctx.threads.get(copy_id))

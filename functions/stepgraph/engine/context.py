@@ -1,0 +1,81 @@
+"""The per-process wiring: settings, AWS clients, stores and graphs, built once and passed down."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from stepgraph.engine.graphs import GraphRegistry
+from stepgraph.settings import Clients, Settings
+from stepgraph.storage.checkpoints import DynamoDBSaver
+from stepgraph.storage.events import EventLog, Notifier, PollingNotifier
+from stepgraph.storage.resources import AssistantStore, RunStore, ThreadStore
+
+
+@dataclass
+class Context:
+    settings: Settings
+    notifier: Notifier = field(default_factory=PollingNotifier)
+
+    @cached_property
+    def clients(self) -> Clients:
+        return Clients(self.settings)
+
+    @cached_property
+    def graphs(self) -> GraphRegistry:
+        return GraphRegistry.from_config(self.settings.config_path)
+
+    @cached_property
+    def assistants(self) -> AssistantStore:
+        return AssistantStore(self.clients.dynamodb, self.settings.assistants_table)
+
+    @cached_property
+    def threads(self) -> ThreadStore:
+        return ThreadStore(self.clients.dynamodb, self.settings.threads_table)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        return RunStore(self.clients.dynamodb, self.settings.runs_table)
+
+    @cached_property
+    def events(self) -> EventLog:
+        return EventLog(
+            self.clients.dynamodb,
+            self.settings.events_table,
+            s3=self.clients.s3,
+            bucket=self.settings.spill_bucket,
+            ttl_seconds=self.settings.event_ttl_seconds,
+            spill_threshold_bytes=self.settings.spill_threshold_bytes,
+            notifier=self.notifier,
+        )
+
+    @cached_property
+    def checkpointer(self) -> DynamoDBSaver:
+        return DynamoDBSaver(
+            dynamodb_client=self.clients.dynamodb,
+            s3_client=self.clients.s3,
+            table=self.settings.checkpoints_table,
+            bucket=self.settings.spill_bucket,
+            spill_threshold_bytes=self.settings.spill_threshold_bytes,
+        )
+
+
+_current: Context | None = None
+_lock = threading.Lock()
+
+
+def current_context() -> Context:
+    """The process's context: built from the environment on first use (Lambda cold start)."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Context(Settings.from_env())
+        return _current
+
+
+def set_context(ctx: Context | None) -> None:
+    """The local runtime and tests install their own context (shared notifier, moto endpoints)."""
+    global _current
+    with _lock:
+        _current = ctx

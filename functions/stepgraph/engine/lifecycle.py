@@ -1,0 +1,226 @@
+"""A run's life outside its supersteps: creation, admission, parking and finishing.
+
+The SQS FIFO queue (group = thread) only rings a doorbell for a thread; what decides which run
+executes is the thread lease, a conditional write on the thread item. Dispatch and finish both
+call `admit_next_run`, which starts the oldest pending run of the thread if nobody holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepgraph.engine.context import Context
+from stepgraph.engine.state import get_thread_state
+from stepgraph.storage.events import END
+from stepgraph.storage.resources import INFLIGHT, Conflict, now_iso
+
+logger = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    """UUIDv7: time-ordered, so the runs table's sort key is creation order."""
+    import os
+    import time
+
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def ring_doorbell(ctx: Context, thread_id: str, dedup: str) -> None:
+    """Ask dispatch to look at this thread's pending runs (one FIFO group per thread)."""
+    ctx.clients.sqs.send_message(
+        QueueUrl=ctx.settings.run_queue_url,
+        MessageBody=json.dumps({"thread_id": thread_id}),
+        MessageGroupId=thread_id,
+        MessageDeduplicationId=dedup,
+    )
+
+
+def insert_run(ctx: Context, run: dict[str, Any]) -> None:
+    """Persist a pending run, mark the thread busy and ring the thread's doorbell."""
+    ctx.runs.create(run)
+    ctx.threads.set_status(run["thread_id"], "busy")
+    ring_doorbell(ctx, run["thread_id"], dedup=run["run_id"])
+
+
+def admit_next_run(ctx: Context, thread_id: str) -> str | None:
+    """Start the oldest pending run of the thread if the thread is free. Safe to run twice."""
+    for _ in range(10):
+        thread = ctx.threads.get(thread_id)
+        if thread is None:
+            return None
+        holder = thread.get("active_run_id")
+        if holder:
+            held = ctx.runs.get(thread_id, holder)
+            if held is not None and held["status"] == "running":
+                return None  # busy: its finish rings the doorbell again
+            if held is not None and held["status"] == "pending":
+                candidate = holder  # a dispatch crashed between lease and start: finish the job
+            else:
+                # The holder ended without releasing (crash inside finish): free the thread.
+                ctx.threads.release_lease(thread_id, holder, status="idle")
+                continue
+        else:
+            candidate = ctx.runs.oldest_pending(thread_id)
+        if candidate is None:
+            return None
+        old_token = thread.get("task_token")
+        if not ctx.threads.acquire_lease(thread_id, candidate):
+            return None
+        try:
+            run = ctx.runs.transition(thread_id, candidate, to="running", expected=("pending",))
+        except Conflict:
+            ctx.threads.release_lease(thread_id, candidate, status="idle")
+            continue
+        _start(ctx, run, old_token)
+        return candidate
+    return None
+
+
+def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
+    sfn = ctx.clients.sfn
+    if parked_token:
+        if run.get("kwargs", {}).get("command"):
+            # A resume continues the parked execution itself; only the new run's id crosses.
+            try:
+                sfn.send_task_success(taskToken=parked_token, output=json.dumps({"run_id": run["run_id"]}))
+                return
+            except ClientError as exc:
+                logger.info("parked execution gone (%s); starting a new one", exc.response["Error"]["Code"])
+        else:
+            # New input abandons the parked execution through its token.
+            try:
+                sfn.send_task_failure(taskToken=parked_token, error="Abandoned", cause="new input on the thread")
+            except ClientError:
+                pass
+    try:
+        sfn.start_execution(
+            stateMachineArn=ctx.settings.state_machine_arn,
+            name=run["run_id"],
+            input=json.dumps(
+                {
+                    "run_id": run["run_id"],
+                    "thread_id": run["thread_id"],
+                    "step": {"status": "pending", "park_timeout_seconds": 0},
+                    "error": None,
+                }
+            ),
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
+
+
+def _thread_status_after(ctx: Context, run: dict[str, Any], run_status: str) -> str:
+    thread_id = run["thread_id"]
+    if ctx.runs.oldest_pending(thread_id):
+        return "busy"
+    if run_status == "error":
+        return "error"
+    return "interrupted" if get_thread_state(ctx, thread_id, run["graph_id"]).next else "idle"
+
+
+def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None:
+    """The run stopped on an interrupt: it succeeds (as the peer reports it), the thread waits."""
+    try:
+        ctx.runs.transition(thread_id, run_id, to="success", expected=("running",))
+    except Conflict:
+        logger.info("run %s ended before parking (cancelled?)", run_id)
+        return
+    busy = ctx.runs.oldest_pending(thread_id) is not None
+    ctx.threads.release_lease(thread_id, run_id, status="busy" if busy else "interrupted", park_token=task_token)
+    ctx.events.append(run_id, END, {"status": "success"})
+    if busy:
+        ring_doorbell(ctx, thread_id, dedup=f"park:{run_id}")
+
+
+def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
+    """Final status (conditional: never overwrites a cancel), free the lease, admit the next run."""
+    run = ctx.runs.get(thread_id, run_id)
+    if run is None:
+        return {"resume_run_id": None}
+    if outcome == "expired":
+        return {"resume_run_id": None}
+    failure = run.get("error")
+    if error and not failure:
+        # The step crashed past its retries: the error never reached the event log.
+        failure = {"error": str(error.get("Error", "StepFailed")), "message": _cause(error)}
+        ctx.events.append(run_id, "error", failure)
+    status = "error" if (failure or outcome == "error") else "success"
+    try:
+        ctx.runs.transition(thread_id, run_id, to=status, expected=("running",), patch={"error": failure})
+    except Conflict:
+        status = ctx.runs.get(thread_id, run_id)["status"] if ctx.runs.get(thread_id, run_id) else status
+    ctx.threads.release_lease(thread_id, run_id, status=_thread_status_after(ctx, run, status))
+    ctx.events.append(run_id, END, {"status": status})
+    ring_doorbell(ctx, thread_id, dedup=f"finish:{run_id}")
+    return {"resume_run_id": None}
+
+
+def _cause(error: dict[str, Any]) -> str:
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+        return str(parsed.get("errorMessage") or cause)
+    except (ValueError, AttributeError):
+        return str(cause)
+
+
+def run_is_inflight(run: dict[str, Any]) -> bool:
+    return run.get("status") in INFLIGHT
+
+
+def base_run(thread_id: str, assistant: dict[str, Any], kwargs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    now = now_iso()
+    return {
+        "run_id": new_run_id(),
+        "thread_id": thread_id,
+        "assistant_id": assistant["assistant_id"],
+        "graph_id": assistant["graph_id"],
+        "created_at": now,
+        "updated_at": now,
+        "status": "pending",
+        "metadata": extra.pop("metadata", None) or {},
+        "kwargs": kwargs,
+        "multitask_strategy": extra.pop("multitask_strategy", None) or "enqueue",
+        "langsmith_session_name": None,
+        **extra,
+    }
+
+
+def execution_arn(ctx: Context, run_id: str) -> str:
+    return ctx.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+
+
+def cancel_run(ctx: Context, run: dict[str, Any], action: str = "interrupt") -> dict[str, Any] | None:
+    """Cancel a pending or running run. The status write is conditional, then the lease goes:
+    from that moment the run's fenced checkpoint writes fail, so it can never write again."""
+    thread_id, run_id = run["thread_id"], run["run_id"]
+    try:
+        run = ctx.runs.transition(thread_id, run_id, to="interrupted", expected=INFLIGHT)
+    except Conflict:
+        return ctx.runs.get(thread_id, run_id)
+    ctx.threads.release_lease(thread_id, run_id, status=_thread_status_after(ctx, run, "interrupted"))
+    try:
+        ctx.clients.sfn.stop_execution(executionArn=execution_arn(ctx, run_id), error="Cancelled")
+    except Exception:  # noqa: BLE001 - never started, already over, parked, or (moto) not yet running
+        logger.debug("stop_execution for %s did nothing", run_id, exc_info=True)
+    ctx.events.append(run_id, END, {"status": "interrupted"})
+    if action == "rollback":
+        ctx.checkpointer.delete_for_runs([run_id])
+        ctx.runs.delete(thread_id, run_id)
+        ctx.events.delete_run(run_id)
+        run = None
+    ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
+    return run

@@ -1,0 +1,285 @@
+"""Run a thread's supersteps inside one Step invocation.
+
+Each invocation loads the graph, resumes from the thread's latest checkpoint (or applies the
+run's input on its first invocation), runs supersteps with the DynamoDB checkpointer, and stops
+after a superstep's checkpoint: after one in strict mode, after a time budget in batched mode.
+Stream output goes to the event log while nodes run. Only the status leaves the function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+from langgraph.errors import GraphRecursionError
+from langgraph.types import Command, Send
+
+from stepgraph.engine.context import Context
+from stepgraph.storage.checkpoints import HeadConflict, LeaseCondition
+from stepgraph.storage.events import SeqTaken
+from stepgraph.storage.resources import Conflict
+
+logger = logging.getLogger(__name__)
+
+# Step Functions' ceiling for a task token wait is a year; a run may ask for less.
+DEFAULT_PARK_TIMEOUT_SECONDS = 365 * 24 * 3600
+
+# Stream modes a client may ask for → the LangGraph mode that produces them.
+STREAM_MODES = {
+    "values": "values",
+    "updates": "updates",
+    "custom": "custom",
+    "checkpoints": "checkpoints",
+    "tasks": "tasks",
+    "debug": "debug",
+    "messages-tuple": "messages",
+}
+# Exception types whose message the peer passes to clients; others become a generic message.
+_PUBLIC_ERRORS = {
+    "ValueError", "TypeError", "KeyError", "AttributeError", "RuntimeError", "RecursionError",
+    "TimeoutError", "InvalidUpdateError", "GraphBubbleUp", "EmptyInputError", "HTTPException",
+    "UserInterrupt", "GraphRecursionError",
+}
+
+
+def error_payload(exc: BaseException) -> dict[str, str]:
+    name = type(exc).__name__
+    message = str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
+    return {"error": name, "message": message}
+
+
+@dataclass
+class StepResult:
+    status: str  # continue | interrupted | done | error
+    park_timeout_seconds: int = DEFAULT_PARK_TIMEOUT_SECONDS
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"status": self.status, "park_timeout_seconds": self.park_timeout_seconds}
+
+
+class EventWriter:
+    """Buffers stream events and flushes them from a background thread.
+
+    A node's output reaches the log within a few milliseconds while the node is still running
+    (token streaming), yet bursts are written in batches of up to 100 per request.
+    """
+
+    def __init__(self, ctx: Context, run_id: str):
+        self.log = ctx.events
+        self.run_id = run_id
+        self.next_seq = self.log.last_seq(run_id) + 1
+        self._buffer: list[tuple[str, Any]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    def append(self, event: str, data: Any) -> None:
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            self._buffer.append((event, data))
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._buffer and not self._closed:
+                    self._cond.wait()
+                batch, self._buffer = self._buffer[:100], self._buffer[100:]
+                if not batch and self._closed:
+                    return
+            try:
+                self.log.write(self.run_id, self.next_seq, batch)
+                self.next_seq += len(batch)
+            except BaseException as exc:  # surfaced to the step on its next append/close
+                with self._cond:
+                    self._error = exc
+                    self._buffer.clear()
+                return
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def run_config(run: dict[str, Any], assistant: dict[str, Any] | None) -> dict[str, Any]:
+    """RunnableConfig for the run: assistant config < run config < server-owned keys."""
+    kwargs = run.get("kwargs", {})
+    a_config = (assistant or {}).get("config") or {}
+    r_config = kwargs.get("config") or {}
+    configurable = {
+        **(a_config.get("configurable") or {}),
+        **(r_config.get("configurable") or {}),
+        "thread_id": run["thread_id"],
+        "run_id": run["run_id"],
+        "assistant_id": run["assistant_id"],
+        "graph_id": run["graph_id"],
+    }
+    config: dict[str, Any] = {**a_config, **r_config, "configurable": configurable}
+    config["metadata"] = {
+        **(a_config.get("metadata") or {}),
+        **(r_config.get("metadata") or {}),
+        **(run.get("metadata") or {}),
+        "run_id": run["run_id"],
+        "thread_id": run["thread_id"],
+        "assistant_id": run["assistant_id"],
+        "graph_id": run["graph_id"],
+    }
+    return config
+
+
+def run_input(kwargs: dict[str, Any]) -> Any:
+    command = kwargs.get("command")
+    if command:
+        goto = command.get("goto")
+        if isinstance(goto, dict):
+            goto = Send(goto["node"], goto.get("input"))
+        elif isinstance(goto, list):
+            goto = [Send(g["node"], g.get("input")) if isinstance(g, dict) else g for g in goto]
+        update = command.get("update")
+        if isinstance(update, list):
+            update = [tuple(pair) for pair in update]
+        return Command(resume=command.get("resume"), update=update, goto=goto or ())
+    return kwargs.get("input")
+
+
+def run_supersteps(
+    ctx: Context,
+    run_id: str,
+    thread_id: str,
+    *,
+    remaining_ms: Callable[[], int] | None = None,
+) -> StepResult:
+    run = ctx.runs.get(thread_id, run_id)
+    if run is None or run["status"] != "running":
+        # Cancelled, rolled back or already finished: a late or duplicate step does nothing.
+        return StepResult("done")
+    kwargs = run.get("kwargs", {})
+    park_timeout = int(kwargs.get("interrupt_deadline_seconds") or DEFAULT_PARK_TIMEOUT_SECONDS)
+    assistant = ctx.assistants.get(run["assistant_id"])
+    graph = ctx.graphs.get(run["graph_id"])
+    config = run_config(run, assistant)
+    lease = LeaseCondition(
+        table=ctx.settings.threads_table,
+        key={"thread_id": {"S": thread_id}},
+        expression="active_run_id = :r",
+        values={":r": {"S": run_id}},
+    )
+    thread_config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    latest = ctx.checkpointer.get_tuple(thread_config)
+    first = latest is None or latest.metadata.get("run_id") != run_id
+    start_id = latest.config["configurable"]["checkpoint_id"] if latest else None
+    # LangGraph's recursion limit counts from where stream() starts; a run spans several
+    # invocations, so each continuation gets what the run has left, as one process would.
+    limit = int(config.get("recursion_limit") or (graph.config or {}).get("recursion_limit") or 25)
+    step_now = latest.metadata.get("step", -1) if latest else -1
+    if first:
+        ctx.runs.transition(thread_id, run_id, to="running", expected=("running",), patch={"start_step": step_now})
+    else:
+        config["recursion_limit"] = max(limit - (step_now - int(run.get("start_step", step_now))), 1)
+    if first:
+        stream_input = run_input(kwargs)
+        checkpoint_id = kwargs.get("checkpoint_id") or (kwargs.get("checkpoint") or {}).get("checkpoint_id")
+        if checkpoint_id:
+            config["configurable"]["checkpoint_id"] = checkpoint_id
+            start_id = checkpoint_id
+    else:
+        stream_input = None
+
+    saver = ctx.checkpointer.fenced(ctx.checkpointer.head(thread_id), lease=lease)
+    bound = graph.copy(update={"checkpointer": saver})
+    requested = [m for m in kwargs.get("stream_mode") or ["values"] if m in STREAM_MODES]
+    modes = sorted({STREAM_MODES[m] for m in requested} | {"checkpoints"})
+    emit_checkpoints = "checkpoints" in requested
+    subgraphs = bool(kwargs.get("stream_subgraphs"))
+    strict = ctx.settings.step_mode == "strict"
+    deadline = time.monotonic() + ctx.settings.step_budget_ms / 1000
+    if remaining_ms is not None:
+        deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
+
+    writer = EventWriter(ctx, run_id)
+    replaying = not first
+    stopped_early = False
+    try:
+        for part in bound.stream(
+            stream_input,
+            config,
+            stream_mode=modes,
+            subgraphs=subgraphs,
+            durability="sync",
+            interrupt_before=kwargs.get("interrupt_before"),
+            interrupt_after=kwargs.get("interrupt_after"),
+            context=kwargs.get("context"),
+        ):
+            ns, mode, chunk = part if subgraphs else ((), *part)
+            if mode == "checkpoints" and not ns:
+                checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
+                if checkpoint_id == start_id:
+                    replaying = False  # LangGraph re-announces the checkpoint it resumed from
+                    continue
+                replaying = False
+                if emit_checkpoints:
+                    writer.append("checkpoints", chunk)
+                if chunk["next"] and (strict or time.monotonic() >= deadline):
+                    stopped_early = True
+                    break
+                continue
+            if replaying and mode in ("values", "debug", "checkpoints"):
+                continue
+            replaying = False
+            if mode == "checkpoints" and not emit_checkpoints:
+                continue
+            name = "messages" if mode == "messages" else mode
+            writer.append("|".join((name, *ns)), chunk)
+    except HeadConflict as conflict:
+        _close_quietly(writer)
+        if conflict.reason == "lease":
+            logger.info("run %s lost its thread lease; stopping", run_id)
+            return StepResult("done")
+        # A duplicate invocation advanced the thread first: continue from its checkpoint.
+        logger.info("run %s: head moved under a duplicate step; continuing from the new head", run_id)
+        return StepResult("continue", park_timeout)
+    except SeqTaken:
+        # Another invocation of this run is writing its log: let the state machine re-drive
+        # from whatever checkpoint that invocation reaches.
+        return StepResult("continue", park_timeout)
+    except (BotoCoreError, ClientError):
+        with contextlib.suppress(Exception):
+            writer.close()
+        raise  # storage faults are the state machine's to retry, not the graph's error
+    except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
+        payload = error_payload(exc)
+        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=True)
+        with contextlib.suppress(SeqTaken):
+            writer.append("error", payload)
+        if not _close_quietly(writer):
+            return StepResult("continue", park_timeout)
+        try:
+            ctx.runs.transition(thread_id, run_id, to="running", expected=("running",), patch={"error": payload})
+        except Conflict:
+            return StepResult("done")
+        return StepResult("error", park_timeout)
+    if not _close_quietly(writer) or stopped_early:
+        return StepResult("continue", park_timeout)
+    state = bound.get_state({"configurable": {"thread_id": thread_id}})
+    return StepResult("interrupted" if state.next else "done", park_timeout)
+
+
+def _close_quietly(writer: EventWriter) -> bool:
+    """Flush the log; False when a duplicate invocation of this run wrote those seqs first."""
+    try:
+        writer.close()
+    except SeqTaken:
+        return False
+    return True

@@ -1,0 +1,525 @@
+"""LangGraph checkpoints on DynamoDB (large blobs spill to S3), with a compare-and-set on each thread's
+head so that a Step Lambda invoked twice for the same superstep can never fork the thread."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+from urllib.parse import quote
+
+from botocore.exceptions import ClientError
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP, BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple,
+    SerializerProtocol, get_checkpoint_id, get_checkpoint_metadata, writes_sort_key,
+)
+from langgraph.checkpoint.memory import InMemorySaver
+
+__all__ = ["DynamoDBSaver", "HeadConflict", "LeaseCondition"]
+
+_BATCH = 25  # BatchWriteItem's maximum
+_IN_MAX = 100  # operands a DynamoDB IN (...) accepts
+_S3_BATCH = 1000  # DeleteObjects' maximum
+_KEYS = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, task_id"  # enough to delete an item and its blob
+
+
+class HeadConflict(Exception):
+    """A fenced put was rejected: the head moved ("head") or the run lost its lease ("lease")."""
+
+    def __init__(self, reason: str, thread_id: str, expected_head: str | None):
+        super().__init__(f"thread {thread_id}: fenced put rejected ({reason}), expected head {expected_head}")
+        self.reason, self.thread_id, self.expected_head = reason, thread_id, expected_head
+
+
+@dataclass(frozen=True)
+class LeaseCondition:
+    """An item of another table that must still match `expression` for a fenced put to commit."""
+
+    table: str
+    key: dict[str, Any]
+    expression: str
+    values: dict[str, Any] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+    def _check(self) -> dict[str, Any]:
+        check = {"TableName": self.table, "Key": self.key, "ConditionExpression": self.expression}
+        optional = {"ExpressionAttributeValues": self.values, "ExpressionAttributeNames": self.names}
+        return {"ConditionCheck": {**check, **{k: v for k, v in optional.items() if v}}}
+
+
+class _Fence:
+    # Shared by reference: LangGraph clones its checkpointer (with_allowlist), and every clone must
+    # see the head advance, or the run's second put would compare against a stale head.
+    def __init__(self, expected_head: str | None, lease: LeaseCondition | None):
+        self.expected_head, self.lease, self.lock = expected_head, lease, threading.Lock()
+
+
+class DynamoDBSaver(BaseCheckpointSaver[str]):
+    """Checkpoints in one table, partitioned by thread (pk = thread_id), with these sort keys:
+
+    - ``C#{ns}#{checkpoint_id}``: a whole checkpoint (channel values included), its metadata and
+      parent id. Checkpoint ids are uuid6, so key order is time order.
+    - ``C#{ns}#{checkpoint_id}#W#{task_id}#{idx}``: a pending write. It sorts right next to its
+      checkpoint, so one Query returns a checkpoint together with its pending writes.
+    - ``H#{ns}``: the head, the id of the namespace's current checkpoint.
+
+    A payload over `spill_threshold_bytes` goes to S3 and the item keeps its key. LangGraph joins
+    namespaces with ":" and "|", never "#", so the prefixes of two namespaces can't overlap.
+    A plain saver moves the head unconditionally; `fenced()` makes the move a compare-and-set.
+    """
+
+    # InMemorySaver's versions, so checkpoints look alike whichever saver wrote them. Versions key
+    # no storage here: every checkpoint item carries its own channel values.
+    get_next_version = InMemorySaver.get_next_version
+
+    def __init__(
+        self, *, dynamodb_client: Any, s3_client: Any, table: str, bucket: str,
+        spill_threshold_bytes: int = 350_000, serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.ddb, self.s3, self.table, self.bucket = dynamodb_client, s3_client, table, bucket
+        self.spill_threshold_bytes = spill_threshold_bytes
+        self._fence: _Fence | None = None
+
+    def fenced(self, expected_head: str | None, lease: LeaseCondition | None = None) -> DynamoDBSaver:
+        """A saver sharing this one's clients whose root-namespace puts commit only if the head is
+        still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
+
+        `expected_head` is the head the invocation *observed* when it loaded the thread, not the
+        parent of what it puts: a run resuming from an older checkpoint X (a fork) puts a child of
+        X, yet must still lose to anything that moved the head since it looked. Each successful
+        put advances the expected head, so a run puts successive checkpoints. Of two invocations
+        running one superstep from one head, exactly one put commits; the other raises HeadConflict.
+
+        Subgraph namespaces are fenced by the lease only: their heads aren't known when the run
+        starts. put_writes is not fenced: writes hang off a checkpoint that already passed the
+        fence and are first-writer-wins per task, so a duplicate can only offer the result of the
+        same task run from the same state.
+        """
+        clone = copy.copy(self)
+        clone._fence = _Fence(expected_head, lease)
+        return clone
+
+    @property
+    def expected_head(self) -> str | None:
+        return self._fence.expected_head if self._fence else None
+
+    def head(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
+        key = _key(thread_id, f"H#{checkpoint_ns}")
+        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+        return item["head"]["S"] if item else None
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, ns = _thread_ns(config)
+        checkpoint_id = get_checkpoint_id(config)
+        prefix = f"C#{ns}#{checkpoint_id or ''}"
+        # Small pages: the newest checkpoint comes right after its own, usually few, pending writes.
+        items = self._query(thread_id, "begins_with(sk, :p)", {":p": _s(prefix)}, page=16)
+        return next(self._tuples(thread_id, items, ns, checkpoint_id), None)
+
+    def list(
+        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None, limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        ns = config["configurable"].get("checkpoint_ns") if config else None
+        checkpoint_id = get_checkpoint_id(config) if config else None
+        before_id = get_checkpoint_id(before) if before else None
+        cond, values = _range(ns, checkpoint_id, before_id)
+        threads = [config["configurable"]["thread_id"]] if config else self._thread_ids()
+
+        def found() -> Iterator[CheckpointTuple]:
+            for thread_id in threads:
+                items = self._query(thread_id, cond, values, page=64)
+                yield from self._tuples(thread_id, items, ns, checkpoint_id, before_id, filter)
+
+        yield from islice(found(), None if limit is None else max(limit, 0))
+
+    def _tuples(
+        self, thread_id: str, items: Iterable[dict], ns: str | None, checkpoint_id: str | None,
+        before_id: str | None = None, filter: dict[str, Any] | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints of a newest-first item stream, each with the writes just before it."""
+        writes: list[dict[str, Any]] = []
+        for item in items:
+            if "task_id" in item:
+                writes.append(item)
+                continue
+            item_ns, item_id = where = _where(item)
+            mine = [w for w in writes if _where(w) == where]
+            writes = []
+            if (ns is not None and item_ns != ns) or (checkpoint_id and item_id != checkpoint_id):
+                continue
+            if before_id and item_id >= before_id:
+                continue
+            metadata = self.serde.loads_typed((item["metadata_type"]["S"], item["metadata"]["B"]))
+            if filter and any(metadata.get(k) != v for k, v in filter.items()):
+                continue
+            mine.sort(key=lambda w: writes_sort_key(w["task_path"]["S"], w["task_id"]["S"], int(w["idx"]["N"])))
+            parent = item.get("parent_checkpoint_id", {}).get("S")
+            yield CheckpointTuple(
+                config=_config(thread_id, item_ns, item_id),
+                checkpoint=self._load(item),
+                metadata=metadata,
+                parent_config=_config(thread_id, item_ns, parent) if parent else None,
+                pending_writes=[(w["task_id"]["S"], w["channel"]["S"], self._load(w)) for w in mine],
+            )
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def put(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, ns = _thread_ns(config)
+        checkpoint_id, parent_id = checkpoint["id"], config["configurable"].get("checkpoint_id")
+        metadata = get_checkpoint_metadata(config, metadata)
+        metadata_type, metadata_bytes = self.serde.dumps_typed(metadata)
+        payload, s3_key = self._dump(checkpoint, thread_id, ns, checkpoint_id, "checkpoint")
+        item = {
+            **_key(thread_id, f"C#{ns}#{checkpoint_id}"),
+            **_ids(ns, checkpoint_id),
+            "metadata_type": _s(metadata_type),
+            "metadata": {"B": metadata_bytes},
+            **payload,
+        }
+        if parent_id:
+            item["parent_checkpoint_id"] = _s(parent_id)
+        if isinstance(metadata.get("run_id"), str):  # top-level, so delete_for_runs can filter on it
+            item["run_id"] = _s(metadata["run_id"])
+        head = {**_key(thread_id, f"H#{ns}"), "head": _s(checkpoint_id)}
+        if self._fence is None:
+            # One transaction, so no crash leaves a checkpoint that the head doesn't point at.
+            puts = [{"Put": {"TableName": self.table, "Item": i}} for i in (item, head)]
+            self.ddb.transact_write_items(TransactItems=puts)
+        else:
+            with self._fence.lock:
+                self._fenced_put(self._fence, thread_id, ns, item, head, s3_key)
+        return _config(thread_id, ns, checkpoint_id)
+
+    def _fenced_put(
+        self, fence: _Fence, thread_id: str, ns: str, item: dict, head: dict, s3_key: str | None
+    ) -> None:
+        new_head = head["head"]["S"]
+        ops: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+        ]
+        if ns == "":
+            expected = fence.expected_head
+            values = {":new": _s(new_head), **({":expected": _s(expected)} if expected is not None else {})}
+            cas = {
+                "TableName": self.table, "Key": _key(thread_id, "H#"), "UpdateExpression": "SET #h = :new",
+                "ConditionExpression": "attribute_not_exists(#h)" if expected is None else "#h = :expected",
+                "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": values,
+            }
+            ops.append({"Update": cas})
+        else:
+            ops.append({"Put": {"TableName": self.table, "Item": head}})
+        if fence.lease is not None:
+            ops.append(fence.lease._check())
+        try:
+            # botocore fills in ClientRequestToken, so its own retry of a commit whose response was
+            # lost is answered idempotently rather than failing on the head that commit moved.
+            self.ddb.transact_write_items(TransactItems=ops)
+        except ClientError as exc:
+            reason = _conflict_reason(exc, lease_index=2 if fence.lease else None)
+            if reason is None:
+                raise
+            if s3_key:  # spill keys are never reused: nothing else can reference this object
+                self._delete_objects([s3_key])
+            raise HeadConflict(reason, thread_id, fence.expected_head) from exc
+        if ns == "":
+            fence.expected_head = new_head
+
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        thread_id, ns = _thread_ns(config)
+        checkpoint_id = config["configurable"]["checkpoint_id"]
+        for idx, (channel, value) in enumerate(writes):
+            idx = WRITES_IDX_MAP.get(channel, idx)
+            name = f"writes/{quote(task_id, safe='')}/{idx}"
+            payload, _ = self._dump(value, thread_id, ns, checkpoint_id, name)
+            item = {
+                **_key(thread_id, f"C#{ns}#{checkpoint_id}#W#{task_id}#{idx:010d}"),
+                **_ids(ns, checkpoint_id),
+                "task_id": _s(task_id),
+                "task_path": _s(task_path),
+                "channel": _s(channel),
+                "idx": {"N": str(idx)},
+                **payload,
+            }
+            # Special channels (error, interrupt, ...) keep the latest value; a regular write is
+            # first-writer-wins, so a duplicated task can't replace a result already stored.
+            cond = {} if idx < 0 else {"ConditionExpression": "attribute_not_exists(pk)"}
+            try:
+                resp = self.ddb.put_item(TableName=self.table, Item=item, ReturnValues="ALL_OLD", **cond)
+                garbage = resp.get("Attributes", {})
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                garbage = item
+            if "s3_key" in garbage:
+                self._delete_objects([garbage["s3_key"]["S"]])
+
+    # --- deletes and copies --------------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._delete_items(self._query(thread_id, projection=_KEYS))
+        # Sweep the whole prefix: it also catches objects orphaned by a crash in the middle of a put.
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=_s3_prefix(thread_id)):
+            self._delete_objects([obj["Key"] for obj in page.get("Contents", [])])
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        run_ids = list(dict.fromkeys(run_ids))
+        touched: set[tuple[str, str]] = set()
+        for i in range(0, len(run_ids), _IN_MAX):
+            values = {f":r{j}": _s(r) for j, r in enumerate(run_ids[i : i + _IN_MAX])}
+            # The table has no index on run_id, so this scans: acceptable on an administrative path.
+            for item in self._scan(
+                FilterExpression=f"#r IN ({', '.join(values)})",
+                ExpressionAttributeNames={"#r": "run_id"},
+                ExpressionAttributeValues=values,
+                ProjectionExpression="pk, checkpoint_ns, checkpoint_id",
+            ):
+                thread_id, (ns, cid) = item["pk"]["S"], _where(item)
+                mine = {":p": _s(f"C#{ns}#{cid}")}  # the checkpoint and its writes
+                self._delete_items(self._query(thread_id, "begins_with(sk, :p)", mine, projection=_KEYS))
+                touched.add((thread_id, ns))
+        for thread_id, ns in touched:
+            self._repair_head(thread_id, ns)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        src, dst = _s3_prefix(source_thread_id), _s3_prefix(target_thread_id)
+
+        def copies() -> Iterator[dict[str, Any]]:
+            for item in self._query(source_thread_id):  # heads included
+                item = {**item, "pk": _s(target_thread_id)}
+                if "s3_key" in item:  # an object of its own: deleting either thread spares the other
+                    source = {"Bucket": self.bucket, "Key": item["s3_key"]["S"]}
+                    item["s3_key"] = _s(dst + source["Key"].removeprefix(src))
+                    self.s3.copy_object(Bucket=self.bucket, Key=item["s3_key"]["S"], CopySource=source)
+                yield {"PutRequest": {"Item": item}}
+
+        self._batch_write(copies())
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            items = list(self._query(thread_id, "begins_with(sk, :p)", {":p": _s("C#")}, projection=_KEYS))
+            latest: dict[str, str] = {}
+            for ns, cid in (_where(i) for i in items if "task_id" not in i):
+                latest[ns] = max(latest.get(ns, ""), cid)
+            self._delete_items(i for i in items if _where(i) not in latest.items())
+            for ns in latest:
+                self._repair_head(thread_id, ns)
+
+    def _repair_head(self, thread_id: str, ns: str) -> None:
+        """Point a head whose checkpoint was deleted at the newest survivor, or drop it. Conditional
+        on the head being unchanged, so it never undoes a put that raced with the deletion."""
+        head = self.head(thread_id, ns)
+        if head is None:
+            return
+        key = _key(thread_id, f"C#{ns}#{head}")
+        found = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True, ProjectionExpression="pk")
+        if "Item" in found:
+            return
+        items = self._query(thread_id, "begins_with(sk, :p)", {":p": _s(f"C#{ns}#")}, page=16, projection=_KEYS)
+        newest = next((i["checkpoint_id"]["S"] for i in items if "task_id" not in i), None)
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "Key": _key(thread_id, f"H#{ns}"), "ConditionExpression": "#h = :old",
+            "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": {":old": _s(head)},
+        }
+        try:
+            if newest is None:
+                self.ddb.delete_item(**kwargs)
+            else:
+                kwargs["ExpressionAttributeValues"][":new"] = _s(newest)
+                self.ddb.update_item(UpdateExpression="SET #h = :new", **kwargs)
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    # --- async twins: boto3 is synchronous, so each call runs in a worker thread ----------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None, limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        # In batches, so a long history streams instead of loading whole before the first yield.
+        found = self.list(config, filter=filter, before=before, limit=limit)
+        while batch := await asyncio.to_thread(lambda: list(islice(found, 16))):
+            for tup in batch:
+                yield tup
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def ahead(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
+        return await asyncio.to_thread(self.head, thread_id, checkpoint_ns)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    # --- storage helpers -----------------------------------------------------------------------
+
+    def _dump(
+        self, value: Any, thread_id: str, ns: str, checkpoint_id: str, name: str
+    ) -> tuple[dict[str, Any], str | None]:
+        type_, data = self.serde.dumps_typed(value)
+        if len(data) <= self.spill_threshold_bytes:
+            return {"type": _s(type_), "data": {"B": data}}, None
+        # A fresh key per attempt: no object is ever overwritten or shared, so whoever loses a
+        # conditional write may delete its own object without asking who else uses it.
+        key = f"{_s3_prefix(thread_id)}ns={quote(ns, safe='')}/{checkpoint_id}/{name}-{uuid.uuid4().hex}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)  # before the item: no dangling key
+        return {"type": _s(type_), "s3_key": _s(key)}, key
+
+    def _load(self, item: dict[str, Any]) -> Any:
+        if "data" in item:
+            data = item["data"]["B"]
+        else:
+            data = self.s3.get_object(Bucket=self.bucket, Key=item["s3_key"]["S"])["Body"].read()
+        return self.serde.loads_typed((item["type"]["S"], data))
+
+    def _query(
+        self, thread_id: str, cond: str = "", values: dict | None = None, *, page: int = 0, projection: str = ""
+    ) -> Iterator[dict[str, Any]]:
+        """A thread's items, newest first, fetched page by page as the caller consumes them."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "ScanIndexForward": False, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk" + (f" AND {cond}" if cond else ""),
+            "ExpressionAttributeValues": {":pk": _s(thread_id), **(values or {})},
+            **({"Limit": page} if page else {}), **({"ProjectionExpression": projection} if projection else {}),
+        }
+        return self._paginate(self.ddb.query, kwargs)
+
+    def _scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        return self._paginate(self.ddb.scan, {"TableName": self.table, "ConsistentRead": True, **kwargs})
+
+    @staticmethod
+    def _paginate(call: Any, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        while True:
+            resp = call(**kwargs)
+            yield from resp.get("Items", [])
+            if "LastEvaluatedKey" not in resp:
+                return
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _thread_ids(self) -> list[str]:
+        # Every namespace with a checkpoint has a head, so head items enumerate the threads.
+        heads = self._scan(
+            FilterExpression="begins_with(sk, :h)", ExpressionAttributeValues={":h": _s("H#")},
+            ProjectionExpression="pk",
+        )
+        return list(dict.fromkeys(item["pk"]["S"] for item in heads))
+
+    def _delete_items(self, items: Iterable[dict[str, Any]]) -> None:
+        # Items before their objects: a crash in between orphans objects, but never leaves an item
+        # pointing at a missing one.
+        items = list(items)
+        self._batch_write({"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items)
+        self._delete_objects([i["s3_key"]["S"] for i in items if "s3_key" in i])
+
+    def _batch_write(self, requests: Iterable[dict[str, Any]]) -> None:
+        requests = iter(requests)
+        while chunk := list(islice(requests, _BATCH)):
+            pending: dict[str, Any] = {self.table: chunk}
+            for attempt in range(10):
+                pending = self.ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                # Unprocessed items are DynamoDB shedding load, not failing: back off, resend those.
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+            else:
+                raise RuntimeError(f"BatchWriteItem still left items unprocessed after retries: {pending}")
+
+    def _delete_objects(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), _S3_BATCH):
+            objects = [{"Key": k} for k in keys[i : i + _S3_BATCH]]
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _key(thread_id: str, sk: str) -> dict[str, Any]:
+    return {"pk": _s(thread_id), "sk": _s(sk)}
+
+
+def _ids(ns: str, checkpoint_id: str) -> dict[str, Any]:
+    return {"checkpoint_ns": _s(ns), "checkpoint_id": _s(checkpoint_id)}
+
+
+def _where(item: dict[str, Any]) -> tuple[str, str]:
+    return item["checkpoint_ns"]["S"], item["checkpoint_id"]["S"]
+
+
+def _s3_prefix(thread_id: str) -> str:
+    return f"checkpoints/{quote(thread_id, safe='')}/"
+
+
+def _thread_ns(config: RunnableConfig) -> tuple[str, str]:
+    return config["configurable"]["thread_id"], config["configurable"].get("checkpoint_ns", "")
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+
+def _range(ns: str | None, checkpoint_id: str | None, before_id: str | None) -> tuple[str, dict[str, Any]]:
+    """The narrowest key condition for a listing; _tuples applies the exact filters."""
+    if ns is None:
+        return "begins_with(sk, :p)", {":p": _s("C#")}
+    if before_id and not checkpoint_id:  # ends at `before` itself: its writes and anything newer are out
+        return "sk BETWEEN :lo AND :hi", {":lo": _s(f"C#{ns}#"), ":hi": _s(f"C#{ns}#{before_id}")}
+    return "begins_with(sk, :p)", {":p": _s(f"C#{ns}#{checkpoint_id or ''}")}
+
+
+def _code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+def _conflict_reason(exc: ClientError, lease_index: int | None) -> str | None:
+    """Which condition cancelled the transaction, "lease" or "head". None for any other failure
+    (throttling, a TransactionConflict with a concurrent writer): the caller's retry handles those."""
+    if _code(exc) != "TransactionCanceledException":
+        return None
+    codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+    if lease_index is not None and codes[lease_index : lease_index + 1] == ["ConditionalCheckFailed"]:
+        return "lease"
+    return "head" if "ConditionalCheckFailed" in codes else None

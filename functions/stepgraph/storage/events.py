@@ -1,0 +1,255 @@
+"""The stream event log: (run_id, seq) items with a TTL, tailed by the API's SSE endpoints.
+
+Writers (the step, park and finish functions) append; readers replay from any seq, on any API
+instance. A Notifier tells local readers that new events landed, so nothing polls in-process;
+on AWS readers poll DynamoDB with a short backoff instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from stepgraph import serde
+from stepgraph.storage.resources import is_conditional_failure
+
+# Internal marker appended when a run stops (done, error, parked, cancelled); never sent to clients.
+END = "__end__"
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    event: str
+    data: Any
+
+
+class Subscription(Protocol):
+    def clear(self) -> None: ...
+
+    async def wait(self, timeout: float) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, run_id: str) -> None: ...
+
+    def subscribe(self, run_id: str) -> contextlib.AbstractContextManager[Subscription]: ...
+
+
+class _Sleep:
+    def __init__(self, interval: float):
+        self.interval = interval
+
+    def clear(self) -> None:
+        return None
+
+    async def wait(self, timeout: float) -> None:
+        await asyncio.sleep(min(self.interval, timeout))
+
+
+class PollingNotifier:
+    """AWS: writers run in other Lambdas, so readers re-query after a short sleep."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+
+    def notify(self, run_id: str) -> None:
+        return None  # nothing to wake across processes
+
+    @contextlib.contextmanager
+    def subscribe(self, run_id: str) -> Iterator[Subscription]:
+        yield _Sleep(self.interval)
+
+
+class _Wakeup:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+
+    def clear(self) -> None:
+        self.event.clear()
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class InProcessNotifier:
+    """Local runtime: writers and readers share a process; wake readers the moment a write lands.
+
+    A reader subscribes, clears, reads, then waits: a write between its read and its wait still
+    wakes it, because the wake-up is latched in an asyncio.Event.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[_Wakeup]] = {}
+
+    def notify(self, run_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(run_id, ()))
+        for waiter in waiters:
+            try:
+                waiter.loop.call_soon_threadsafe(waiter.event.set)
+            except RuntimeError:  # loop closed
+                pass
+
+    @contextlib.contextmanager
+    def subscribe(self, run_id: str) -> Iterator[Subscription]:
+        waiter = _Wakeup()
+        with self._lock:
+            self._waiters.setdefault(run_id, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(run_id)
+                if waiters is not None:
+                    waiters.discard(waiter)
+                    if not waiters:
+                        del self._waiters[run_id]
+
+
+class EventLog:
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        *,
+        s3: Any = None,
+        bucket: str = "",
+        ttl_seconds: int = 86_400,
+        spill_threshold_bytes: int = 350_000,
+        notifier: Notifier | None = None,
+    ):
+        self.client, self.table = client, table
+        self.s3, self.bucket = s3, bucket
+        self.ttl_seconds = ttl_seconds
+        self.spill_threshold_bytes = spill_threshold_bytes
+        self.notifier: Notifier = notifier or PollingNotifier()
+
+    # ------------------------------------------------------------------ write
+    def last_seq(self, run_id: str) -> int:
+        resp = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="run_id = :r",
+            ExpressionAttributeValues={":r": {"S": run_id}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="seq",
+        )
+        items = resp.get("Items", [])
+        return int(items[0]["seq"]["N"]) if items else 0
+
+    def _item(self, run_id: str, seq: int, event: str, data: Any, expires_at: int) -> dict[str, Any]:
+        body = serde.dumps(data)
+        item: dict[str, Any] = {
+            "run_id": {"S": run_id},
+            "seq": {"N": str(seq)},
+            "event": {"S": event},
+            "expires_at": {"N": str(expires_at)},
+        }
+        if len(body) > self.spill_threshold_bytes and self.s3 is not None:
+            key = f"events/{run_id}/{seq:012d}"
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+            item["s3_key"] = {"S": key}
+        else:
+            item["data"] = {"B": body}
+        return item
+
+    def write(self, run_id: str, first_seq: int, events: list[tuple[str, Any]]) -> None:
+        """Write events at first_seq, first_seq+1, ... Each seq is written once (conditional):
+        a duplicate writer of the same run gets a Conflict instead of interleaving."""
+        expires_at = int(time.time()) + self.ttl_seconds
+        items = [self._item(run_id, first_seq + i, e, d, expires_at) for i, (e, d) in enumerate(events)]
+        for start in range(0, len(items), 100):
+            chunk = items[start : start + 100]
+            try:
+                if len(chunk) == 1:
+                    self.client.put_item(
+                        TableName=self.table, Item=chunk[0], ConditionExpression="attribute_not_exists(seq)"
+                    )
+                else:
+                    self.client.transact_write_items(
+                        TransactItems=[
+                            {
+                                "Put": {
+                                    "TableName": self.table,
+                                    "Item": item,
+                                    "ConditionExpression": "attribute_not_exists(seq)",
+                                }
+                            }
+                            for item in chunk
+                        ]
+                    )
+            except ClientError as exc:
+                if is_conditional_failure(exc):
+                    raise SeqTaken(run_id) from exc
+                raise
+        self.notifier.notify(run_id)
+
+    def append(self, run_id: str, event: str, data: Any) -> int:
+        """Append one event after whatever is there (for park/finish/API markers)."""
+        for _ in range(20):
+            seq = self.last_seq(run_id) + 1
+            try:
+                self.write(run_id, seq, [(event, data)])
+                return seq
+            except SeqTaken:
+                continue
+        raise RuntimeError(f"could not append to the event log of run {run_id}")
+
+    # ------------------------------------------------------------------ read
+    def read(self, run_id: str, after: int = 0, limit: int = 500) -> list[Event]:
+        resp = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="run_id = :r AND seq > :s",
+            ExpressionAttributeValues={":r": {"S": run_id}, ":s": {"N": str(after)}},
+            ScanIndexForward=True,
+            ConsistentRead=True,
+            Limit=limit,
+        )
+        now = int(time.time())
+        out: list[Event] = []
+        for item in resp.get("Items", []):
+            # TTL deletion is lazy on AWS and absent in moto: expired means gone.
+            if int(item["expires_at"]["N"]) < now:
+                continue
+            if "s3_key" in item:
+                body = self.s3.get_object(Bucket=self.bucket, Key=item["s3_key"]["S"])["Body"].read()
+            else:
+                body = item["data"]["B"]
+            out.append(Event(int(item["seq"]["N"]), item["event"]["S"], serde.loads(body)))
+        return out
+
+    def delete_run(self, run_id: str) -> None:
+        while True:
+            resp = self.client.query(
+                TableName=self.table,
+                KeyConditionExpression="run_id = :r",
+                ExpressionAttributeValues={":r": {"S": run_id}},
+                ProjectionExpression="run_id, seq",
+            )
+            items = resp.get("Items", [])
+            if not items:
+                return
+            for i in range(0, len(items), 25):
+                self.client.batch_write_item(
+                    RequestItems={
+                        self.table: [{"DeleteRequest": {"Key": it}} for it in items[i : i + 25]]
+                    }
+                )
+
+
+class SeqTaken(Exception):
+    """Another writer already wrote this sequence number of the run's log."""

@@ -1,0 +1,551 @@
+"""The emulated AWS account: moto in-process, provisioned from `template.yaml`.
+
+Tables, buckets, queues, functions and the state machine are created from the template itself
+(no second list of resources), Lambda invokes run our handlers in-process (`lambda_hook`), and
+the functions' environment is resolved to the local physical names and exported to
+`os.environ`, where the in-process handlers read their settings.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+# moto imports each service's backend on its first request; importing them here keeps that
+# cost (~1 s, mostly the Step Functions interpreter) in `import`, out of `LocalAWS.start()`.
+import moto.awslambda.models  # noqa: F401
+import moto.awslambda.responses  # noqa: F401
+import moto.dynamodb.responses  # noqa: F401
+import moto.iam.responses  # noqa: F401
+import moto.s3.responses  # noqa: F401
+import moto.sqs.responses  # noqa: F401
+import moto.stepfunctions.parser.models  # noqa: F401
+import moto.stepfunctions.responses  # noqa: F401
+from moto import mock_aws
+
+from . import lambda_hook, moto_dynamodb
+from .template import load_template
+
+__all__ = ["LocalAWS"]
+
+STACK_NAME = "stepgraph-local"
+ACCOUNT_ID = "123456789012"  # moto's default account
+_ROLE_NAME = "stepgraph-local-role"
+_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+_log = logging.getLogger("stepgraph_local")
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    raise NotImplementedError\n")
+    return buf.getvalue()
+
+
+def _attribute(value: Any) -> str:
+    """A CloudFormation property value as an SQS attribute string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+class LocalAWS:
+    """moto in-process, provisioned with every resource of a SAM template.
+
+    ```
+    with LocalAWS("template.yaml") as aws:
+        boto3.client("stepfunctions").start_execution(stateMachineArn=aws.state_machine_arn, ...)
+    ```
+
+    `parameters` overrides template parameter defaults; `handlers` maps a function's logical id
+    to a callable run instead of the template's `CodeUri` + `Handler`.
+    Only one LocalAWS can run at a time in a process (moto's backends are process-wide).
+    """
+
+    _active: LocalAWS | None = None
+
+    def __init__(
+        self,
+        template_path: str | Path,
+        *,
+        parameters: dict[str, str] | None = None,
+        handlers: dict[str, Callable[[Any, Any], Any]] | None = None,
+    ) -> None:
+        self.template_path = Path(template_path).resolve()
+        self.template: dict[str, Any] = load_template(self.template_path)
+        self.region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        self.account_id = ACCOUNT_ID
+        self.stack_name = STACK_NAME
+
+        declared = self.template.get("Parameters") or {}
+        unknown = set(parameters or {}) - set(declared)
+        if unknown:
+            raise ValueError(f"unknown template parameters: {sorted(unknown)}")
+        self.parameters: dict[str, str] = {
+            name: str((parameters or {}).get(name, spec.get("Default", "")))
+            for name, spec in declared.items()
+        }
+        functions = self._of_type("AWS::Serverless::Function")
+        unknown = set(handlers or {}) - set(functions)
+        if unknown:
+            raise ValueError(f"handlers given for unknown functions: {sorted(unknown)}")
+        self.handlers = dict(handlers or {})
+
+        self.resources: dict[str, str] = {}  # logical id -> physical name / ARN / URL (its Ref)
+        self.queue_urls: dict[str, str] = {}  # logical id -> queue URL
+        self.state_machine_arns: dict[str, str] = {}  # logical id -> ARN
+        self.state_machine_arn: str | None = None  # the (first) state machine
+        self.environment: dict[str, str] = {}  # union of all functions' variables, resolved
+        self.function_environments: dict[str, dict[str, str]] = {}  # logical id -> its variables
+        self._attrs: dict[str, dict[str, str]] = {}  # logical id -> Fn::GetAtt attributes
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalAWS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def started(self) -> bool:
+        return self._mock is not None
+
+    def start(self) -> LocalAWS:
+        if self._mock is not None:
+            return self
+        if LocalAWS._active is not None:
+            raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
+        lambda_hook.install()  # first: it refuses an unexpected moto version
+        moto_dynamodb.install()  # thread-safe DynamoDB with O(items) transactions
+        defaults = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
+        for key, value in defaults.items():
+            self._setenv(key, value, only_if_unset=True)
+        # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        for mapping in (self.resources, self.queue_urls, self.state_machine_arns, self.environment,
+                        self.function_environments, self._attrs):
+            mapping.clear()
+        self.state_machine_arn = None
+
+        # lambda.use_docker stays at its default: `LambdaFunction.invoke` is hooked instead.
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        LocalAWS._active = self
+        try:
+            self._provision()
+        except BaseException:
+            self.stop()
+            raise
+        for key, value in self.environment.items():
+            self._setenv(key, value)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End every running execution, leave the mock, restore the environment.
+
+        moto runs each execution in a daemon thread. One still alive once the mock is gone would
+        call `http://localhost:$MOTO_PORT` (5000) for its next Lambda task, so every RUNNING
+        execution is stopped first: StopExecution marks it stopped (no further state runs), and
+        since moto's StopExecution cannot wake a task parked on `.waitForTaskToken`, each such
+        pending token is also failed with SendTaskFailure (error `LocalAWS.Stopped`: moto refuses
+        custom errors named `States.*`); such an execution ends FAILED, not ABORTED. Then we
+        wait up to `timeout` seconds for all of them to leave RUNNING (a Retry interval or a
+        handler in progress finishes first; stragglers are logged). A stopped straggler runs no
+        further state, so nothing calls port 5000 and MOTO_PORT is left alone.
+        """
+        if self._mock is None:
+            return
+        try:
+            self._end_executions(timeout)
+        finally:
+            try:
+                self._mock.stop()
+            finally:
+                self._mock = None
+                LocalAWS._active = None
+                for name in self._of_type("AWS::Serverless::Function"):
+                    lambda_hook.unregister(name)
+                lambda_hook.uninstall()
+                moto_dynamodb.uninstall()
+                for key, value in reversed(list(self._saved_env.items())):
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                self._saved_env.clear()
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the emulated account (only valid while started)."""
+        return _session().client(service, region_name=self.region)
+
+    # ------------------------------------------------------------------ provisioning
+    def _provision(self) -> None:
+        for logical_id, props in self._of_type("AWS::DynamoDB::Table").items():
+            self._create_table(logical_id, props)
+        for logical_id, props in self._of_type("AWS::S3::Bucket").items():
+            self._create_bucket(logical_id, props)
+        self._create_queues(self._of_type("AWS::SQS::Queue"))
+        # moto's CreateFunction checks that the execution role exists in IAM.
+        role = self.client("iam").create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=_TRUST_POLICY)
+        role_arn = role["Role"]["Arn"]
+        functions = self._of_type("AWS::Serverless::Function")
+        merged = {name: self._with_globals(props) for name, props in functions.items()}
+        for logical_id, props in merged.items():
+            self._create_function(logical_id, props, role_arn)
+        for logical_id, props in self._of_type("AWS::Serverless::StateMachine").items():
+            self._create_state_machine(logical_id, props, role_arn)
+        # Environments last: they may name any resource (a function names the state machine).
+        lam = self.client("lambda")
+        for logical_id, props in merged.items():
+            variables = {
+                key: str(self._resolve(value))
+                for key, value in ((props.get("Environment") or {}).get("Variables") or {}).items()
+            }
+            self.function_environments[logical_id] = variables
+            if variables:
+                lam.update_function_configuration(
+                    FunctionName=logical_id, Environment={"Variables": variables}
+                )
+            for key, value in variables.items():
+                if self.environment.setdefault(key, value) != value:
+                    _log.warning(
+                        "%s sets %s=%r but another function sets %r; os.environ keeps the first",
+                        logical_id, key, value, self.environment[key],
+                    )
+
+    def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = self._resolve(props.get("TableName", logical_id))
+        billing = props.get("BillingMode", "PROVISIONED")
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": billing,
+        }
+        throughput = props.get("ProvisionedThroughput") or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+        if billing == "PROVISIONED":
+            kwargs["ProvisionedThroughput"] = throughput
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if props.get(key):
+                indexes = [dict(index) for index in props[key]]
+                if billing == "PROVISIONED" and key == "GlobalSecondaryIndexes":
+                    for index in indexes:
+                        index.setdefault("ProvisionedThroughput", throughput)
+                kwargs[key] = indexes
+        if props.get("StreamSpecification"):
+            kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        ddb = self.client("dynamodb")
+        table = ddb.create_table(**kwargs)["TableDescription"]
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            ddb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        self.resources[logical_id] = name
+        self._attrs[logical_id] = {"Arn": table["TableArn"]}
+        if table.get("LatestStreamArn"):
+            self._attrs[logical_id]["StreamArn"] = table["LatestStreamArn"]
+
+    def _create_bucket(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = self._resolve(props.get("BucketName", logical_id.lower()))
+        kwargs: dict[str, Any] = {"Bucket": name}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self.client("s3").create_bucket(**kwargs)
+        self.resources[logical_id] = name
+        self._attrs[logical_id] = {
+            "Arn": f"arn:aws:s3:::{name}",
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+        }
+
+    def _create_queues(self, queues: dict[str, dict[str, Any]]) -> None:
+        # Dead-letter queues first: a RedrivePolicy names its target's ARN.
+        pending = dict(queues)
+        sqs = self.client("sqs")
+        while pending:
+            ready = [q for q, props in pending.items() if not (self._refs(props) & set(pending))]
+            if not ready:
+                raise ValueError(f"circular references between queues {sorted(pending)}")
+            for logical_id in ready:
+                props = pending.pop(logical_id)
+                fifo = bool(props.get("FifoQueue"))
+                default = f"{self.stack_name}-{logical_id}" + (".fifo" if fifo else "")
+                name = self._resolve(props.get("QueueName", default))
+                attributes = {
+                    key: _attribute(self._resolve(value))
+                    for key, value in props.items()
+                    if key not in ("QueueName", "Tags")
+                }
+                url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+                got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                arn = got["Attributes"]["QueueArn"]
+                self.resources[logical_id] = url
+                self.queue_urls[logical_id] = url
+                self._attrs[logical_id] = {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _with_globals(self, props: dict[str, Any]) -> dict[str, Any]:
+        defaults = dict((self.template.get("Globals") or {}).get("Function") or {})
+        merged = {**defaults, **props}
+        variables = {
+            **((defaults.get("Environment") or {}).get("Variables") or {}),
+            **((props.get("Environment") or {}).get("Variables") or {}),
+        }
+        merged["Environment"] = {"Variables": variables}
+        return merged
+
+    def _create_function(self, logical_id: str, props: dict[str, Any], role_arn: str) -> None:
+        kwargs: dict[str, Any] = {
+            "FunctionName": logical_id,
+            "Runtime": props.get("Runtime", "python3.12"),
+            "Role": role_arn,
+            "Handler": props.get("Handler", "app.handler"),
+            "Code": {"ZipFile": _DUMMY_ZIP},
+            "MemorySize": int(props.get("MemorySize", 128)),
+            "Timeout": int(props.get("Timeout", 3)),
+        }
+        if props.get("Architectures"):
+            kwargs["Architectures"] = props["Architectures"]
+        fn = self.client("lambda").create_function(**kwargs)
+        self.resources[logical_id] = fn["FunctionName"]
+        self._attrs[logical_id] = {"Arn": fn["FunctionArn"]}
+        if logical_id in self.handlers:
+            lambda_hook.register(logical_id, self.handlers[logical_id])
+        else:
+            code_dir = self.template_path.parent / str(props.get("CodeUri", "."))
+            lambda_hook.register_source(logical_id, code_dir, kwargs["Handler"])
+
+    def _create_state_machine(self, logical_id: str, props: dict[str, Any], role_arn: str) -> None:
+        if "Definition" in props:
+            definition = props["Definition"]
+        else:
+            uri = props["DefinitionUri"]
+            if not isinstance(uri, str):
+                raise ValueError(f"{logical_id}: only a local DefinitionUri file is supported, got {uri!r}")
+            definition = json.loads((self.template_path.parent / uri).read_text(encoding="utf-8"))
+        substitutions = {
+            key: str(self._resolve(value))
+            for key, value in (props.get("DefinitionSubstitutions") or {}).items()
+        }
+        definition = _substitute(definition, substitutions)
+        name = self._resolve(props.get("Name", logical_id))
+        arn = self.client("stepfunctions").create_state_machine(
+            name=name,
+            definition=json.dumps(definition),
+            roleArn=self._resolve(props.get("Role", role_arn)),
+            type=props.get("Type", "STANDARD"),
+        )["stateMachineArn"]
+        self.resources[logical_id] = arn
+        self.state_machine_arns[logical_id] = arn
+        self.state_machine_arn = self.state_machine_arn or arn
+        self._attrs[logical_id] = {"Arn": arn, "Name": name}
+
+    # ------------------------------------------------------------------ shutdown
+    def _end_executions(self, timeout: float) -> None:
+        sfn = self.client("stepfunctions")
+
+        def running() -> list[str]:
+            arns = []
+            for sm_arn in self.state_machine_arns.values():
+                pages = sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=sm_arn, statusFilter="RUNNING"
+                )
+                arns += [e["executionArn"] for page in pages for e in page["executions"]]
+            return arns
+
+        arns = running()
+        if not arns:
+            return
+        for arn in arns:
+            sfn.stop_execution(executionArn=arn, error="LocalAWS.Stopped", cause="LocalAWS.stop()")
+        for token in _pending_task_tokens(self.account_id, self.region, set(arns)):
+            try:
+                sfn.send_task_failure(taskToken=token, error="LocalAWS.Stopped", cause="LocalAWS.stop()")
+            except ClientError:  # spent or timed out meanwhile
+                pass
+        deadline = time.monotonic() + timeout
+        while (arns := running()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if arns:
+            _log.warning("executions still running after stop(), left to end on their own: %s", arns)
+
+    # ------------------------------------------------------------------ intrinsics
+    def _of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: resource.get("Properties") or {}
+            for name, resource in (self.template.get("Resources") or {}).items()
+            if resource.get("Type") == resource_type
+        }
+
+    def _refs(self, value: Any) -> set[str]:
+        """Logical ids named by Ref / Fn::GetAtt inside `value`."""
+        if isinstance(value, dict):
+            if "Ref" in value:
+                return {value["Ref"]}
+            if "Fn::GetAtt" in value:
+                target = value["Fn::GetAtt"]
+                return {target[0] if isinstance(target, list) else target.split(".")[0]}
+            if "Fn::Sub" in value:
+                arg = value["Fn::Sub"]
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                named = {m.split(".")[0] for m in re.findall(r"\$\{([^}!][^}]*)\}", text)}
+                return (named - set(variables)) | self._refs(variables)
+            return set().union(*(self._refs(v) for v in value.values())) if value else set()
+        if isinstance(value, list):
+            return set().union(*(self._refs(v) for v in value)) if value else set()
+        return set()
+
+    def _pseudo(self, name: str) -> str | None:
+        return {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": (
+                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"
+            ),
+        }.get(name)
+
+    def _ref(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        pseudo = self._pseudo(name)
+        if pseudo is not None:
+            return pseudo
+        if name in self.resources:
+            return self.resources[name]
+        raise KeyError(f"cannot resolve Ref {name!r} locally (not a parameter or a provisioned resource)")
+
+    def _get_att(self, name: str, attribute: str) -> str:
+        try:
+            return self._attrs[name][attribute]
+        except KeyError:
+            raise KeyError(f"cannot resolve Fn::GetAtt {name}.{attribute} locally") from None
+
+    def _resolve(self, value: Any) -> Any:
+        """Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::Select / Fn::Split to local values."""
+        if isinstance(value, list):
+            return [self._resolve(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self._ref(arg)
+            if key == "Fn::GetAtt":
+                name, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self._get_att(name, attribute)
+            if key == "Fn::Sub":
+                text, variables = (arg, {}) if isinstance(arg, str) else arg
+                return self._sub(text, {k: self._resolve(v) for k, v in variables.items()})
+            if key == "Fn::Join":
+                delimiter, items = arg
+                return delimiter.join(str(i) for i in self._resolve(items))
+            if key == "Fn::Select":
+                index, items = arg
+                return self._resolve(items)[int(self._resolve(index))]
+            if key == "Fn::Split":
+                delimiter, text = arg
+                return str(self._resolve(text)).split(delimiter)
+            if key.startswith("Fn::"):
+                raise NotImplementedError(f"{key} is not supported by the local runtime")
+        return {k: self._resolve(v) for k, v in value.items()}
+
+    def _sub(self, text: str, variables: dict[str, Any]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            expr = match.group(1)
+            if expr.startswith("!"):  # ${!Literal} -> ${Literal}
+                return "${" + expr[1:] + "}"
+            if expr in variables:
+                return str(variables[expr])
+            if "." in expr and expr.split(".", 1)[0] in self._attrs:
+                return self._get_att(*expr.split(".", 1))
+            return str(self._ref(expr))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, text)
+
+    def _setenv(self, key: str, value: str, *, only_if_unset: bool = False) -> None:
+        if only_if_unset and key in os.environ:
+            return
+        if key not in self._saved_env:
+            self._saved_env[key] = os.environ.get(key)
+        os.environ[key] = value
+
+
+_DUMMY_ZIP = _dummy_zip()
+_SESSION: boto3.session.Session | None = None
+
+
+def _session() -> boto3.session.Session:
+    # One session for the process: its loader keeps the parsed service models, which a fresh
+    # session (moto resets boto3's default one on every start) would read again (~0.2 s).
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = boto3.session.Session()
+    return _SESSION
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:]+)\}")
+
+
+def _substitute(node: Any, substitutions: dict[str, str]) -> Any:
+    """SAM DefinitionSubstitutions: replace `${Key}` in every string of the definition."""
+    if isinstance(node, str):
+        return _PLACEHOLDER.sub(lambda m: substitutions.get(m.group(1), m.group(0)), node)
+    if isinstance(node, list):
+        return [_substitute(v, substitutions) for v in node]
+    if isinstance(node, dict):
+        return {_substitute(k, substitutions): _substitute(v, substitutions) for k, v in node.items()}
+    return node
+
+
+def _pending_task_tokens(account_id: str, region: str, execution_arns: set[str]) -> list[str]:
+    """Task tokens that running executions are parked on and nobody has answered yet.
+
+    moto keeps them in each execution's callback pool (internal API of moto 5.2.5, the version
+    the Lambda hook pins); there is no public call that lists them.
+    """
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    tokens: list[str] = []
+    backend = stepfunctions_parser_backends[account_id][region]
+    for state_machine in backend.state_machines:
+        for execution in state_machine.executions:
+            if execution.exec_arn not in execution_arns or execution.exec_worker is None:
+                continue
+            env = getattr(execution.exec_worker, "env", None)
+            pool = getattr(getattr(env, "callback_pool_manager", None), "_pool", {})
+            tokens += [token for token, endpoint in list(pool.items()) if endpoint.get_outcome() is None]
+    return tokens

@@ -1,0 +1,176 @@
+"""The local runtime: template.yaml's stack inside moto, the real handlers in-process, our own
+SQS poller feeding `dispatch`, and the API under uvicorn. `stepgraph dev` runs one of these."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("stepgraph.local")
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+EXAMPLES_CONFIG = ROOT / "examples" / "langgraph.json"
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail fast, in one line, when the port is taken (2024 often is)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(
+                    f"port {port} on {host} is already in use; pick another with --port (e.g. --port {port + 100})"
+                ) from None
+            raise
+
+
+class QueuePoller(threading.Thread):
+    """Feeds an SQS queue to a Lambda the way an event-source mapping does: batches of up to 10,
+    partial batch failures left for redelivery after the visibility timeout.
+
+    moto's long poll waits on a condition that `send_message` notifies, so an idle poller sleeps
+    until a message arrives instead of polling on a timer.
+    """
+
+    def __init__(self, queue_url: str, function_name: str, *, wait_seconds: int = 1):
+        super().__init__(name=f"poller-{function_name}", daemon=True)
+        import boto3
+
+        self.queue_url, self.function_name = queue_url, function_name
+        self.wait_seconds = wait_seconds
+        self.sqs = boto3.client("sqs")
+        self.lambda_ = boto3.client("lambda")
+        self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # keep feeding: a failed batch is redelivered by SQS
+                if not self._stopping.is_set():
+                    logger.exception("poller %s failed", self.function_name)
+                    time.sleep(0.2)
+
+    def poll_once(self) -> int:
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = resp.get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(m) for m in messages]}
+        out = self.lambda_.invoke(FunctionName=self.function_name, Payload=json.dumps(event).encode())
+        payload = json.loads(out["Payload"].read() or b"{}")
+        if out.get("FunctionError"):
+            logger.error("%s failed: %s", self.function_name, payload)
+            return 0
+        failed = {f["itemIdentifier"] for f in (payload or {}).get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for i in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done[i : i + 10])],
+            )
+        return len(done)
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        }
+
+
+@dataclass
+class LocalRuntime:
+    """Everything but HTTP: the emulated stack, the engine context and the queue poller."""
+
+    config_path: Path = EXAMPLES_CONFIG
+    step_mode: str | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> "LocalRuntime":
+        from stepgraph.api.assistants import ensure_system_assistants
+        from stepgraph.engine.context import Context, set_context
+        from stepgraph.settings import Settings
+        from stepgraph.storage.events import InProcessNotifier
+        from stepgraph_local.aws import LocalAWS
+
+        parameters = {"LangGraphConfig": str(Path(self.config_path).resolve()), **self.parameters}
+        if self.step_mode:
+            parameters["StepMode"] = self.step_mode
+        self.aws = LocalAWS(TEMPLATE, parameters=parameters)
+        self.aws.start()
+        self.ctx = Context(Settings.from_env(), notifier=InProcessNotifier())
+        ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
+        set_context(self.ctx)
+        queue_url = self.ctx.settings.run_queue_url
+        self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url))
+        self.poller.start()
+        return self
+
+    def stop(self) -> None:
+        from stepgraph.engine.context import set_context
+
+        self.poller.stop()
+        self.poller.join(timeout=5)
+        self.aws.stop()
+        set_context(None)
+
+
+def _function_for_queue(aws: Any, queue_url: str) -> str:
+    """The function whose SQS event source is this queue (template: DispatchFunction)."""
+    for logical_id, resource in aws.template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") == "SQS":
+                return logical_id
+    raise RuntimeError(f"no function consumes {queue_url}")
+
+
+def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:
+    """Start the local runtime and serve the API until interrupted."""
+    import uvicorn
+
+    from stepgraph.api import create_app
+
+    check_port(host, port)
+    runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
+    try:
+        app = create_app(runtime.ctx)
+        graphs = ", ".join(runtime.ctx.graphs.graph_ids())
+        print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        runtime.stop()

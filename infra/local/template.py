@@ -1,0 +1,45 @@
+"""Reads `template.yaml` as plain data: the single description of the stack that the local
+runtime provisions from, so local resources cannot drift from the deployed ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["load_template"]
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """SafeLoader that also understands CloudFormation's short-form intrinsic tags."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        # `!GetAtt Resource.Attribute` (the attribute itself may contain dots)
+        resource, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [resource, attribute]}
+    return {f"Fn::{suffix}": value}
+
+
+_TemplateLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM template; short tags become their long forms
+    (`!Ref X` -> `{"Ref": "X"}`, `!GetAtt A.B` -> `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` ->
+    `{"Fn::Sub": s}`, ...)."""
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass

@@ -1,0 +1,112 @@
+"""Static checks of the stack: the SAM template lints clean, and the ASL files behind its state
+machines are consistent (neither SAM nor cfn-lint reads them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stepgraph_local import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+ASL_FILES = sorted(ROOT.glob("statemachine/**/*.asl.json"))
+
+
+def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    return subprocess.run(
+        [str(BIN / name), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cfn_lint_passes():
+    result = _tool("cfn-lint", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_passes():
+    result = _tool("sam", "validate", "--lint", "--region", "us-east-1", "--template-file", "template.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_load_template_expands_short_tags():
+    template = load_template(TEMPLATE)
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["STEPGRAPH_RUNS_TABLE"] == {"Ref": "RunsTable"}
+    queue = template["Resources"]["RunQueue"]["Properties"]
+    assert queue["QueueName"] == {"Fn::Sub": "${AWS::StackName}-runs.fifo"}
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RunDeadLetterQueue", "Arn"]}
+
+
+def _state_machines() -> list[tuple[str, dict]]:
+    resources = load_template(TEMPLATE)["Resources"]
+    return [
+        (name, r["Properties"])
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in r["Properties"]
+    ]
+
+
+def test_every_asl_file_belongs_to_a_state_machine():
+    assert ASL_FILES
+    used = {(ROOT / props["DefinitionUri"]).resolve() for _, props in _state_machines()}
+    assert {p.resolve() for p in ASL_FILES} <= used
+    assert all(p.is_file() for p in used)
+
+
+@pytest.mark.parametrize("name,props", _state_machines(), ids=lambda v: v if isinstance(v, str) else "")
+def test_definition_substitutions_cover_every_placeholder(name, props):
+    text = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", text))
+    provided = set(props.get("DefinitionSubstitutions") or {})
+    assert placeholders <= provided, f"{name}: no DefinitionSubstitutions for {sorted(placeholders - provided)}"
+
+
+def _check_states(machine: dict, where: str) -> list[str]:
+    """Dangling StartAt / Next / Default / Catch targets, recursing into Map and Parallel."""
+    states = machine.get("States") or {}
+    problems = []
+    if machine.get("StartAt") not in states:
+        problems.append(f"{where}: StartAt {machine.get('StartAt')!r} is not a state")
+    for state_name, state in states.items():
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [c.get("Next") for c in state.get("Choices", [])]
+        targets += [c.get("Next") for c in state.get("Catch", [])]
+        for target in filter(None, targets):
+            if target not in states:
+                problems.append(f"{where}.{state_name}: transition to missing state {target!r}")
+        if state.get("Type") not in ("Choice", "Succeed", "Fail") and not state.get("End") and not state.get("Next"):
+            problems.append(f"{where}.{state_name}: neither Next nor End")
+        if state.get("Type") == "Choice" and not state.get("Choices"):
+            problems.append(f"{where}.{state_name}: Choice without Choices")
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                problems += _check_states(state[key], f"{where}.{state_name}.{key}")
+        for i, branch in enumerate(state.get("Branches", [])):
+            problems += _check_states(branch, f"{where}.{state_name}.Branches[{i}]")
+    return problems
+
+
+@pytest.mark.parametrize("path", ASL_FILES, ids=lambda p: p.name)
+def test_asl_transitions_name_existing_states(path):
+    machine = json.loads(path.read_text(encoding="utf-8"))
+    assert _check_states(machine, path.name) == []
+
+
+def test_transition_check_catches_a_dangling_next():
+    machine = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "Gone"}], "Default": "B"},
+            "B": {"Type": "Parallel", "Branches": [{"StartAt": "Nope", "States": {}}], "End": True},
+        },
+    }
+    assert len(_check_states(machine, "m")) == 2
