@@ -34,7 +34,7 @@ import moto.stepfunctions.parser.models  # noqa: F401
 import moto.stepfunctions.responses  # noqa: F401
 from moto import mock_aws
 
-from . import lambda_hook, moto_dynamodb
+from . import lambda_hook, moto_dynamodb, moto_stepfunctions
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -149,6 +149,7 @@ class LocalAWS:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
         lambda_hook.install()  # first: it refuses an unexpected moto version
         moto_dynamodb.install()  # thread-safe DynamoDB with O(items) transactions
+        moto_stepfunctions.install()  # parse the ASL once, not per execution
         defaults = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
         for key, value in defaults.items():
             self._setenv(key, value, only_if_unset=True)
@@ -199,6 +200,7 @@ class LocalAWS:
                     lambda_hook.unregister(name)
                 lambda_hook.uninstall()
                 moto_dynamodb.uninstall()
+                moto_stepfunctions.uninstall()
                 for key, value in reversed(list(self._saved_env.items())):
                     if value is None:
                         os.environ.pop(key, None)

@@ -69,7 +69,12 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     if stateless:
         kwargs["on_completion"] = body.on_completion
     run = base_run(
-        thread_id, assistant, kwargs, metadata=body.metadata, multitask_strategy=body.multitask_strategy
+        thread_id,
+        assistant,
+        kwargs,
+        metadata=body.metadata,
+        multitask_strategy=body.multitask_strategy,
+        assistant_config=assistant.get("config") or {},
     )
     insert_run(ctx, run)
     return run
@@ -86,8 +91,8 @@ async def wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
 
 
 def _start_of_tail(ctx: Context, run: dict[str, Any]) -> int:
-    # Waiting needs only the end marker: skip what is already in the log.
-    return max(ctx.events.last_seq(run["run_id"]) - 1, 0)
+    # Waiting needs only the end marker (the log's last item): skip what is already there.
+    return ctx.events.last_seq(run["run_id"])
 
 
 def run_output(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
@@ -237,8 +242,6 @@ async def join_stream(
     else:
         # Like the peer, a join without Last-Event-ID gets live events only.
         after = await run_in_threadpool(ctx.events.last_seq, run_id)
-        if run["status"] not in INFLIGHT:
-            after = max(after - 1, 0)
     return _stream_response(
         ctx, run, after=after, modes=modes, on_disconnect="cancel" if cancel_on_disconnect else "continue"
     )

@@ -16,7 +16,6 @@ from botocore.exceptions import ClientError
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.events import END
 from stepgraph.storage.resources import INFLIGHT, Conflict, now_iso
 
 logger = logging.getLogger(__name__)
@@ -122,49 +121,65 @@ def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
             raise
 
 
-def _thread_status_after(ctx: Context, run: dict[str, Any], run_status: str) -> str:
-    thread_id = run["thread_id"]
-    if ctx.runs.oldest_pending(thread_id):
-        return "busy"
+def _settled_status(ctx: Context, run: dict[str, Any], run_status: str, outcome: str | None = None) -> str:
+    """The thread's status once this run no longer holds it (the peer's rules)."""
     if run_status == "error":
         return "error"
-    return "interrupted" if get_thread_state(ctx, thread_id, run["graph_id"]).next else "idle"
+    if outcome == "done":  # the step saw no next task: nothing left to interrupt
+        return "idle"
+    return "interrupted" if get_thread_state(ctx, run["thread_id"], run["graph_id"]).next else "idle"
+
+
+def _release_thread(ctx: Context, run: dict[str, Any], settled: str, *, park_token: str | None = None) -> bool:
+    """Free the run's lease; True if runs wait for the thread (ring its doorbell).
+
+    Checking for waiting runs again after the release closes the race with a run inserted
+    meanwhile: either its own doorbell finds the lease free, or this check finds it.
+    """
+    thread_id, run_id = run["thread_id"], run["run_id"]
+    waiting = ctx.runs.oldest_pending(thread_id) is not None
+    ctx.threads.release_lease(thread_id, run_id, status="busy" if waiting else settled, park_token=park_token)
+    return waiting or ctx.runs.oldest_pending(thread_id) is not None
 
 
 def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None:
     """The run stopped on an interrupt: it succeeds (as the peer reports it), the thread waits."""
     try:
-        ctx.runs.transition(thread_id, run_id, to="success", expected=("running",))
+        run = ctx.runs.transition(thread_id, run_id, to="success", expected=("running",))
     except Conflict:
         logger.info("run %s ended before parking (cancelled?)", run_id)
         return
-    busy = ctx.runs.oldest_pending(thread_id) is not None
-    ctx.threads.release_lease(thread_id, run_id, status="busy" if busy else "interrupted", park_token=task_token)
-    ctx.events.append(run_id, END, {"status": "success"})
-    if busy:
+    waiting = _release_thread(ctx, run, "interrupted", park_token=task_token)
+    ctx.events.end(run_id, {"status": "success"})
+    if waiting:
         ring_doorbell(ctx, thread_id, dedup=f"park:{run_id}")
 
 
 def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
     """Final status (conditional: never overwrites a cancel), free the lease, admit the next run."""
-    run = ctx.runs.get(thread_id, run_id)
-    if run is None:
-        return {"resume_run_id": None}
     if outcome == "expired":
         return {"resume_run_id": None}
-    failure = run.get("error")
-    if error and not failure:
+    failure = None
+    if error:
         # The step crashed past its retries: the error never reached the event log.
         failure = {"error": str(error.get("Error", "StepFailed")), "message": _cause(error)}
-        ctx.events.append(run_id, "error", failure)
     status = "error" if (failure or outcome == "error") else "success"
     try:
-        ctx.runs.transition(thread_id, run_id, to=status, expected=("running",), patch={"error": failure})
-    except Conflict:
-        status = ctx.runs.get(thread_id, run_id)["status"] if ctx.runs.get(thread_id, run_id) else status
-    ctx.threads.release_lease(thread_id, run_id, status=_thread_status_after(ctx, run, status))
-    ctx.events.append(run_id, END, {"status": status})
-    ring_doorbell(ctx, thread_id, dedup=f"finish:{run_id}")
+        run = ctx.runs.transition(
+            thread_id, run_id, to=status, expected=("running",), patch={"error": failure} if failure else None
+        )
+    except Conflict:  # cancelled, rolled back or finished already: the first word stands
+        run = ctx.runs.get(thread_id, run_id)
+        if run is None:
+            return {"resume_run_id": None}
+        status = run["status"]
+    else:
+        if failure:
+            ctx.events.append(run_id, "error", failure)
+    waiting = _release_thread(ctx, run, _settled_status(ctx, run, status, outcome))
+    ctx.events.end(run_id, {"status": status})
+    if waiting:
+        ring_doorbell(ctx, thread_id, dedup=f"finish:{run_id}")
     return {"resume_run_id": None}
 
 
@@ -211,16 +226,19 @@ def cancel_run(ctx: Context, run: dict[str, Any], action: str = "interrupt") -> 
         run = ctx.runs.transition(thread_id, run_id, to="interrupted", expected=INFLIGHT)
     except Conflict:
         return ctx.runs.get(thread_id, run_id)
-    ctx.threads.release_lease(thread_id, run_id, status=_thread_status_after(ctx, run, "interrupted"))
+    # Release first: from here the run's fenced checkpoint writes fail, so a rollback below
+    # cannot be followed by a late checkpoint of the cancelled run.
+    waiting = _release_thread(ctx, run, _settled_status(ctx, run, "interrupted"))
     try:
         ctx.clients.sfn.stop_execution(executionArn=execution_arn(ctx, run_id), error="Cancelled")
     except Exception:  # noqa: BLE001 - never started, already over, parked, or (moto) not yet running
         logger.debug("stop_execution for %s did nothing", run_id, exc_info=True)
-    ctx.events.append(run_id, END, {"status": "interrupted"})
+    ctx.events.end(run_id, {"status": "interrupted"})
     if action == "rollback":
         ctx.checkpointer.delete_for_runs([run_id])
         ctx.runs.delete(thread_id, run_id)
         ctx.events.delete_run(run_id)
         run = None
-    ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
+    if waiting:  # after a rollback's deletes: the next run must not see the rolled-back state
+        ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
     return run

@@ -167,7 +167,8 @@ def run_supersteps(
         return StepResult("done")
     kwargs = run.get("kwargs", {})
     park_timeout = int(kwargs.get("interrupt_deadline_seconds") or DEFAULT_PARK_TIMEOUT_SECONDS)
-    assistant = ctx.assistants.get(run["assistant_id"])
+    # The assistant's config as it was when the run was created (the peer resolves it then too).
+    assistant = {"config": run["assistant_config"]} if "assistant_config" in run else ctx.assistants.get(run["assistant_id"])
     graph = ctx.graphs.get(run["graph_id"])
     config = run_config(run, assistant)
     lease = LeaseCondition(
@@ -197,7 +198,9 @@ def run_supersteps(
     else:
         stream_input = None
 
-    saver = ctx.checkpointer.fenced(ctx.checkpointer.head(thread_id), lease=lease)
+    # The head pointer always names the newest root checkpoint, which we just read: a writer
+    # that moved it since then makes our first put fail, as a stale head read would.
+    saver = ctx.checkpointer.fenced(latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease)
     bound = graph.copy(update={"checkpointer": saver})
     requested = [m for m in kwargs.get("stream_mode") or ["values"] if m in STREAM_MODES]
     modes = sorted({STREAM_MODES[m] for m in requested} | {"checkpoints"})
@@ -209,6 +212,7 @@ def run_supersteps(
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
 
     writer = EventWriter(ctx, run_id)
+    last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
     replaying = not first
     stopped_early = False
     try:
@@ -229,6 +233,7 @@ def run_supersteps(
                     replaying = False  # LangGraph re-announces the checkpoint it resumed from
                     continue
                 replaying = False
+                last_next = chunk["next"]
                 if emit_checkpoints:
                     writer.append("checkpoints", chunk)
                 if chunk["next"] and (strict or time.monotonic() >= deadline):
@@ -272,8 +277,9 @@ def run_supersteps(
         return StepResult("error", park_timeout)
     if not _close_quietly(writer) or stopped_early:
         return StepResult("continue", park_timeout)
-    state = bound.get_state({"configurable": {"thread_id": thread_id}})
-    return StepResult("interrupted" if state.next else "done", park_timeout)
+    if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
+        last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
+    return StepResult("interrupted" if last_next else "done", park_timeout)
 
 
 def _close_quietly(writer: EventWriter) -> bool:

@@ -20,8 +20,11 @@ from botocore.exceptions import ClientError
 from stepgraph import serde
 from stepgraph.storage.resources import is_conditional_failure
 
-# Internal marker appended when a run stops (done, error, parked, cancelled); never sent to clients.
+# Internal marker written when a run stops (done, error, parked, cancelled); never sent to clients.
+# It sits at a fixed, maximal seq: writing it needs no read, a second writer (finish after a
+# cancel) is a no-op, and readers see it after every event of the run.
 END = "__end__"
+END_SEQ = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,11 @@ class EventLog:
 
     # ------------------------------------------------------------------ write
     def last_seq(self, run_id: str) -> int:
+        """The seq of the run's last event (the end marker excluded)."""
         resp = self.client.query(
             TableName=self.table,
-            KeyConditionExpression="run_id = :r",
-            ExpressionAttributeValues={":r": {"S": run_id}},
+            KeyConditionExpression="run_id = :r AND seq < :end",
+            ExpressionAttributeValues={":r": {"S": run_id}, ":end": {"N": str(END_SEQ)}},
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
@@ -197,6 +201,14 @@ class EventLog:
                     raise SeqTaken(run_id) from exc
                 raise
         self.notifier.notify(run_id)
+
+    def end(self, run_id: str, data: Any) -> bool:
+        """Mark the run's log as ended; False if it already was (idempotent)."""
+        try:
+            self.write(run_id, END_SEQ, [(END, data)])
+        except SeqTaken:
+            return False
+        return True
 
     def append(self, run_id: str, event: str, data: Any) -> int:
         """Append one event after whatever is there (for park/finish/API markers)."""

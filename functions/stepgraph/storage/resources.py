@@ -49,9 +49,14 @@ def _from_item(item: dict[str, Any] | None) -> dict[str, Any] | None:
     if not item:
         return None
     doc = serde.loads(item["doc"]["S"])
-    for name in ("status", "active_run_id", "parked_run_id", "task_token"):
+    for name in ("status", "active_run_id", "parked_run_id", "task_token", "updated_at"):
         if name in item:
             doc[name] = item[name]["S"]
+    for name, value in item.items():
+        # Fields set by conditional updates live beside the document, so a status change is
+        # one UpdateItem instead of a read-modify-write of the whole document.
+        if name.startswith("x_"):
+            doc[name[2:]] = serde.loads(value["S"])
     return doc
 
 
@@ -319,34 +324,38 @@ class RunStore:
         expected: tuple[str, ...],
         patch: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Move a run to status `to` only if its status is one of `expected`.
+        """Move a run to status `to` only if its status is one of `expected`; returns the run.
 
-        This is what makes a late finish unable to overwrite a cancel. Raises Conflict.
+        One conditional UpdateItem: this is what makes a late finish unable to overwrite a
+        cancel. Raises Conflict.
         """
-        current = self.get(thread_id, run_id)
-        if current is None or current["status"] not in expected:
-            raise Conflict(f"run {run_id} is {current and current['status']}, not {expected}")
-        doc = {**current, **(patch or {}), "status": to, "updated_at": now_iso()}
+        names = {"#s": "status"}
         values: dict[str, Any] = {
             ":s": _s(to),
-            ":d": _s(serde.dumps_str(_strip_top(doc))),
+            ":u": _s(now_iso()),
             **{f":e{i}": _s(s) for i, s in enumerate(expected)},
         }
-        expr = "SET #s = :s, doc = :d" + (" REMOVE pending_key" if to != "pending" else "")
+        sets = ["#s = :s", "updated_at = :u"]
+        for i, (key, value) in enumerate((patch or {}).items()):
+            names[f"#p{i}"] = f"x_{key}"
+            values[f":p{i}"] = _s(serde.dumps_str(value))
+            sets.append(f"#p{i} = :p{i}")
+        expr = "SET " + ", ".join(sets) + (" REMOVE pending_key" if to != "pending" else "")
         try:
-            self.client.update_item(
+            resp = self.client.update_item(
                 TableName=self.table,
                 Key=self._key(thread_id, run_id),
                 UpdateExpression=expr,
                 ConditionExpression="#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
             if is_conditional_failure(exc):
-                raise Conflict(f"run {run_id} changed concurrently") from exc
+                raise Conflict(f"run {run_id} is not {expected}") from exc
             raise
-        return doc
+        return _from_item(resp["Attributes"])
 
     def delete(self, thread_id: str, run_id: str) -> bool:
         resp = self.client.delete_item(
