@@ -1,11 +1,12 @@
-"""Example graphs with deterministic nodes (no LLM): what `make dev` serves and the tests drive."""
+"""Example graphs with deterministic nodes (no LLM; `chat` uses a fake streaming model): what
+`make dev` serves and the tests drive."""
 
 from __future__ import annotations
 
 import operator
 from typing import Annotated, TypedDict
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import interrupt
 
 
@@ -89,3 +90,125 @@ _failing.add_node("explode", explode)
 _failing.add_edge(START, "explode")
 _failing.add_edge("explode", END)
 failing = _failing.compile()
+
+
+# ---------------------------------------------------------------- human in the loop
+def _ask(name: str):
+    def node(state: Items) -> Items:
+        answer = interrupt({"question": f"{name}?"})
+        return {"items": [f"{name}:{answer}"]}
+
+    node.__name__ = name
+    return node
+
+
+# pair: two nodes in one superstep, each stops on interrupt(): two interrupts at once, resumed
+# together with {interrupt_id: value}.
+_pair = StateGraph(Items)
+_pair.add_node("left", _ask("left"))
+_pair.add_node("right", _ask("right"))
+_pair.add_edge(START, "left")
+_pair.add_edge(START, "right")
+_pair.add_edge("left", END)
+_pair.add_edge("right", END)
+pair = _pair.compile()
+
+
+# nested: a parent whose `child` node is a subgraph that stops on interrupt() in its `ask` node
+# (subgraph state, stream_subgraphs namespaces).
+_child = StateGraph(Items)
+_child.add_node("think", _append("think"))
+_child.add_node("ask", _ask("ask"))
+_child.add_edge(START, "think")
+_child.add_edge("think", "ask")
+_child.add_edge("ask", END)
+_nested = StateGraph(Items)
+_nested.add_node("before", _append("before"))
+_nested.add_node("child", _child.compile())
+_nested.add_node("after", _append("after"))
+_nested.add_edge(START, "before")
+_nested.add_edge("before", "child")
+_nested.add_edge("child", "after")
+_nested.add_edge("after", END)
+nested = _nested.compile()
+
+
+# ---------------------------------------------------------------- streaming
+class Ticks(TypedDict, total=False):
+    count: int  # how many custom events to write
+    interval: float  # seconds between them
+    sent: int
+
+
+def emit(state: Ticks) -> Ticks:
+    """Writes `count` custom events with get_stream_writer(), `interval` seconds apart, each
+    stamped with the wall clock at the write (the latency benchmark reads it)."""
+    import time
+
+    from langgraph.config import get_stream_writer
+
+    write = get_stream_writer()
+    count, interval = state.get("count", 10), state.get("interval", 0.0)
+    for i in range(count):
+        if i and interval:
+            time.sleep(interval)
+        write({"i": i, "at": time.time()})
+    return {"sent": count}
+
+
+# writer: one node streaming custom events while it runs.
+_writer = StateGraph(Ticks)
+_writer.add_node("emit", emit)
+_writer.add_edge(START, "emit")
+_writer.add_edge("emit", END)
+writer = _writer.compile()
+
+
+def _chat_model():
+    """A deterministic chat model that streams its reply word by word, pausing between tokens,
+    the way a real model's tokens arrive. Built lazily: only the `chat` graph needs it."""
+    import re
+    import time
+
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage, AIMessageChunk
+    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+    class EchoChatModel(BaseChatModel):
+        delay: float = 0.05
+
+        @property
+        def _llm_type(self) -> str:
+            return "stepgraph-echo"
+
+        def _reply(self, messages) -> str:
+            return f"You said: {messages[-1].content}" if messages else "Hello!"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self._reply(messages)))])
+
+        def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+            delay = kwargs.get("delay", self.delay)
+            for i, token in enumerate(re.split(r"(\s)", self._reply(messages))):
+                if i and delay:
+                    time.sleep(delay)
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+                if run_manager:
+                    run_manager.on_llm_new_token(token, chunk=chunk)
+                yield chunk
+
+    return EchoChatModel()
+
+
+def respond(state, config):
+    """Answers with the fake model; `configurable.token_delay` sets the pause between tokens."""
+    delay = float((config.get("configurable") or {}).get("token_delay", 0.05))
+    return {"messages": [_chat_model().invoke(state["messages"], delay=delay)]}
+
+
+# chat: a one-node chat graph whose model streams tokens (stream modes messages / messages-tuple).
+_chat = StateGraph(MessagesState)
+_chat.add_node("respond", respond)
+_chat.add_edge(START, "respond")
+_chat.add_edge("respond", END)
+chat = _chat.compile()

@@ -3,6 +3,7 @@ SQS poller feeding `dispatch`, and the API under uvicorn. `stepgraph dev` runs o
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -131,7 +132,8 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters)
         self.aws.start()
-        self.ctx = Context(Settings.from_env(), notifier=InProcessNotifier())
+        settings = dataclasses.replace(Settings.from_env(), sign_requests=False)
+        self.ctx = Context(settings, notifier=InProcessNotifier())
         ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
         set_context(self.ctx)
         queue_url = self.ctx.settings.run_queue_url

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -28,7 +28,7 @@ _REJECTED = "Thread is already running a task. Wait for it to finish or choose a
 _KWARGS = (
     "input", "command", "config", "context", "stream_mode", "stream_subgraphs", "stream_resumable",
     "interrupt_before", "interrupt_after", "checkpoint", "checkpoint_id", "durability", "webhook",
-    "on_disconnect", "feedback_keys", "interrupt_deadline_seconds",
+    "on_disconnect", "feedback_keys", "interrupt_deadline_seconds", "on_interrupt_deadline",
 )
 
 
@@ -227,7 +227,7 @@ async def join_stream(
     thread_id: str,
     run_id: str,
     request: Request,
-    stream_mode: str | None = None,
+    stream_mode: list[str] | None = Query(None),
     cancel_on_disconnect: bool = False,
     last_event_id: str | None = Header(None),
 ) -> StreamingResponse:
@@ -247,15 +247,18 @@ async def join_stream(
     )
 
 
-def _parse_modes(stream_mode: str | None) -> set[str] | None:
-    if not stream_mode:
-        return None
-    if stream_mode.startswith("["):
-        try:
-            return set(json.loads(stream_mode))
-        except ValueError:
-            raise HTTPException(422, "stream_mode must be a mode or a JSON list of modes") from None
-    return {stream_mode}
+def _parse_modes(stream_mode: list[str] | None) -> set[str] | None:
+    """`?stream_mode=a&stream_mode=b` (what the SDK sends for a list), a JSON list, or one mode."""
+    modes: set[str] = set()
+    for value in stream_mode or ():
+        if value.startswith("["):
+            try:
+                modes.update(json.loads(value))
+            except ValueError:
+                raise HTTPException(422, "stream_mode must be a mode or a JSON list of modes") from None
+        elif value:
+            modes.add(value)
+    return modes or None
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")

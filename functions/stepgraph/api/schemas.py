@@ -89,6 +89,13 @@ class CommandBody(_Body):
     goto: Any = None
 
 
+class InterruptDeadline(_Body):
+    """stepgraph's extension: what happens when a parked run's human-input deadline passes."""
+
+    action: Literal["resume", "end"] = "end"
+    value: Any = None  # the resume value for action "resume"
+
+
 class RunCreate(_Body):
     assistant_id: str
     input: Any = None
@@ -112,6 +119,7 @@ class RunCreate(_Body):
     webhook: str | None = None
     feedback_keys: list[str] | None = None
     interrupt_deadline_seconds: int | None = Field(None, ge=1)
+    on_interrupt_deadline: InterruptDeadline | None = None
 
     @field_validator("stream_mode", mode="after")
     @classmethod

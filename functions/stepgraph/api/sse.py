@@ -12,7 +12,7 @@ from stepgraph import serde
 from stepgraph.engine.context import Context
 from stepgraph.storage.events import END, Event
 
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 5.0  # default; Settings.heartbeat_seconds (STEPGRAPH_HEARTBEAT_SECONDS) wins
 
 
 def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -26,7 +26,9 @@ HEARTBEAT = b": heartbeat\r\n\r\n"
 
 
 async def tail(ctx: Context, run_id: str, after: int = 0) -> AsyncIterator[Event | None]:
-    """Events after `after` until the run's end marker; None every HEARTBEAT_SECONDS of silence."""
+    """Events after `after` until the run's end marker; None after every heartbeat interval of
+    silence (the caller sends an SSE comment, which also reveals a client that went away)."""
+    heartbeat = getattr(ctx.settings, "heartbeat_seconds", HEARTBEAT_SECONDS)
     last = after
     with ctx.notifier.subscribe(run_id) as subscription:
         quiet_since = time.monotonic()
@@ -41,14 +43,15 @@ async def tail(ctx: Context, run_id: str, after: int = 0) -> AsyncIterator[Event
             if events:
                 quiet_since = time.monotonic()
                 continue
-            if time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
+            if time.monotonic() - quiet_since >= heartbeat:
                 quiet_since = time.monotonic()
                 yield None
-            await subscription.wait(HEARTBEAT_SECONDS)
+            await subscription.wait(heartbeat)
 
 
 def wanted(event: str, modes: set[str] | None) -> bool:
     if modes is None:
         return True
     base = event.split("|", 1)[0]
-    return base in modes or (base == "messages" and "messages-tuple" in modes) or base == "error"
+    mode = base.split("/", 1)[0]  # messages/partial, messages/complete, messages/metadata
+    return mode in modes or (mode == "messages" and "messages-tuple" in modes) or base == "error"

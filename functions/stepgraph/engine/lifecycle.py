@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepgraph.engine.context import Context
+from stepgraph.engine.interrupts import deadline_action
 from stepgraph.engine.state import get_thread_state
 from stepgraph.storage.resources import INFLIGHT, Conflict, now_iso
 
@@ -90,7 +91,7 @@ def admit_next_run(ctx: Context, thread_id: str) -> str | None:
 def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
     sfn = ctx.clients.sfn
     if parked_token:
-        if run.get("kwargs", {}).get("command"):
+        if continues_thread(run.get("kwargs", {})):
             # A resume continues the parked execution itself; only the new run's id crosses.
             try:
                 sfn.send_task_success(taskToken=parked_token, output=json.dumps({"run_id": run["run_id"]}))
@@ -119,6 +120,14 @@ def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
             raise
+
+
+def continues_thread(kwargs: dict[str, Any]) -> bool:
+    """A Command, or no input at all (continue after interrupt_before/after), resumes the
+    parked execution; new input, or a replay from a checkpoint, starts a fresh one."""
+    if kwargs.get("command"):
+        return True
+    return "input" not in kwargs and not kwargs.get("checkpoint_id") and not kwargs.get("checkpoint")
 
 
 def _settled_status(ctx: Context, run: dict[str, Any], run_status: str, outcome: str | None = None) -> str:
@@ -158,7 +167,7 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
 def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
     """Final status (conditional: never overwrites a cancel), free the lease, admit the next run."""
     if outcome == "expired":
-        return {"resume_run_id": None}
+        return {"resume_run_id": expire_parked_run(ctx, run_id, thread_id)}
     failure = None
     if error:
         # The step crashed past its retries: the error never reached the event log.
@@ -242,3 +251,55 @@ def cancel_run(ctx: Context, run: dict[str, Any], action: str = "interrupt") -> 
     if waiting:  # after a rollback's deletes: the next run must not see the rolled-back state
         ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
     return run
+
+
+def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
+    """The deadline for human input passed while the run was parked (Park timed out).
+
+    Action "resume": a new run resumes the thread with the configured value and continues
+    this same execution (its id goes back to the state machine). Action "end": the parked run
+    ends with status `timeout`; the thread keeps its interrupt, and a later resume starts a
+    fresh execution. Nothing happens if someone moved first (resume, new input, delete).
+    Safe to run twice: a retry finds the resume run it already leased.
+    """
+    parked = ctx.runs.get(thread_id, run_id)
+    thread = ctx.threads.get(thread_id)
+    if parked is None or thread is None:
+        return None
+    holder = thread.get("active_run_id")
+    if holder and holder != run_id:
+        held = ctx.runs.get(thread_id, holder)
+        if held and (held.get("metadata") or {}).get("resumed_from") == run_id and held["status"] == "running":
+            return holder  # this function ran before and its reply was lost
+    if thread.get("parked_run_id") != run_id:
+        return None
+    action = deadline_action(parked)
+    if action["action"] != "resume":
+        ctx.threads.forget_park(thread_id, run_id)
+        try:
+            ctx.runs.transition(thread_id, run_id, to="timeout", expected=("success",))
+        except Conflict:
+            pass
+        return None
+    kwargs = {
+        k: v
+        for k, v in (parked.get("kwargs") or {}).items()
+        if k in ("config", "context", "stream_mode", "stream_subgraphs", "stream_resumable", "durability",
+                 "interrupt_before", "interrupt_after", "interrupt_deadline_seconds", "on_interrupt_deadline")
+    }
+    kwargs["command"] = {"resume": action["value"]}
+    resume = base_run(
+        thread_id,
+        {"assistant_id": parked["assistant_id"], "graph_id": parked["graph_id"]},
+        kwargs,
+        metadata={**(parked.get("metadata") or {}), "resumed_from": run_id, "resumed_by": "interrupt_deadline"},
+        multitask_strategy=parked.get("multitask_strategy"),
+        **({"assistant_config": parked["assistant_config"]} if "assistant_config" in parked else {}),
+    )
+    resume["status"] = "running"
+    # Lease first: a crash before the run exists leaves a lease on a missing run, which
+    # admission frees; the other order could leave a running run nobody executes.
+    if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):
+        return None
+    ctx.runs.create(resume)
+    return resume["run_id"]

@@ -20,25 +20,16 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
 from stepgraph.engine.context import Context
+from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
+from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
 from stepgraph.storage.checkpoints import HeadConflict, LeaseCondition
 from stepgraph.storage.events import SeqTaken
 from stepgraph.storage.resources import Conflict
 
 logger = logging.getLogger(__name__)
 
-# Step Functions' ceiling for a task token wait is a year; a run may ask for less.
-DEFAULT_PARK_TIMEOUT_SECONDS = 365 * 24 * 3600
-
-# Stream modes a client may ask for → the LangGraph mode that produces them.
-STREAM_MODES = {
-    "values": "values",
-    "updates": "updates",
-    "custom": "custom",
-    "checkpoints": "checkpoints",
-    "tasks": "tasks",
-    "debug": "debug",
-    "messages-tuple": "messages",
-}
+# Stream modes a client may ask for → the LangGraph mode that produces them (plus "events").
+STREAM_MODES = GRAPH_MODES
 # Exception types whose message the peer passes to clients; others become a generic message.
 _PUBLIC_ERRORS = {
     "ValueError", "TypeError", "KeyError", "AttributeError", "RuntimeError", "RecursionError",
@@ -127,6 +118,8 @@ def run_config(run: dict[str, Any], assistant: dict[str, Any] | None) -> dict[st
         "graph_id": run["graph_id"],
     }
     config: dict[str, Any] = {**a_config, **r_config, "configurable": configurable}
+    for option in RUN_OPTIONS:  # run options that may ride in a config, not RunnableConfig keys
+        config.pop(option, None)
     config["metadata"] = {
         **(a_config.get("metadata") or {}),
         **(r_config.get("metadata") or {}),
@@ -166,9 +159,9 @@ def run_supersteps(
         # Cancelled, rolled back or already finished: a late or duplicate step does nothing.
         return StepResult("done")
     kwargs = run.get("kwargs", {})
-    park_timeout = int(kwargs.get("interrupt_deadline_seconds") or DEFAULT_PARK_TIMEOUT_SECONDS)
     # The assistant's config as it was when the run was created (the peer resolves it then too).
     assistant = {"config": run["assistant_config"]} if "assistant_config" in run else ctx.assistants.get(run["assistant_id"])
+    park_timeout = park_timeout_seconds(run, assistant)
     graph = ctx.graphs.get(run["graph_id"])
     config = run_config(run, assistant)
     lease = LeaseCondition(
@@ -200,33 +193,39 @@ def run_supersteps(
 
     # The head pointer always names the newest root checkpoint, which we just read: a writer
     # that moved it since then makes our first put fail, as a stale head read would.
-    saver = ctx.checkpointer.fenced(latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease)
+    saver = ctx.checkpointer.fenced(
+        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease, latest=latest
+    )
     bound = graph.copy(update={"checkpointer": saver})
-    requested = [m for m in kwargs.get("stream_mode") or ["values"] if m in STREAM_MODES]
-    modes = sorted({STREAM_MODES[m] for m in requested} | {"checkpoints"})
-    emit_checkpoints = "checkpoints" in requested
     subgraphs = bool(kwargs.get("stream_subgraphs"))
+    writer = EventWriter(ctx, run_id)
+    emitter = StreamEmitter(writer.append, kwargs.get("stream_mode"), subgraphs=subgraphs)
+    emit_checkpoints = emitter.wants("checkpoints")
     strict = ctx.settings.step_mode == "strict"
     deadline = time.monotonic() + ctx.settings.step_budget_ms / 1000
     if remaining_ms is not None:
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
 
-    writer = EventWriter(ctx, run_id)
     last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
     replaying = not first
     stopped_early = False
     try:
-        for part in bound.stream(
+        for ns, mode, chunk in stream_parts(
+            bound,
             stream_input,
             config,
-            stream_mode=modes,
+            modes=emitter.graph_modes,
             subgraphs=subgraphs,
+            events=emitter.events,
+            continuation=not first,
             durability="sync",
-            interrupt_before=kwargs.get("interrupt_before"),
-            interrupt_after=kwargs.get("interrupt_after"),
+            interrupt_before=run_option(run, "interrupt_before", assistant),
+            interrupt_after=run_option(run, "interrupt_after", assistant),
             context=kwargs.get("context"),
         ):
-            ns, mode, chunk = part if subgraphs else ((), *part)
+            if ns is None:  # astream_events' own events (stream mode "events")
+                emitter.event(chunk)
+                continue
             if mode == "checkpoints" and not ns:
                 checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
                 if checkpoint_id == start_id:
@@ -243,10 +242,7 @@ def run_supersteps(
             if replaying and mode in ("values", "debug", "checkpoints"):
                 continue
             replaying = False
-            if mode == "checkpoints" and not emit_checkpoints:
-                continue
-            name = "messages" if mode == "messages" else mode
-            writer.append("|".join((name, *ns)), chunk)
+            emitter.emit(ns, mode, chunk)
     except HeadConflict as conflict:
         _close_quietly(writer)
         if conflict.reason == "lease":

@@ -57,8 +57,10 @@ class LeaseCondition:
 class _Fence:
     # Shared by reference: LangGraph clones its checkpointer (with_allowlist), and every clone must
     # see the head advance, or the run's second put would compare against a stale head.
-    def __init__(self, expected_head: str | None, lease: LeaseCondition | None):
+    def __init__(self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None):
         self.expected_head, self.lease, self.lock = expected_head, lease, threading.Lock()
+        # The head checkpoint the caller already read: LangGraph's first read gets it for free.
+        self.latest = latest
 
 
 class DynamoDBSaver(BaseCheckpointSaver[str]):
@@ -88,7 +90,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self.spill_threshold_bytes = spill_threshold_bytes
         self._fence: _Fence | None = None
 
-    def fenced(self, expected_head: str | None, lease: LeaseCondition | None = None) -> DynamoDBSaver:
+    def fenced(
+        self, expected_head: str | None, lease: LeaseCondition | None = None, *, latest: CheckpointTuple | None = None
+    ) -> DynamoDBSaver:
         """A saver sharing this one's clients whose root-namespace puts commit only if the head is
         still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
 
@@ -102,9 +106,12 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         starts. put_writes is not fenced: writes hang off a checkpoint that already passed the
         fence and are first-writer-wins per task, so a duplicate can only offer the result of the
         same task run from the same state.
+
+        `latest`, the root checkpoint tuple the caller read to find `expected_head`, answers the
+        first unpinned root read (LangGraph's own load) without asking DynamoDB again.
         """
         clone = copy.copy(self)
-        clone._fence = _Fence(expected_head, lease)
+        clone._fence = _Fence(expected_head, lease, latest)
         return clone
 
     @property
@@ -121,9 +128,15 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread_id, ns = _thread_ns(config)
         checkpoint_id = get_checkpoint_id(config)
+        fence = self._fence
+        if fence is not None and fence.latest is not None:
+            latest, fence.latest = fence.latest, None  # one-shot: only the first read may use it
+            if not checkpoint_id and ns == "" and latest.config["configurable"]["thread_id"] == thread_id:
+                return latest
         prefix = f"C#{ns}#{checkpoint_id or ''}"
-        # Small pages: the newest checkpoint comes right after its own, usually few, pending writes.
-        items = self._query(thread_id, "begins_with(sk, :p)", {":p": _s(prefix)}, page=16)
+        # Small pages: the newest checkpoint comes right after its own, usually few, pending
+        # writes, and every item of a page carries a (possibly large) blob.
+        items = self._query(thread_id, "begins_with(sk, :p)", {":p": _s(prefix)}, page=4)
         return next(self._tuples(thread_id, items, ns, checkpoint_id), None)
 
     def list(
@@ -196,6 +209,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         if isinstance(metadata.get("run_id"), str):  # top-level, so delete_for_runs can filter on it
             item["run_id"] = _s(metadata["run_id"])
         head = {**_key(thread_id, f"H#{ns}"), "head": _s(checkpoint_id)}
+        if self._fence is not None:
+            self._fence.latest = None  # a put makes the primed head stale
         if self._fence is None:
             # One transaction, so no crash leaves a checkpoint that the head doesn't point at.
             puts = [{"Put": {"TableName": self.table, "Item": i}} for i in (item, head)]

@@ -253,6 +253,40 @@ class ThreadStore:
             raise
         return True
 
+    def take_parked(self, thread_id: str, parked_run_id: str, run_id: str) -> bool:
+        """Lease the thread to run_id, which continues the parked execution of parked_run_id
+        (its deadline passed). False if anyone moved first: a resume, new input, a delete."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(thread_id),
+                UpdateExpression="SET active_run_id = :r, #s = :busy REMOVE task_token, parked_run_id",
+                ConditionExpression="parked_run_id = :p AND attribute_not_exists(active_run_id)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":r": _s(run_id), ":p": _s(parked_run_id), ":busy": _s("busy")},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def forget_park(self, thread_id: str, parked_run_id: str) -> bool:
+        """Drop the token of a parked execution that is gone (deadline passed, thread abandoned)."""
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._key(thread_id),
+                UpdateExpression="REMOVE task_token, parked_run_id",
+                ConditionExpression="parked_run_id = :p",
+                ExpressionAttributeValues={":p": _s(parked_run_id)},
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
 
 def _strip_top(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("status", "active_run_id", "parked_run_id", "task_token")}
