@@ -206,9 +206,21 @@ def respond(state, config):
     return {"messages": [_chat_model().invoke(state["messages"], delay=delay)]}
 
 
-# chat: a one-node chat graph whose model streams tokens (stream modes messages / messages-tuple).
+def sign(state):
+    """A whole message, not streamed: `messages` mode reports it as messages/complete."""
+    import uuid
+
+    from langchain_core.messages import AIMessage
+
+    return {"messages": [AIMessage(content="Anything else?", id=str(uuid.uuid4()))]}
+
+
+# chat: the fake model streams its answer token by token (stream modes messages /
+# messages-tuple / events), then `sign` adds a message in one piece.
 _chat = StateGraph(MessagesState)
 _chat.add_node("respond", respond)
+_chat.add_node("sign", sign)
 _chat.add_edge(START, "respond")
-_chat.add_edge("respond", END)
+_chat.add_edge("respond", "sign")
+_chat.add_edge("sign", END)
 chat = _chat.compile()

@@ -8,7 +8,6 @@ from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, proce
 from stepgraph.engine import admit_next_run, current_context
 
 logger = Logger()
-processor = SqsFifoPartialProcessor()
 
 
 def record_handler(record):
@@ -17,4 +16,7 @@ def record_handler(record):
 
 @logger.inject_lambda_context
 def handler(event, context):
+    # One processor per batch (it keeps the batch's results); a failed doorbell holds back only
+    # its own thread's later messages, not other threads'.
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

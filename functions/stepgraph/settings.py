@@ -22,6 +22,8 @@ class Settings:
     spill_bucket: str = "spill"
     run_queue_url: str = ""
     state_machine_arn: str = ""
+    # Rings a thread's doorbell after a wait: how a run created with after_seconds gets admitted.
+    delay_state_machine_arn: str = ""
     config_path: str = "langgraph.json"
     step_mode: str = "batched"  # "strict": one superstep per Step invocation
     step_budget_ms: int = 10_000
@@ -46,6 +48,7 @@ class Settings:
             spill_bucket=_env("SPILL_BUCKET", cls.spill_bucket),
             run_queue_url=_env("RUN_QUEUE_URL"),
             state_machine_arn=_env("STATE_MACHINE_ARN"),
+            delay_state_machine_arn=_env("DELAY_STATE_MACHINE_ARN"),
             config_path=_env("CONFIG", cls.config_path),
             step_mode=_env("STEP_MODE", cls.step_mode),
             step_budget_ms=int(_env("STEP_BUDGET_MS", str(cls.step_budget_ms))),

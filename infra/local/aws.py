@@ -100,8 +100,12 @@ class LocalAWS:
         *,
         parameters: dict[str, str] | None = None,
         handlers: dict[str, Callable[[Any, Any], Any]] | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
+        # Set: provision a moto server already running in this process (its backends are this
+        # process's, so the Lambda hook applies) instead of intercepting boto3 with mock_aws.
+        self.endpoint_url = endpoint_url
         self.template: dict[str, Any] = load_template(self.template_path)
         self.region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
         self.account_id = ACCOUNT_ID
@@ -161,7 +165,13 @@ class LocalAWS:
         self.state_machine_arn = None
 
         # lambda.use_docker stays at its default: `LambdaFunction.invoke` is hooked instead.
-        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        if self.endpoint_url is None:
+            self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        else:
+            from moto.moto_api import _internal
+
+            _internal.moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+            self._mock = _ServerMode()
         self._mock.start()
         LocalAWS._active = self
         try:
@@ -210,7 +220,7 @@ class LocalAWS:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulated account (only valid while started)."""
-        return _session().client(service, region_name=self.region)
+        return _session().client(service, region_name=self.region, endpoint_url=self.endpoint_url)
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -506,6 +516,16 @@ class LocalAWS:
         if key not in self._saved_env:
             self._saved_env[key] = os.environ.get(key)
         os.environ[key] = value
+
+
+class _ServerMode:
+    """Stands in for mock_aws when a moto server in this process serves the requests."""
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
 
 
 _DUMMY_ZIP = _dummy_zip()

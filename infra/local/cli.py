@@ -18,9 +18,32 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=2024)
     dev.add_argument("--step-mode", choices=["batched", "strict"], default=None, help="supersteps per Step invocation")
+    # The same runtime split in two processes: the Lambdas' process can be killed and restarted
+    # while the emulated AWS (and every run's state) lives on.
+    aws = sub.add_parser("aws", help="run the emulated AWS only; Lambdas run in `stepgraph worker`")
+    aws.add_argument("--port", type=int, required=True)
+    aws.add_argument("--worker-url", required=True, help="where `stepgraph worker` listens")
+    aws.add_argument("--env-file", type=Path, required=True, help="written when ready: the workers' environment")
+    aws.add_argument("--config", type=Path, default=EXAMPLES_CONFIG)
+    aws.add_argument("--step-mode", choices=["batched", "strict"], default=None)
+    worker = sub.add_parser("worker", help="run the Lambda handlers (and the run-queue poller) for `stepgraph aws`")
+    worker.add_argument("--port", type=int, required=True)
+    worker.add_argument("--env-file", type=Path, required=True, help="the file `stepgraph aws` wrote")
+    worker.add_argument("--api-port", type=int, default=None, help="also serve the API here")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "aws":
+        from stepgraph_local.split import serve_aws
+
+        serve_aws(port=args.port, worker_url=args.worker_url, env_file=args.env_file,
+                  config_path=args.config, step_mode=args.step_mode)
+        return 0
+    if args.command == "worker":
+        from stepgraph_local.split import serve_worker
+
+        serve_worker(port=args.port, env_file=args.env_file, api_port=args.api_port)
+        return 0
     config = args.config
     if config is None:
         config = Path("langgraph.json") if Path("langgraph.json").exists() else EXAMPLES_CONFIG

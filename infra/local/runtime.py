@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepgraph_local.ttl import TtlSweeper
+
 logger = logging.getLogger("stepgraph.local")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +121,7 @@ class LocalRuntime:
     config_path: Path = EXAMPLES_CONFIG
     step_mode: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    ttl_sweep_seconds: float = float(os.environ.get("STEPGRAPH_LOCAL_TTL_SWEEP_SECONDS", "60"))
 
     def start(self) -> "LocalRuntime":
         from stepgraph.api.assistants import ensure_system_assistants
@@ -139,12 +142,16 @@ class LocalRuntime:
         queue_url = self.ctx.settings.run_queue_url
         self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url))
         self.poller.start()
+        # moto never applies DynamoDB TTL: expire the event log ourselves.
+        self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)
+        self.ttl_sweeper.start()
         return self
 
     def stop(self) -> None:
         from stepgraph.engine.context import set_context
 
         self.poller.stop()
+        self.ttl_sweeper.stop()
         self.poller.join(timeout=5)
         self.aws.stop()
         set_context(None)

@@ -18,9 +18,10 @@ from stepgraph.api.schemas import RunCreate
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thread
 from stepgraph.engine.context import Context
-from stepgraph.engine.lifecycle import base_run, cancel_run, insert_run
+from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
 from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.storage.queue import ThreadMissing
+from stepgraph.storage.resources import INFLIGHT, Conflict
 
 router = APIRouter(tags=["runs"])
 
@@ -48,8 +49,6 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         raise HTTPException(400, "Cannot specify both configurable and context. Prefer setting context alone.")
     if stateless and body.command and body.command.resume is not None:
         raise HTTPException(400, "You must provide a thread_id when resuming.")
-    if body.after_seconds:
-        raise HTTPException(422, "after_seconds is not supported yet by stepgraph")
     assistant = resolve_assistant(ctx, body.assistant_id)
     thread = ctx.threads.get(thread_id)
     stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
@@ -60,11 +59,10 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
         thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
         ctx.threads.update_doc(thread_id, thread)
-    if body.multitask_strategy == "reject" and (
-        thread.get("active_run_id") or ctx.runs.oldest_pending(thread_id)
-    ):
-        raise HTTPException(409, _REJECTED)
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
+    if "durability" not in kwargs and isinstance((body.model_extra or {}).get("checkpoint_during"), bool):
+        # The deprecated boolean form, as the peer maps it.
+        kwargs["durability"] = "async" if body.model_extra["checkpoint_during"] else "exit"
     kwargs.setdefault("stream_mode", ["values"])
     if stateless:
         kwargs["on_completion"] = body.on_completion
@@ -76,7 +74,17 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         multitask_strategy=body.multitask_strategy,
         assistant_config=assistant.get("config") or {},
     )
-    insert_run(ctx, run)
+    strategy = body.multitask_strategy
+    try:
+        # reject is decided by the insert's own conditional write on the thread: nothing is
+        # inserted when the thread holds or queues a run.
+        behind = insert_run(ctx, run, reject=strategy == "reject", after_seconds=body.after_seconds or 0)
+    except Conflict:
+        raise HTTPException(409, _REJECTED) from None
+    except ThreadMissing:
+        raise HTTPException(404, "Thread or assistant not found.") from None
+    if strategy in ("interrupt", "rollback"):
+        cancel_inflight(ctx, thread_id, behind, strategy)
     return run
 
 

@@ -11,6 +11,7 @@ from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
 from stepgraph.api.schemas import CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
 from stepgraph.engine.context import Context
+from stepgraph.engine.lifecycle import abandon_parked_run
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
 from stepgraph.storage.resources import INFLIGHT, now_iso
 
@@ -61,6 +62,9 @@ def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
 
 
 def delete_thread_everywhere(ctx: Context, thread_id: str) -> None:
+    thread = ctx.threads.get(thread_id)
+    if thread and thread.get("task_token"):  # don't leave its parked execution waiting a year
+        abandon_parked_run(ctx, thread, "thread deleted")
     for run in ctx.runs.list(thread_id):
         ctx.events.delete_run(run["run_id"])
     ctx.runs.delete_thread(thread_id)

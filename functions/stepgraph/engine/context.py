@@ -10,6 +10,7 @@ from stepgraph.engine.graphs import GraphRegistry
 from stepgraph.settings import Clients, Settings
 from stepgraph.storage.checkpoints import DynamoDBSaver
 from stepgraph.storage.events import EventLog, Notifier, PollingNotifier
+from stepgraph.storage.queue import ThreadQueue
 from stepgraph.storage.resources import AssistantStore, RunStore, ThreadStore
 
 
@@ -37,6 +38,10 @@ class Context:
     @cached_property
     def runs(self) -> RunStore:
         return RunStore(self.clients.dynamodb, self.settings.runs_table)
+
+    @cached_property
+    def queue(self) -> ThreadQueue:
+        return ThreadQueue(self.clients.dynamodb, self.settings.threads_table, self.settings.runs_table)
 
     @cached_property
     def events(self) -> EventLog:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import random
+import threading
+import time
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -17,23 +23,37 @@ from botocore.exceptions import ClientError
 from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
 from stepgraph.engine.state import get_thread_state
+from stepgraph.storage.queue import ThreadMissing, entry_due_ms, entry_run_id, queue_entry
 from stepgraph.storage.resources import INFLIGHT, Conflict, now_iso
 
 logger = logging.getLogger(__name__)
 
 
-def new_run_id() -> str:
-    """UUIDv7: time-ordered, so the runs table's sort key is creation order."""
-    import os
-    import time
+_id_lock = threading.Lock()
+_last_id = (0, 0)  # (ms, counter) of the last run id made here
 
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
+
+def _id_parts(run_id: str) -> tuple[int, int]:
+    value = uuid.UUID(run_id).int
+    return value >> 80, (value >> 64) & 0xFFF
+
+
+def new_run_id(after: str | None = None) -> str:
+    """UUIDv7 whose 12-bit rand_a field is a counter (RFC 9562 §6.2, method 1): ids made here,
+    and an id made `after` another, sort strictly after it, so key order is creation order."""
+    global _last_id
+    with _id_lock:
+        floor = max(_last_id, _id_parts(after)) if after else _last_id
+        ms = time.time_ns() // 1_000_000
+        if ms > floor[0]:
+            counter = random.getrandbits(11)  # half the range left for ids in the same ms
+        else:
+            ms, counter = floor[0], floor[1] + 1
+            if counter > 0xFFF:
+                ms, counter = ms + 1, 0
+        _last_id = (ms, counter)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62
+    value |= int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
 
 
@@ -47,54 +67,200 @@ def ring_doorbell(ctx: Context, thread_id: str, dedup: str) -> None:
     )
 
 
-def insert_run(ctx: Context, run: dict[str, Any]) -> None:
-    """Persist a pending run, mark the thread busy and ring the thread's doorbell."""
-    ctx.runs.create(run)
-    ctx.threads.set_status(run["thread_id"], "busy")
-    ring_doorbell(ctx, run["thread_id"], dedup=run["run_id"])
+# Inserts on one thread are ordered by a conditional write on the thread's tail; within this
+# process they queue on a lock instead of retrying each other's writes.
+_insert_locks = [threading.Lock() for _ in range(64)]
+
+
+def insert_run(
+    ctx: Context, run: dict[str, Any], *, reject: bool = False, after_seconds: float = 0
+) -> list[str]:
+    """Queue a pending run behind the thread's runs and ring the thread's doorbell.
+
+    The insert is one transaction conditional on the thread's tail (the run inserted last), so
+    a thread's inserts have one order and run ids follow it: "oldest pending first" is creation
+    order, and the inflight runs returned (pending ones in queue order, then the holder) are
+    exactly the runs the new one was created behind. `reject` adds the condition that the thread
+    holds and queues nothing, decided by that same write (raises Conflict). `after_seconds`
+    queues the run due later (the peer's created_at = now + after_seconds). The run's id and
+    timestamps are assigned here. Raises ThreadMissing if the thread does not exist.
+    """
+    thread_id = run["thread_id"]
+    with _insert_locks[hash(thread_id) % len(_insert_locks)]:
+        for attempt in range(100):
+            state = ctx.queue.state(thread_id)
+            if state is None:
+                raise ThreadMissing(thread_id)
+            if reject and (state.holder or state.pending):
+                raise Conflict(f"thread {thread_id} is busy")
+            run["run_id"] = new_run_id(after=state.tail)
+            due_ms = _id_parts(run["run_id"])[0] + int(after_seconds * 1000)
+            run["created_at"] = run["updated_at"] = (
+                datetime.fromtimestamp(due_ms / 1000, timezone.utc).isoformat() if after_seconds else now_iso()
+            )
+            try:
+                ctx.queue.insert(run, entry=queue_entry(run["run_id"], due_ms), tail=state.tail, reject=reject)
+            except Conflict:
+                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))  # another API instance won
+                continue
+            break
+        else:
+            raise RuntimeError(f"could not queue a run on thread {thread_id}: too much contention")
+    ring_doorbell(ctx, thread_id, dedup=run["run_id"])
+    inflight = [entry_run_id(e) for e in state.pending]
+    if state.holder and not state.holder.startswith(ROLLBACK):
+        inflight.append(state.holder)
+    return inflight
+
+
+def cancel_inflight(ctx: Context, thread_id: str, run_ids: list[str], action: str) -> None:
+    """Double-texting with interrupt / rollback: cancel the runs a new run was created behind.
+
+    Pending runs go first, the holder last: when the lease frees, the new run is the oldest
+    pending run left, so nothing older is admitted just to be cancelled.
+    """
+    for run_id in run_ids:
+        cancel_run(ctx, {"thread_id": thread_id, "run_id": run_id}, action)
+
+
+# A thread held by this name is being rolled back: nothing may start until its writes are gone.
+ROLLBACK = "rollback:"
+# A due run may wait this long inside dispatch instead of on a timer.
+_DUE_SLACK_MS = 50
 
 
 def admit_next_run(ctx: Context, thread_id: str) -> str | None:
-    """Start the oldest pending run of the thread if the thread is free. Safe to run twice."""
-    for _ in range(10):
-        thread = ctx.threads.get(thread_id)
-        if thread is None:
+    """Start the thread's first due pending run if nobody holds the thread. Safe to run twice,
+    concurrently, and on duplicated or reordered doorbells: the lease and the run's move to
+    running are one conditional transaction, and the execution is named after the run."""
+    for _ in range(20):
+        state = ctx.queue.state(thread_id)
+        if state is None:
             return None
-        holder = thread.get("active_run_id")
-        if holder:
-            held = ctx.runs.get(thread_id, holder)
-            if held is not None and held["status"] == "running":
-                return None  # busy: its finish rings the doorbell again
-            if held is not None and held["status"] == "pending":
-                candidate = holder  # a dispatch crashed between lease and start: finish the job
-            else:
-                # The holder ended without releasing (crash inside finish): free the thread.
-                ctx.threads.release_lease(thread_id, holder, status="idle")
-                continue
-        else:
-            candidate = ctx.runs.oldest_pending(thread_id)
-        if candidate is None:
-            return None
-        old_token = thread.get("task_token")
-        if not ctx.threads.acquire_lease(thread_id, candidate):
-            return None
-        try:
-            run = ctx.runs.transition(thread_id, candidate, to="running", expected=("pending",))
-        except Conflict:
-            ctx.threads.release_lease(thread_id, candidate, status="idle")
+        if state.holder:
+            if not _recover_holder(ctx, thread_id, state.holder):
+                return None  # busy: its finish or cancel rings the doorbell again
             continue
-        _start(ctx, run, old_token)
-        return candidate
+        if not state.pending:
+            return None
+        entry = state.pending[0]
+        run_id = entry_run_id(entry)
+        wait_ms = entry_due_ms(entry) - time.time_ns() // 1_000_000
+        if wait_ms > _DUE_SLACK_MS:
+            _ring_when_due(ctx, thread_id, run_id, wait_ms)
+            return None
+        if wait_ms > 0:
+            time.sleep(wait_ms / 1000)
+        outcome = ctx.queue.admit(thread_id, run_id, entry, task_token=state.task_token)
+        if outcome == "run":  # an entry whose run is gone or not pending: drop it
+            ctx.queue.drop(thread_id, entry)
+            continue
+        if outcome != "admitted":
+            continue  # the thread changed under us: look again
+        run = ctx.runs.get(thread_id, run_id)
+        if run is None:  # deleted right after admission (thread deleted): nothing to start
+            return None
+        _start(ctx, run, state.task_token)
+        return run_id
     return None
+
+
+def _recover_holder(ctx: Context, thread_id: str, holder: str) -> bool:
+    """True if the thread's holder turned out to be stale and was cleared (look again)."""
+    if holder.startswith(ROLLBACK):
+        # A rollback stopped between holding the thread and releasing it: finish its work.
+        run_id = holder.removeprefix(ROLLBACK)
+        _stop_execution(ctx, run_id)
+        _complete_rollback(ctx, thread_id, run_id)
+        return True
+    held = ctx.runs.get(thread_id, holder)
+    if held is not None and held["status"] == "running":
+        _ensure_started(ctx, held)
+        return False
+    if held is not None and held["status"] == "pending":
+        # Held while pending: an admission from before the transactional one. Finish the job.
+        try:
+            run = ctx.runs.transition(thread_id, holder, to="running", expected=("pending",))
+        except Conflict:
+            return True
+        _start(ctx, run, None)
+        return False
+    if held is None:
+        # A lease may be taken just before its run is written (a parked run's deadline resume):
+        # only a holder still missing a moment later is a crash's leftover.
+        time.sleep(0.2)
+        if ctx.runs.get(thread_id, holder) is not None:
+            return True
+    elif _age_seconds(held) < _STALE_HOLDER_SECONDS:
+        return False  # it just ended: its own finish / park releases the thread and rings
+    graph_id = (held or {}).get("graph_id") or _thread_graph(ctx, thread_id)
+    settled = _settled_thread_status(ctx, thread_id, graph_id, (held or {}).get("status", ""))
+    ctx.threads.release_lease(thread_id, holder, status="busy" if _waiting(ctx, thread_id) else settled)
+    return True
+
+
+# An ended run still holding its thread this long after its last status change lost its
+# finish (every retry of it): dispatch frees the thread.
+_STALE_HOLDER_SECONDS = 60
+
+
+def _age_seconds(run: dict[str, Any]) -> float:
+    try:
+        return time.time() - datetime.fromisoformat(run["updated_at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
+def _thread_graph(ctx: Context, thread_id: str) -> str | None:
+    thread = ctx.threads.get(thread_id) or {}
+    graph_id = (thread.get("metadata") or {}).get("graph_id")
+    return graph_id if graph_id in ctx.graphs.specs else None
+
+
+def _settled_thread_status(ctx: Context, thread_id: str, graph_id: str | None, run_status: str) -> str:
+    if not graph_id:
+        return "error" if run_status == "error" else "idle"
+    return _settled_status(ctx, {"thread_id": thread_id, "graph_id": graph_id}, run_status)
+
+
+def _ensure_started(ctx: Context, run: dict[str, Any]) -> None:
+    """A running run has an execution, unless the dispatch that admitted it died before
+    StartExecution: a redelivered doorbell starts it (same name and input: idempotent)."""
+    if continues_thread(run.get("kwargs", {})):
+        return  # it continues a parked execution named after an earlier run
+    try:
+        ctx.clients.sfn.describe_execution(executionArn=execution_arn(ctx, run["run_id"]))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionDoesNotExist":
+            raise
+        logger.warning("run %s was admitted but never started; starting it", run["run_id"])
+        _start(ctx, run, None)
+
+
+def _ring_when_due(ctx: Context, thread_id: str, run_id: str, wait_ms: int) -> None:
+    """SQS FIFO has no per-message delay: a small execution (Wait, then SendMessage) rings the
+    thread's doorbell when the run is due. Armed by dispatch whenever the first pending run of
+    a thread is not due yet; one per run (named after it), so arming again changes nothing."""
+    try:
+        ctx.clients.sfn.start_execution(
+            stateMachineArn=ctx.settings.delay_state_machine_arn,
+            name=f"after-{run_id}",
+            input=json.dumps({"thread_id": thread_id, "run_id": run_id, "seconds": math.ceil(wait_ms / 1000)}),
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ExecutionAlreadyExists":
+            raise
 
 
 def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
     sfn = ctx.clients.sfn
     if parked_token:
         if continues_thread(run.get("kwargs", {})):
-            # A resume continues the parked execution itself; only the new run's id crosses.
+            # A resume continues the parked execution itself. The run id is what the state
+            # machine uses; the command rides along for the execution history when small (the
+            # step reads it from the run, never from the payload, and graph state never crosses).
             try:
-                sfn.send_task_success(taskToken=parked_token, output=json.dumps({"run_id": run["run_id"]}))
+                sfn.send_task_success(taskToken=parked_token, output=_resume_output(run))
                 return
             except ClientError as exc:
                 logger.info("parked execution gone (%s); starting a new one", exc.response["Error"]["Code"])
@@ -122,6 +288,19 @@ def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
             raise
 
 
+_RESUME_OUTPUT_MAX_BYTES = 32_000  # far below Step Functions' 256 KB payload limit
+
+
+def _resume_output(run: dict[str, Any]) -> str:
+    output = {"run_id": run["run_id"]}
+    command = (run.get("kwargs") or {}).get("command")
+    if command:
+        with_command = json.dumps({**output, "command": command}, default=str)
+        if len(with_command.encode()) <= _RESUME_OUTPUT_MAX_BYTES:
+            return with_command
+    return json.dumps(output)
+
+
 def continues_thread(kwargs: dict[str, Any]) -> bool:
     """A Command, or no input at all (continue after interrupt_before/after), resumes the
     parked execution; new input, or a replay from a checkpoint, starts a fresh one."""
@@ -146,9 +325,15 @@ def _release_thread(ctx: Context, run: dict[str, Any], settled: str, *, park_tok
     meanwhile: either its own doorbell finds the lease free, or this check finds it.
     """
     thread_id, run_id = run["thread_id"], run["run_id"]
-    waiting = ctx.runs.oldest_pending(thread_id) is not None
+    waiting = _waiting(ctx, thread_id)
     ctx.threads.release_lease(thread_id, run_id, status="busy" if waiting else settled, park_token=park_token)
-    return waiting or ctx.runs.oldest_pending(thread_id) is not None
+    return waiting or _waiting(ctx, thread_id)
+
+
+def _waiting(ctx: Context, thread_id: str) -> bool:
+    """Runs are queued on the thread (a consistent read of the thread item, not the index)."""
+    state = ctx.queue.state(thread_id)
+    return bool(state and state.pending)
 
 
 def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None:
@@ -156,7 +341,13 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
     try:
         run = ctx.runs.transition(thread_id, run_id, to="success", expected=("running",))
     except Conflict:
-        logger.info("run %s ended before parking (cancelled?)", run_id)
+        # Cancelled while the state machine entered Park: end the execution through its token,
+        # or it would wait for its deadline (StopExecution cannot reach a token wait in moto).
+        logger.info("run %s ended before parking (cancelled?); abandoning its execution", run_id)
+        try:
+            ctx.clients.sfn.send_task_failure(taskToken=task_token, error="Abandoned", cause="run cancelled")
+        except ClientError:
+            pass
         return
     waiting = _release_thread(ctx, run, "interrupted", park_token=task_token)
     ctx.events.end(run_id, {"status": "success"})
@@ -228,29 +419,112 @@ def execution_arn(ctx: Context, run_id: str) -> str:
 
 
 def cancel_run(ctx: Context, run: dict[str, Any], action: str = "interrupt") -> dict[str, Any] | None:
-    """Cancel a pending or running run. The status write is conditional, then the lease goes:
-    from that moment the run's fenced checkpoint writes fail, so it can never write again."""
+    """Cancel a run, the peer's way: it ends `interrupted` (rollback: it is deleted with every
+    checkpoint it wrote). Returns the run as it now is, None once deleted.
+
+    A pending run leaves the queue in the same write that ends it. A running run loses the lease
+    in the same write that ends it, so from then on its fenced checkpoint writes fail and a late
+    finish cannot overwrite the cancel; a rollback keeps the thread held under a marker until
+    the run's checkpoints are gone, so no other run can start from them. A parked run (its
+    execution waits on a task token, beyond StopExecution's reach) is released through its token.
+    """
     thread_id, run_id = run["thread_id"], run["run_id"]
-    try:
-        run = ctx.runs.transition(thread_id, run_id, to="interrupted", expected=INFLIGHT)
-    except Conflict:
-        return ctx.runs.get(thread_id, run_id)
-    # Release first: from here the run's fenced checkpoint writes fail, so a rollback below
-    # cannot be followed by a late checkpoint of the cancelled run.
-    waiting = _release_thread(ctx, run, _settled_status(ctx, run, "interrupted"))
+    rollback = action == "rollback"
+    for _ in range(10):
+        current = ctx.runs.get(thread_id, run_id)
+        if current is None:
+            return None
+        if current["status"] == "pending":
+            state = ctx.queue.state(thread_id)
+            entry = state.entry_of(run_id) if state else None
+            if entry is not None:
+                if not ctx.queue.withdraw(thread_id, run_id, entry):
+                    continue  # admitted meanwhile
+            else:  # a pending run that was never queued (written directly): just end it
+                try:
+                    ctx.runs.transition(thread_id, run_id, to="interrupted", expected=("pending",))
+                except Conflict:
+                    continue
+            ctx.events.end(run_id, {"status": "interrupted"})
+            if rollback:  # it never ran: nothing of it to undo but the record
+                ctx.runs.delete(thread_id, run_id)
+                ctx.events.delete_run(run_id)
+                ctx.events.end(run_id, {"status": "interrupted"})
+            if not _waiting(ctx, thread_id):
+                ctx.queue.settle(thread_id, _settled_status(ctx, current, "interrupted"))
+            elif state and not state.holder and state.pending[:1] == (entry,):
+                # It was first in line on a free thread: the next one may be due now.
+                ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
+            return None if rollback else {**current, "status": "interrupted"}
+        if current["status"] == "running":
+            waiting = _waiting(ctx, thread_id)
+            status = "busy" if (waiting or rollback) else _settled_status(ctx, current, "interrupted")
+            hold = ROLLBACK + run_id if rollback else None
+            if not ctx.queue.stop(thread_id, run_id, status=status, hold=hold):
+                state = ctx.queue.state(thread_id)
+                if state is None or state.holder == run_id:
+                    continue  # it finished meanwhile (or the thread is gone): look again
+                # Running without the lease (a lease cleared by recovery): it cannot write anyway.
+                try:
+                    ctx.runs.transition(thread_id, run_id, to="interrupted", expected=("running",))
+                except Conflict:
+                    continue
+                ctx.events.end(run_id, {"status": "interrupted"})
+                if rollback:
+                    ctx.checkpointer.delete_for_runs([run_id])
+                    ctx.runs.delete(thread_id, run_id)
+                    return None
+                return {**current, "status": "interrupted"}
+            _stop_execution(ctx, run_id)
+            ctx.events.end(run_id, {"status": "interrupted"})
+            if rollback:
+                _complete_rollback(ctx, thread_id, run_id)  # releases the thread and rings
+                return None
+            if waiting or _waiting(ctx, thread_id):
+                ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
+            return {**current, "status": "interrupted"}
+        # Not inflight: if its execution is parked on a task token, release that.
+        thread = ctx.threads.get(thread_id)
+        if thread and thread.get("parked_run_id") == run_id and not thread.get("active_run_id"):
+            abandon_parked_run(ctx, thread, "run cancelled")
+        return current
+    return ctx.runs.get(thread_id, run_id)
+
+
+def _stop_execution(ctx: Context, run_id: str) -> None:
+    """Best effort: the fence already keeps a cancelled run from writing; this saves its compute."""
     try:
         ctx.clients.sfn.stop_execution(executionArn=execution_arn(ctx, run_id), error="Cancelled")
-    except Exception:  # noqa: BLE001 - never started, already over, parked, or (moto) not yet running
+    except Exception:  # noqa: BLE001 - not started yet, already over, or a resumed parked execution
         logger.debug("stop_execution for %s did nothing", run_id, exc_info=True)
-    ctx.events.end(run_id, {"status": "interrupted"})
-    if action == "rollback":
-        ctx.checkpointer.delete_for_runs([run_id])
-        ctx.runs.delete(thread_id, run_id)
-        ctx.events.delete_run(run_id)
-        run = None
-    if waiting:  # after a rollback's deletes: the next run must not see the rolled-back state
-        ring_doorbell(ctx, thread_id, dedup=f"cancel:{run_id}")
-    return run
+
+
+def _complete_rollback(ctx: Context, thread_id: str, run_id: str) -> None:
+    """Delete a rolled-back run and everything it wrote, then free the thread it held under the
+    rollback marker. Idempotent: dispatch finishes a rollback whose canceller died."""
+    ctx.checkpointer.delete_for_runs([run_id])
+    ctx.runs.delete(thread_id, run_id)
+    ctx.events.delete_run(run_id)
+    ctx.events.end(run_id, {"status": "interrupted"})  # a reader still tailing the run ends
+    waiting = _waiting(ctx, thread_id)
+    settled = "busy" if waiting else _settled_thread_status(ctx, thread_id, _thread_graph(ctx, thread_id), "interrupted")
+    ctx.threads.release_lease(thread_id, ROLLBACK + run_id, status=settled)
+    if waiting or _waiting(ctx, thread_id):
+        ring_doorbell(ctx, thread_id, dedup=f"rollback:{run_id}")
+
+
+def abandon_parked_run(ctx: Context, thread: dict[str, Any], cause: str) -> None:
+    """Release a parked execution through its token (moto's StopExecution cannot reach a task
+    token wait; SendTaskFailure ends it the same way on AWS): Park's Catch goes to Abandoned."""
+    token, parked = thread.get("task_token"), thread.get("parked_run_id")
+    if not token:
+        return
+    try:
+        ctx.clients.sfn.send_task_failure(taskToken=token, error="Abandoned", cause=cause)
+    except ClientError:  # spent, timed out, or the execution is gone
+        pass
+    if parked:
+        ctx.threads.forget_park(thread["thread_id"], parked)
 
 
 def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:

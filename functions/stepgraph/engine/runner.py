@@ -201,16 +201,22 @@ def run_supersteps(
     writer = EventWriter(ctx, run_id)
     emitter = StreamEmitter(writer.append, kwargs.get("stream_mode"), subgraphs=subgraphs)
     emit_checkpoints = emitter.wants("checkpoints")
-    strict = ctx.settings.step_mode == "strict"
+    # Durability: "sync" (and the peer's default "async") checkpoint every superstep before the
+    # next one starts: a superstep is our unit of retry and the lease is checked as it commits.
+    # "exit" checkpoints only as the invocation exits (the run ends, interrupts or the time budget
+    # runs out), so strict mode does not stop it after each superstep; a crash replays the
+    # invocation from the run's last checkpoint, as the peer's "exit" loses the run's progress.
+    exit_durability = kwargs.get("durability") == "exit"
+    strict = ctx.settings.step_mode == "strict" and not exit_durability
     deadline = time.monotonic() + ctx.settings.step_budget_ms / 1000
     if remaining_ms is not None:
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
 
     last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
     replaying = not first
-    stopped_early = False
+    stopped_early = cancelled = False
     try:
-        for ns, mode, chunk in stream_parts(
+        parts = stream_parts(
             bound,
             stream_input,
             config,
@@ -218,11 +224,12 @@ def run_supersteps(
             subgraphs=subgraphs,
             events=emitter.events,
             continuation=not first,
-            durability="sync",
+            durability="exit" if exit_durability else "sync",
             interrupt_before=run_option(run, "interrupt_before", assistant),
             interrupt_after=run_option(run, "interrupt_after", assistant),
             context=kwargs.get("context"),
-        ):
+        )
+        for ns, mode, chunk in parts:
             if ns is None:  # astream_events' own events (stream mode "events")
                 emitter.event(chunk)
                 continue
@@ -235,6 +242,11 @@ def run_supersteps(
                 last_next = chunk["next"]
                 if emit_checkpoints:
                     writer.append("checkpoints", chunk)
+                if chunk["next"] and exit_durability and _cancelled(ctx, thread_id, run_id):
+                    # Between supersteps, as the peer stops a cancelled run. With "sync" the
+                    # checkpoint write's lease condition is this check; "exit" writes none.
+                    cancelled = True
+                    break
                 if chunk["next"] and (strict or time.monotonic() >= deadline):
                     stopped_early = True
                     break
@@ -243,6 +255,7 @@ def run_supersteps(
                 continue
             replaying = False
             emitter.emit(ns, mode, chunk)
+        parts.close()  # "exit" writes its checkpoint here; a cancelled run's write fails the lease
     except HeadConflict as conflict:
         _close_quietly(writer)
         if conflict.reason == "lease":
@@ -273,9 +286,16 @@ def run_supersteps(
         return StepResult("error", park_timeout)
     if not _close_quietly(writer) or stopped_early:
         return StepResult("continue", park_timeout)
+    if cancelled:
+        return StepResult("done")
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult("interrupted" if last_next else "done", park_timeout)
+
+
+def _cancelled(ctx: Context, thread_id: str, run_id: str) -> bool:
+    run = ctx.runs.get(thread_id, run_id)
+    return run is None or run["status"] != "running"
 
 
 def _close_quietly(writer: EventWriter) -> bool:

@@ -133,21 +133,31 @@ def stream_parts(
     events as (None, "events", event). Closing the iterator stops the graph (after the
     checkpoint it just wrote: the step runs with durability "sync")."""
     if not events:
-        for part in graph.stream(stream_input, config, stream_mode=modes, subgraphs=subgraphs, **kwargs):
-            yield part if subgraphs else ((), *part)
+        parts = graph.stream(stream_input, config, stream_mode=modes, subgraphs=subgraphs, **kwargs)
+        try:
+            for part in parts:
+                yield part if subgraphs else ((), *part)
+        finally:
+            # Explicitly, so what the graph does as it stops (durability "exit" writes its
+            # checkpoint then) raises into whoever closes this iterator, not into the GC.
+            parts.close()
         return
     agen = graph.astream_events(
         stream_input, config, version="v2", stream_mode=modes, subgraphs=subgraphs, **kwargs
     )
-    for event in _drive(agen):
-        root = not event.get("parent_ids")
-        if root and event["event"] == "on_chain_stream":
-            part = event["data"]["chunk"]
-            yield part if subgraphs else ((), *part)
-        elif root and continuation and event["event"] == "on_chain_start":
-            continue  # one run spans several invocations: announce the graph's start once
-        else:
-            yield None, "events", event
+    driver = _drive(agen)
+    try:
+        for event in driver:
+            root = not event.get("parent_ids")
+            if root and event["event"] == "on_chain_stream":
+                part = event["data"]["chunk"]
+                yield part if subgraphs else ((), *part)
+            elif root and continuation and event["event"] == "on_chain_start":
+                continue  # one run spans several invocations: announce the graph's start once
+            else:
+                yield None, "events", event
+    finally:
+        driver.close()  # as above: the graph's own stopping raises into the closer
 
 
 def _drive(agen: AsyncIterator[Any]) -> Iterator[Any]:

@@ -255,13 +255,15 @@ class ThreadStore:
 
     def take_parked(self, thread_id: str, parked_run_id: str, run_id: str) -> bool:
         """Lease the thread to run_id, which continues the parked execution of parked_run_id
-        (its deadline passed). False if anyone moved first: a resume, new input, a delete."""
+        (its deadline passed). False if anyone moved first: a resume or new input (queued in
+        `pending`, storage/queue.py, or already admitted), a delete."""
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=self._key(thread_id),
                 UpdateExpression="SET active_run_id = :r, #s = :busy REMOVE task_token, parked_run_id",
-                ConditionExpression="parked_run_id = :p AND attribute_not_exists(active_run_id)",
+                ConditionExpression="parked_run_id = :p AND attribute_not_exists(active_run_id) "
+                "AND attribute_not_exists(pending)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={":r": _s(run_id), ":p": _s(parked_run_id), ":busy": _s("busy")},
             )

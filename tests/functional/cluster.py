@@ -1,0 +1,124 @@
+"""The split local runtime for fault tests: `stepgraph aws` (moto server, state machine, Lambda
+hook) and `stepgraph worker` (the handlers) as two processes, so the worker can be killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from stepgraph.engine.context import Context
+from stepgraph.settings import Settings
+from stepgraph_local.split import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+GRAPHS = ROOT / "tests" / "graphs" / "langgraph.json"
+FAULTY_AWS = Path(__file__).with_name("faulty_aws.py")
+_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
+
+
+class Cluster:
+    def __init__(self, *, config: Path = GRAPHS, step_mode: str = "strict"):
+        self.dir = Path(tempfile.mkdtemp(prefix="stepgraph-cluster-"))
+        self.aws_port, self.worker_port = free_port(), free_port()
+        self.env_file, self.faults_file = self.dir / "env.json", self.dir / "faults.json"
+        self.config, self.step_mode = config, step_mode
+        self.aws: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+        self.worker_starts = 0
+        self._patch: Any = None
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPGRAPH_", "MOTO_"))}
+        env["STEPGRAPH_TEST_FAULTS"] = str(self.faults_file)
+        out = open(self.dir / log, "a")  # noqa: SIM115 - the child owns it
+        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def start(self) -> "Cluster":
+        self.aws = self._spawn(
+            [str(FAULTY_AWS), "aws", "--port", str(self.aws_port), "--worker-url", self.worker_url,
+             "--env-file", str(self.env_file), "--config", str(self.config), "--step-mode", self.step_mode],
+            "aws.log",
+        )
+        self._until(self.env_file.exists, "stepgraph aws did not start", self.aws)
+        self.env = json.loads(self.env_file.read_text())
+        # boto3 in this process (the test's context) talks to the server with its credentials.
+        self._patch = mock.patch.dict(os.environ, {k: self.env[k] for k in _CREDENTIALS if k in self.env})
+        self._patch.start()
+        with mock.patch.dict(os.environ, self.env):
+            self.ctx = Context(Settings.from_env())
+        self.start_worker()
+        return self
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.worker_port}"
+
+    def start_worker(self) -> None:
+        self.worker = self._spawn(
+            ["-m", "stepgraph_local.cli", "worker", "--port", str(self.worker_port), "--env-file", str(self.env_file)],
+            "worker.log",
+        )
+        self.worker_starts += 1
+        self._until(self._worker_ok, "stepgraph worker did not start", self.worker)
+
+    def kill_worker(self) -> None:
+        """SIGKILL: the worker dies mid-invocation, as a Lambda sandbox does."""
+        assert self.worker is not None
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait()
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.aws):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self._patch is not None:
+            self._patch.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.dir.glob("*.log")))
+
+    def _worker_ok(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.worker_url + "/ok", timeout=1) as resp:
+                return resp.status == 200
+        except OSError:
+            return False
+
+    def _until(self, ready, message: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if proc.poll() is not None:
+                raise RuntimeError(f"{message}:\n{self.logs()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{message} in {timeout}s:\n{self.logs()}")
+
+    # ------------------------------------------------------------------ faults and clients
+    def throttle(self, rule: dict[str, Any] | None) -> None:
+        self.faults_file.write_text(json.dumps(rule))
+        self.faults_file.with_suffix(".out").unlink(missing_ok=True)
+
+    def throttled(self) -> int:
+        out = self.faults_file.with_suffix(".out")
+        return json.loads(out.read_text())["injected"] if out.exists() else 0
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_DEFAULT_REGION"])
