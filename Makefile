@@ -25,6 +25,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_overhead.py
+	$(BIN)/python benchmarks/stream_latency.py
+	$(BIN)/python benchmarks/admission_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

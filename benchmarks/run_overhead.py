@@ -20,7 +20,7 @@ from pathlib import Path
 from langgraph_sdk import get_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import Server  # noqa: E402  (the same launcher the tests use)
+from harness import Server  # noqa: E402  (the same launcher the tests use)
 
 
 def summary(samples: list[float]) -> dict[str, float]:

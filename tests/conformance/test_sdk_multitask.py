@@ -14,7 +14,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from conftest import Server
+from harness import Server
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -217,19 +217,20 @@ def _tag(run: dict) -> str:
     return run["kwargs"]["input"]["items"][0]
 
 
-async def test_race_reject(graphs_server):
+async def test_race_reject(graphs_server, record_counts):
     client = get_client(url=graphs_server.url)
     thread = (await client.threads.create())["thread_id"]
-    accepted, refused = await _race(client, thread, "reject", 0.5)  # an idle thread
+    # An idle thread; the one accepted run stays busy (3 s) well past the last of the 50 creates.
+    accepted, refused = await _race(client, thread, "reject", 3.0)
     assert len(accepted) == 1 and refused == [409] * (RACE - 1)
-    accepted_busy, refused_busy = await _race(client, thread, "reject", 0.5)  # now busy
+    accepted_busy, refused_busy = await _race(client, thread, "reject", 0)  # now busy
     assert accepted_busy == [] and refused_busy == [409] * RACE
     await client.runs.join(thread, accepted[0]["run_id"])
     assert [r["run_id"] for r in await client.runs.list(thread, limit=100)] == [accepted[0]["run_id"]]
-    print(f"\nreject race: {len(accepted)} accepted, {len(refused)} got 409 (then {len(refused_busy)} of {RACE} on the busy thread)")
+    record_counts("reject race", {"accepted": len(accepted), "got_409": len(refused), "busy_thread_got_409": len(refused_busy)})
 
 
-async def test_race_enqueue(graphs_server):
+async def test_race_enqueue(graphs_server, record_counts):
     client = get_client(url=graphs_server.url)
     thread = (await client.threads.create())["thread_id"]
     await _busy(client, thread, "busy", 1.0)
@@ -242,14 +243,14 @@ async def test_race_enqueue(graphs_server):
     assert [r["created_at"] for r in in_order] == sorted(r["created_at"] for r in in_order)
     expected = ["busy", "slept"] + [x for r in in_order for x in (_tag(r), "slept")]
     assert (await client.threads.get_state(thread))["values"]["items"] == expected
-    print(f"\nenqueue race: {len(accepted)} accepted, {sum(r['status'] == 'success' for r in runs) - 1} ran, in order")
+    record_counts("enqueue race", {"accepted": len(accepted), "ran_in_order": sum(r["status"] == "success" for r in runs) - 1})
 
 
-async def test_race_interrupt(graphs_server):
+async def test_race_interrupt(graphs_server, record_counts):
     client = get_client(url=graphs_server.url)
     thread = (await client.threads.create())["thread_id"]
     busy = await _busy(client, thread, "busy", 10.0)
-    accepted, refused = await _race(client, thread, "interrupt", 1.0)
+    accepted, refused = await _race(client, thread, "interrupt", 3.0)
     assert len(accepted) == RACE and refused == []
     runs = {r["run_id"]: r for r in await _all_settled(client, thread)}
     newest = max(accepted, key=lambda r: r["run_id"])
@@ -260,16 +261,16 @@ async def test_race_interrupt(graphs_server):
     items = (await client.threads.get_state(thread))["values"]["items"]
     # Interrupted runs keep what they checkpointed (at most their input); only the newest naps.
     assert items[0] == "busy" and items[-2:] == [_tag(newest), "slept"] and items.count("slept") == 1
-    print(f"\ninterrupt race: {RACE} accepted, 1 ran to success (the newest), {len(others)} + the busy run interrupted")
+    record_counts("interrupt race", {"accepted": len(accepted), "succeeded": 1, "interrupted": len(others) + 1})
 
 
-async def test_race_rollback(graphs_server):
+async def test_race_rollback(graphs_server, record_counts):
     client = get_client(url=graphs_server.url)
     thread = (await client.threads.create())["thread_id"]
     seed = await client.runs.wait(thread, "nap", input={"items": ["seed"], "pause": 0})
     assert seed["items"] == ["seed", "slept"]
     busy = await _busy(client, thread, "busy", 10.0)
-    accepted, refused = await _race(client, thread, "rollback", 1.0)
+    accepted, refused = await _race(client, thread, "rollback", 3.0)
     assert len(accepted) == RACE and refused == []
     runs = await _all_settled(client, thread)
     newest = max(accepted, key=lambda r: r["run_id"])
@@ -284,4 +285,4 @@ async def test_race_rollback(graphs_server):
     assert state["values"]["items"] == ["seed", "slept", _tag(newest), "slept"]
     history = await client.threads.get_history(thread, limit=100)
     assert {h["metadata"]["run_id"] for h in history} == {newest["run_id"], *survivors}
-    print(f"\nrollback race: {RACE} accepted, 1 ran to success (the newest), {len(gone)} rolled back (404)")
+    record_counts("rollback race", {"accepted": len(accepted), "succeeded": 1, "rolled_back_404": len(gone)})

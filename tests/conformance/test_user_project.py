@@ -8,7 +8,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from conftest import Server
+from harness import Server
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 

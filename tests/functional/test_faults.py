@@ -77,7 +77,9 @@ def executions(c: Cluster, run_ids: set[str]) -> dict[str, int]:
     return names
 
 
-def report(name: str, c: Cluster, runs: list[dict[str, Any]], statuses: dict[str, str], **extra: Any) -> dict[str, int]:
+def report(
+    record: Any, name: str, c: Cluster, runs: list[dict[str, Any]], statuses: dict[str, str], **extra: Any
+) -> dict[str, int]:
     started = sum(executions(c, {r["run_id"] for r in runs}).values())
     finished = sum(s == "success" for s in statuses.values())
     counts = {
@@ -88,7 +90,7 @@ def report(name: str, c: Cluster, runs: list[dict[str, Any]], statuses: dict[str
         "duplicate_supersteps": sum(duplicate_supersteps(c, t) for t in {r["thread_id"] for r in runs}),
         **extra,
     }
-    print(f"\n{name}: {json.dumps(counts)}")
+    record(name, counts)
     return counts
 
 
@@ -113,7 +115,7 @@ def sqs_record(thread_id: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the worker dies
-def test_killed_worker_mid_superstep_loses_nothing(cluster):
+def test_killed_worker_mid_superstep_loses_nothing(cluster, record_counts):
     steps = 12
     runs = [start(cluster, "counter", {"steps": steps, "pause": 0.15}) for _ in range(4)]
     # Every run admitted and inside its supersteps (a node sleeping) before the kill.
@@ -131,7 +133,7 @@ def test_killed_worker_mid_superstep_loses_nothing(cluster):
         crashed += sum(
             e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Runtime.ExitError" for e in events
         )
-    counts = report("killed worker", cluster, runs, statuses, invocations_crashed=crashed)
+    counts = report(record_counts, "killed worker", cluster, runs, statuses, invocations_crashed=crashed)
     assert counts["started"] == counts["finished"] == len(runs) and counts["lost"] == 0
     assert counts["duplicate_supersteps"] == 0
     assert crashed >= 1, "the kill hit no invocation"
@@ -142,7 +144,7 @@ def test_killed_worker_mid_superstep_loses_nothing(cluster):
 
 
 # ---------------------------------------------------------------- duplicate step deliveries
-def test_duplicate_step_invocations_write_one_checkpoint_per_superstep(cluster):
+def test_duplicate_step_invocations_write_one_checkpoint_per_superstep(cluster, record_counts):
     steps = 8
     run = start(cluster, "counter", {"steps": steps, "pause": 0.05})
     lam = cluster.client("lambda")
@@ -162,7 +164,7 @@ def test_duplicate_step_invocations_write_one_checkpoint_per_superstep(cluster):
         done.set()
         for f in futures:
             f.result()
-    counts = report("duplicate step invocations", cluster, [run], statuses, duplicate_invocations=invoked[0])
+    counts = report(record_counts, "duplicate step invocations", cluster, [run], statuses, duplicate_invocations=invoked[0])
     assert counts["finished"] == 1 and counts["lost"] == 0 and counts["duplicate_supersteps"] == 0
     assert invoked[0] >= steps
     tuples = history(cluster, run["thread_id"])
@@ -171,7 +173,7 @@ def test_duplicate_step_invocations_write_one_checkpoint_per_superstep(cluster):
 
 
 # ---------------------------------------------------------------- duplicate / reordered doorbells
-def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster):
+def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster, record_counts):
     threads = [str(uuid.uuid4()) for _ in range(4)]
     for t in threads:
         new_thread(cluster.ctx, t, {})
@@ -200,7 +202,7 @@ def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster):
     time.sleep(0.5)
     per_run = executions(cluster, {r["run_id"] for r in runs})
     counts = report(
-        "duplicated and reordered doorbells", cluster, runs, statuses,
+        record_counts, "duplicated and reordered doorbells", cluster, runs, statuses,
         executed_twice=sum(n > 1 for n in per_run.values()),
     )
     assert counts["started"] == counts["finished"] == len(runs) and counts["lost"] == 0
@@ -212,8 +214,70 @@ def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster):
         assert items == [x for r in mine for x in (r["kwargs"]["input"]["items"][0], "slept")]
 
 
+# ---------------------------------------------------------------- timeouts and cancels
+def _until_marker(path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text() == text):
+        assert time.monotonic() < deadline, f"{path} never read {text!r}"
+        time.sleep(0.02)
+
+
+def test_step_timing_out_is_retried_from_the_last_checkpoint(cluster, tmp_path, record_counts):
+    lam = cluster.client("lambda")
+    configured = lam.get_function_configuration(FunctionName="StepFunction")["Timeout"]
+    lam.update_function_configuration(FunctionName="StepFunction", Timeout=2)
+    marker = tmp_path / "stall"
+    try:
+        run = start(cluster, "stall", {"steps": 5, "stall_at": 2, "pause": 3.5, "marker": str(marker)})
+        statuses = wait_ended(cluster, [run])
+        # The timed-out invocation was not stopped: it wakes up and tries to commit its
+        # superstep after the retry did. Its write must find the head moved.
+        _until_marker(marker, "returned")
+        time.sleep(0.5)
+    finally:
+        lam.update_function_configuration(FunctionName="StepFunction", Timeout=configured)
+    sfn = cluster.client("stepfunctions")
+    events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, run["run_id"]), maxResults=1000)["events"]
+    timed_out = sum(e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Sandbox.Timedout" for e in events)
+    counts = report(record_counts, "step timed out", cluster, [run], statuses, invocations_timed_out=timed_out)
+    assert timed_out == 1
+    assert counts["finished"] == 1 and counts["lost"] == 0 and counts["duplicate_supersteps"] == 0
+    tuples = history(cluster, run["thread_id"])
+    assert sorted(t.metadata["step"] for t in tuples) == list(range(-1, 6))
+    assert tuples[0].checkpoint["channel_values"]["count"] == 5
+
+
+def test_cancelled_run_writes_nothing_after_and_a_late_finish_keeps_the_cancel(cluster, tmp_path, record_counts):
+    ctx = cluster.ctx
+    marker = tmp_path / "stall"
+    run = start(cluster, "stall", {"steps": 5, "stall_at": 2, "pause": 1.0, "marker": str(marker)})
+    thread_id, run_id = run["thread_id"], run["run_id"]
+    _until_marker(marker, "stalled")  # superstep 3 is in flight, its node asleep
+    cancel_run(ctx, ctx.runs.get(thread_id, run_id), action="interrupt")
+    at_cancel = [t.config["configurable"]["checkpoint_id"] for t in history(cluster, thread_id)]
+    _until_marker(marker, "returned")  # the node returned: its superstep tries to commit
+    time.sleep(0.5)
+    lam = cluster.client("lambda")
+    ids = {"run_id": run_id, "thread_id": thread_id}
+    late_step = json.loads(lam.invoke(FunctionName="StepFunction", Payload=json.dumps(ids).encode())["Payload"].read())
+    late_finishes = [
+        lam.invoke(FunctionName="FinishFunction", Payload=json.dumps({**ids, **extra}).encode())
+        for extra in ({"outcome": "done"}, {"outcome": "error"}, {"error": {"Error": "States.TaskFailed", "Cause": "late"}})
+    ]
+    assert all("FunctionError" not in f for f in late_finishes)
+    after = [t.config["configurable"]["checkpoint_id"] for t in history(cluster, thread_id)]
+    record = ctx.runs.get(thread_id, run_id)
+    record_counts("cancel fence", {
+        "checkpoints_at_cancel": len(at_cancel), "written_after": len(after) - len(at_cancel), "status": record["status"],
+    })
+    assert after == at_cancel  # neither the in-flight superstep nor a late step wrote
+    assert late_step["status"] == "done"
+    assert record["status"] == "interrupted" and not record.get("error")
+    assert ctx.threads.get(thread_id)["status"] == "interrupted"  # stopped with work left, as the peer
+
+
 # ---------------------------------------------------------------- throttling
-def test_throttled_checkpoint_writes_still_finish(cluster):
+def test_throttled_checkpoint_writes_still_finish(cluster, record_counts):
     cluster.throttle({"operation": "TransactWriteItems", "table": "CheckpointsTable", "count": 3, "every": 2})
     try:
         run = start(cluster, "counter", {"steps": 6, "pause": 0})
@@ -221,14 +285,14 @@ def test_throttled_checkpoint_writes_still_finish(cluster):
     finally:
         throttled = cluster.throttled()
         cluster.throttle(None)
-    counts = report("throttled checkpoint writes", cluster, [run], statuses, throttled=throttled)
+    counts = report(record_counts, "throttled checkpoint writes", cluster, [run], statuses, throttled=throttled)
     assert throttled == 3
     assert counts["finished"] == 1 and counts["lost"] == 0 and counts["duplicate_supersteps"] == 0
     assert history(cluster, run["thread_id"])[0].checkpoint["channel_values"]["count"] == 6
 
 
 # ---------------------------------------------------------------- retries run out
-def test_step_failing_past_its_retries_ends_the_run_in_error(cluster):
+def test_step_failing_past_its_retries_ends_the_run_in_error(cluster, record_counts):
     run = start(cluster, "storage_fault", {"items": []})
     statuses = wait_ended(cluster, [run], timeout=40)
     assert statuses[run["run_id"]] == "error"
@@ -244,7 +308,7 @@ def test_step_failing_past_its_retries_ends_the_run_in_error(cluster):
     failed = sum(e["type"] == "TaskFailed" for e in history_["events"])
     assert failed == 4  # the first attempt and the state machine's 3 retries
     assert cluster.ctx.threads.get(run["thread_id"])["status"] == "error"
-    print(f"\nretries exhausted: {json.dumps({'step_attempts': failed, 'status': 'error'})}")
+    record_counts("retries exhausted", {"step_attempts": failed, "status": "error"})
 
 
 # ---------------------------------------------------------------- recovery by dispatch
@@ -281,7 +345,6 @@ def test_dispatch_finishes_work_a_crash_left_behind(cluster):
     assert ctx.queue.admit(other, run["run_id"], entry, task_token=None) == "admitted"  # ... and "crash"
     ring_doorbell(ctx, other, dedup=uuid.uuid4().hex)  # the redelivery
     assert wait_ended(cluster, [run])[run["run_id"]] == "success"
-    print("\ndispatch recovery: rollback finished after its canceller died; admitted-but-unstarted run started")
 
 
 # ---------------------------------------------------------------- parked runs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, TypedDict
 
 from botocore.exceptions import ClientError
@@ -98,3 +99,35 @@ _g.add_node("ask", _ask)
 _g.add_edge(START, "ask")
 _g.add_edge("ask", END)
 ask = _g.compile()
+
+
+class Stall(TypedDict, total=False):
+    count: int
+    steps: int
+    stall_at: int
+    pause: float
+    marker: str
+
+
+def _stall_tick(state: Stall) -> Stall:
+    """At count == stall_at the first attempt sleeps `pause` seconds (longer than the Step
+    Lambda's timeout); retries do not. `marker` (a file) remembers the attempt across worker
+    processes and records when the stalled attempt returned."""
+    marker = Path(state["marker"])
+    if state.get("count", 0) == state["stall_at"] and not marker.exists():
+        marker.write_text("stalled")
+        time.sleep(state["pause"])
+        marker.write_text("returned")
+    return {"count": state.get("count", 0) + 1}
+
+
+def _stall_again(state: Stall) -> str:
+    return "tick" if state.get("count", 0) < state["steps"] else END
+
+
+# stall: `steps` supersteps; the first attempt of one of them outlives the Lambda timeout.
+_g = StateGraph(Stall)
+_g.add_node("tick", _stall_tick)
+_g.add_edge(START, "tick")
+_g.add_conditional_edges("tick", _stall_again, ["tick", END])
+stall = _g.compile()

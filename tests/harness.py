@@ -1,0 +1,63 @@
+"""A real `stepgraph dev` server in a subprocess, on a free port: for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "langgraph.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable, "-m", "stepgraph_local.cli", "dev", "--config", str(config), "--port", str(self.port), *args,
+        ]
+        # A file, not a pipe: a chatty server must never block on a full pipe.
+        self.output = tempfile.NamedTemporaryFile("w+", prefix="stepgraph-server-", suffix=".log")
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self.output, stderr=subprocess.STDOUT, text=True
+        )
+
+    def read_output(self) -> str:
+        self.output.flush()
+        self.output.seek(0)
+        return self.output.read()
+
+    def wait_ready(self, timeout: float = 60) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.read_output()}")
+            try:
+                if httpx.get(self.url + "/ok", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.read_output()
