@@ -152,8 +152,8 @@ class LocalAWS:
         if LocalAWS._active is not None:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
         lambda_hook.install()  # first: it refuses an unexpected moto version
-        moto_dynamodb.install()  # thread-safe DynamoDB with O(items) transactions
-        moto_stepfunctions.install()  # parse the ASL once, not per execution
+        moto_dynamodb.install()  # thread-safe DynamoDB; transactions and queries cost O(items touched)
+        moto_stepfunctions.install()  # parse the ASL once, not per execution; reuse its boto3 clients
         defaults = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
         for key, value in defaults.items():
             self._setenv(key, value, only_if_unset=True)

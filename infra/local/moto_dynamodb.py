@@ -8,6 +8,9 @@
    checkpoint table holds thousands of items) and, under concurrency, a restore that erases other
    writers' items. This version checks every condition first, then applies the writes, and on a
    failure while applying restores only the items it touched: DynamoDB's all-or-nothing semantics.
+3. moto's Query on a table (not an index) lists and sorts every item of the table to keep the
+   queried partition's: O(table) per Query, which made every run slower than the one before
+   (2.5 runs/s after 500 runs, against 10 at start). This version reads only the partition.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
 MOTO_VERSION = "5.2.5"
@@ -36,6 +40,42 @@ _originals: dict[str, Any] = {}
 def _serialised_call_action(self: DynamoHandler) -> Any:
     with _lock:
         return _originals["call_action"](self)
+
+
+_partition = threading.local()
+
+
+def _query(
+    self: Table,
+    hash_key: Any,
+    range_comparison: Any,
+    range_objs: Any,
+    limit: Any,
+    exclusive_start_key: Any,
+    scan_index_forward: Any,
+    projection_expressions: Any,
+    index_name: str | None = None,
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    if index_name is None:
+        _partition.table, _partition.hash_key = self, hash_key
+    try:
+        return _originals["query"](
+            self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+            projection_expressions, index_name, *args, **kwargs,
+        )
+    finally:
+        _partition.table = None
+
+
+def _all_items(self: Table) -> list[Any]:
+    if getattr(_partition, "table", None) is not self:
+        return _originals["all_items"](self)
+    items = self.items.get(_partition.hash_key)  # the base-table query's only candidates
+    if items is None:
+        return []
+    return list(items.values()) if self.range_key_attr else [items]
 
 
 def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +158,10 @@ def install() -> None:
         return
     _originals["call_action"] = DynamoHandler.call_action
     _originals["transact_write_items"] = DynamoDBBackend.transact_write_items
+    _originals["query"], _originals["all_items"] = Table.query, Table.all_items
     DynamoHandler.call_action = _serialised_call_action  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    Table.query, Table.all_items = _query, _all_items  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
@@ -127,3 +169,4 @@ def uninstall() -> None:
         return
     DynamoHandler.call_action = _originals.pop("call_action")  # type: ignore[method-assign]
     DynamoDBBackend.transact_write_items = _originals.pop("transact_write_items")  # type: ignore[method-assign]
+    Table.query, Table.all_items = _originals.pop("query"), _originals.pop("all_items")  # type: ignore[method-assign]
