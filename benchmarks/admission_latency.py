@@ -15,30 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
-import sys
 import time
 from collections import defaultdict
 from datetime import datetime
-from pathlib import Path
 
 from langgraph_sdk import get_client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import Server  # noqa: E402  (the same launcher the tests use)
+from common import Server, summary
 
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
-    return {
-        "n": len(samples),
-        "p50": round(pick(0.5), 1),
-        "p95": round(pick(0.95), 1),
-        "mean": round(statistics.fmean(samples), 1),
-        "min": round(ordered[0], 1),
-        "max": round(ordered[-1], 1),
-    }
 
 
 def ts(value: str) -> float:
@@ -97,8 +81,8 @@ async def loaded(client, threads: int, per_thread: int) -> dict:
         "enqueue_all_s": round(enqueued, 2),
         "wall_s": round(wall, 2),
         "runs_per_s": round(len(runs) / wall, 1),
-        "create_to_first_superstep_ms": summary(latency),
-        "handoff_ms": summary(handoff),
+        "create_to_first_superstep_ms": summary(latency, 1),
+        "handoff_ms": summary(handoff, 1),
     }
 
 
@@ -115,7 +99,7 @@ async def main() -> None:
         await idle(client, 3)  # warm-up: graph imports, first executions
         out = {
             "server": {"url": server.url, "step_mode": args.step_mode},
-            "idle": {"create_to_first_superstep_ms": summary(await idle(client, args.idle_runs))},
+            "idle": {"create_to_first_superstep_ms": summary(await idle(client, args.idle_runs), 1)},
             "loaded": await loaded(client, args.threads, args.per_thread),
         }
     finally:

@@ -14,27 +14,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from langgraph_sdk import get_client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import Server  # noqa: E402  (the same launcher the tests use)
+from common import Server, summary
 
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
-    return {
-        "n": len(samples),
-        "p50": round(pick(0.5), 2),
-        "p95": round(pick(0.95), 2),
-        "mean": round(statistics.fmean(samples), 2),
-        "min": round(ordered[0], 2),
-        "max": round(ordered[-1], 2),
-    }
 
 
 def rss_mb(pid: int) -> float:
