@@ -9,6 +9,7 @@ API process (or Lambda) would. B polls the log, as API instances on AWS do.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
@@ -108,6 +109,26 @@ async def test_silent_stream_sends_heartbeats(local):
     assert len(customs) == 2
     # 0.9 s of silence inside the node at a 0.2 s heartbeat: several comments between the events.
     assert sum(customs[0] < t < customs[1] for t in beats) >= 2
+
+
+async def test_joining_a_run_whose_log_expired_ends_instead_of_waiting(local):
+    runtime, _, b = local
+    client = get_client(url=b.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(thread_id, "chain", input={"items": []})
+    await client.runs.join(thread_id, run["run_id"])
+    runtime.ctx.events.delete_run(run["run_id"])  # what the TTL sweep does a day later
+    started = time.monotonic()
+    parts = await asyncio.wait_for(
+        _collect(client.runs.join_stream(thread_id, run["run_id"], last_event_id="0")), timeout=10
+    )
+    assert [p.event for p in parts] == ["metadata"]  # nothing left to replay, and the stream ends
+    assert time.monotonic() - started < 3  # within a heartbeat or so (0.2 s on this instance)
+    assert (await asyncio.wait_for(client.runs.join(thread_id, run["run_id"]), timeout=10))["items"] == ["a", "b", "c"]
+
+
+async def _collect(stream) -> list:
+    return [part async for part in stream]
 
 
 def test_event_log_entries_expire_and_the_local_runtime_deletes_them(local):

@@ -94,7 +94,7 @@ def _headers(run: dict[str, Any], suffix: str) -> dict[str, str]:
 
 
 async def wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
-    async for _ in tail(ctx, run["run_id"], await run_in_threadpool(_start_of_tail, ctx, run)):
+    async for _ in tail(ctx, run, await run_in_threadpool(_start_of_tail, ctx, run)):
         pass
 
 
@@ -151,7 +151,7 @@ def _stream_response(
         finished = False
         try:
             yield frame("metadata", {"run_id": run["run_id"], "attempt": 1})
-            async for event in tail(ctx, run["run_id"], after):
+            async for event in tail(ctx, run, after):
                 if event is None:
                     yield HEARTBEAT
                 elif wanted(event.event, modes):

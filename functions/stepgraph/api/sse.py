@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from stepgraph import serde
 from stepgraph.engine.context import Context
 from stepgraph.storage.events import END, Event
+from stepgraph.storage.resources import INFLIGHT
 
 HEARTBEAT_SECONDS = 5.0  # default; Settings.heartbeat_seconds (STEPGRAPH_HEARTBEAT_SECONDS) wins
 
@@ -25,11 +26,14 @@ def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
 HEARTBEAT = b": heartbeat\r\n\r\n"
 
 
-async def tail(ctx: Context, run_id: str, after: int = 0) -> AsyncIterator[Event | None]:
-    """Events after `after` until the run's end marker; None after every heartbeat interval of
-    silence (the caller sends an SSE comment, which also reveals a client that went away)."""
+async def tail(ctx: Context, run: dict[str, Any], after: int = 0) -> AsyncIterator[Event | None]:
+    """The run's events after `after` until its end marker; None after every heartbeat interval
+    of silence (the caller sends an SSE comment, which also reveals a client that went away).
+
+    A run that ended without a readable end marker (its log expired, or a rollback deleted it)
+    would leave a reader waiting for ever: at each heartbeat the run's status is checked too."""
     heartbeat = getattr(ctx.settings, "heartbeat_seconds", HEARTBEAT_SECONDS)
-    last = after
+    run_id, last = run["run_id"], after
     with ctx.notifier.subscribe(run_id) as subscription:
         quiet_since = time.monotonic()
         while True:
@@ -44,9 +48,20 @@ async def tail(ctx: Context, run_id: str, after: int = 0) -> AsyncIterator[Event
                 quiet_since = time.monotonic()
                 continue
             if time.monotonic() - quiet_since >= heartbeat:
+                if not await run_in_threadpool(_inflight, ctx, run):
+                    for event in await run_in_threadpool(ctx.events.read, run_id, last):  # what is left
+                        if event.event == END:
+                            return
+                        yield event
+                    return
                 quiet_since = time.monotonic()
                 yield None
             await subscription.wait(heartbeat)
+
+
+def _inflight(ctx: Context, run: dict[str, Any]) -> bool:
+    current = ctx.runs.get(run["thread_id"], run["run_id"])
+    return current is not None and current["status"] in INFLIGHT
 
 
 def wanted(event: str, modes: set[str] | None) -> bool:
