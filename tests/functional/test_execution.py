@@ -13,7 +13,8 @@ from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
 from stepgraph.engine.graphs import system_assistant_id
-from stepgraph.engine.lifecycle import base_run
+from stepgraph.engine.lifecycle import base_run, new_run_id
+from stepgraph.storage.queue import queue_entry
 
 
 def _run_to_end(runtime, graph_id: str, payload: dict, timeout: float = 30) -> dict:
@@ -68,12 +69,14 @@ def test_repeated_step_invocation_leaves_one_head_checkpoint(strict_runtime):
     ctx = strict_runtime.ctx
     thread_id = str(uuid.uuid4())
     new_thread(ctx, thread_id, {})
-    # Admit a run by hand (lease + running), without an execution: only our invocations move it.
+    # Queue and admit a run by hand (lease + running), without ringing dispatch or starting an
+    # execution: only our invocations move it.
     assistant = ctx.assistants.get(system_assistant_id("chain"))
     run = base_run(thread_id, assistant, {"input": {"items": []}, "stream_mode": ["values"]})
-    run["status"] = "running"
-    ctx.runs.create(run)
-    assert ctx.threads.acquire_lease(thread_id, run["run_id"])
+    run["run_id"] = new_run_id()
+    entry = queue_entry(run["run_id"], int(time.time() * 1000))
+    ctx.queue.insert(run, entry=entry, tail=None, reject=False)
+    assert ctx.queue.admit(thread_id, run["run_id"], entry, task_token=None) == "admitted"
     lam = boto3.client("lambda")
     event = json.dumps({"run_id": run["run_id"], "thread_id": thread_id}).encode()
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepgraph.storage.resources import Conflict, _doc_item, _s, _strip_top, now_iso
+from stepgraph.storage.resources import Conflict, _doc_item, _s, _strip_top, now_iso, update_if
 
 __all__ = ["QueueState", "ThreadMissing", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
 
@@ -165,16 +165,7 @@ class ThreadQueue:
 
     def withdraw(self, thread_id: str, run_id: str, entry: str) -> bool:
         """A pending run leaves the queue as interrupted (cancel). False if it was not pending."""
-        run_update = {
-            "TableName": self.runs,
-            "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :interrupted, updated_at = :u REMOVE pending_key",
-            "ConditionExpression": "#s = :pending",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":interrupted": _s("interrupted"), ":pending": _s("pending"), ":u": _s(now_iso())
-            },
-        }
+        run_update = self._interrupt_run(thread_id, run_id, was="pending", remove="pending_key")
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -192,16 +183,7 @@ class ThreadQueue:
         expr = "SET #s = :s REMOVE active_run_id"
         if hold:
             expr, values[":hold"] = "SET #s = :s, active_run_id = :hold", _s(hold)
-        run_update = {
-            "TableName": self.runs,
-            "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :interrupted, updated_at = :u",
-            "ConditionExpression": "#s = :running",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {
-                ":interrupted": _s("interrupted"), ":running": _s("running"), ":u": _s(now_iso())
-            },
-        }
+        run_update = self._interrupt_run(thread_id, run_id, was="running")
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -211,6 +193,17 @@ class ThreadQueue:
             "ExpressionAttributeValues": values,
         }
         return self._try([{"Update": run_update}, {"Update": thread_update}])
+
+    def _interrupt_run(self, thread_id: str, run_id: str, *, was: str, remove: str = "") -> dict[str, Any]:
+        """The transaction item that ends a run `interrupted` if its status is still `was`."""
+        return {
+            "TableName": self.runs,
+            "Key": self._run_key(thread_id, run_id),
+            "UpdateExpression": "SET #s = :interrupted, updated_at = :u" + (f" REMOVE {remove}" if remove else ""),
+            "ConditionExpression": "#s = :was",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":interrupted": _s("interrupted"), ":was": _s(was), ":u": _s(now_iso())},
+        }
 
     def drop(self, thread_id: str, entry: str) -> None:
         """Remove an entry whose run is gone or no longer pending (idempotent)."""
@@ -231,20 +224,15 @@ class ThreadQueue:
         self, thread_id: str, expr: str, cond: str, values: dict[str, Any], *, names: bool = True
     ) -> bool:
         kwargs: dict[str, Any] = {"ExpressionAttributeNames": {"#s": "status"}} if names else {}
-        try:
-            self.client.update_item(
-                TableName=self.threads,
-                Key=self._thread_key(thread_id),
-                UpdateExpression=expr,
-                ConditionExpression=cond,
-                ExpressionAttributeValues=values,
-                **kwargs,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return update_if(
+            self.client,
+            TableName=self.threads,
+            Key=self._thread_key(thread_id),
+            UpdateExpression=expr,
+            ConditionExpression=cond,
+            ExpressionAttributeValues=values,
+            **kwargs,
+        )
 
     def _try(self, items: list[dict[str, Any]]) -> bool:
         for _ in range(10):

@@ -29,6 +29,17 @@ def is_conditional_failure(exc: ClientError) -> bool:
     )
 
 
+def update_if(client: Any, **update: Any) -> bool:
+    """One conditional UpdateItem: False if its condition did not hold."""
+    try:
+        client.update_item(**update)
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+    return True
+
+
 class Conflict(Exception):
     """A conditional write lost: the resource was not in the expected state."""
 
@@ -213,24 +224,6 @@ class ThreadStore:
                 raise Conflict(f"thread {thread_id}: status not changed") from exc
             raise
 
-    def acquire_lease(self, thread_id: str, run_id: str) -> bool:
-        """Conditional write: the run holds the thread unless another run already does."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(thread_id),
-                UpdateExpression="SET active_run_id = :r, #s = :busy REMOVE task_token, parked_run_id",
-                ConditionExpression="attribute_exists(thread_id) AND "
-                "(attribute_not_exists(active_run_id) OR active_run_id = :r)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":r": _s(run_id), ":busy": _s("busy")},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
-
     def release_lease(self, thread_id: str, run_id: str, *, status: str, park_token: str | None = None) -> bool:
         """Free the lease held by run_id and set the thread's status in the same write."""
         expr = "SET #s = :s REMOVE active_run_id"
@@ -238,56 +231,41 @@ class ThreadStore:
         if park_token:
             expr = "SET #s = :s, task_token = :t, parked_run_id = :r REMOVE active_run_id"
             values[":t"] = _s(park_token)
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(thread_id),
-                UpdateExpression=expr,
-                ConditionExpression="active_run_id = :r",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id),
+            UpdateExpression=expr,
+            ConditionExpression="active_run_id = :r",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values,
+        )
 
     def take_parked(self, thread_id: str, parked_run_id: str, run_id: str) -> bool:
         """Lease the thread to run_id, which continues the parked execution of parked_run_id
         (its deadline passed). False if anyone moved first: a resume or new input (queued in
         `pending`, storage/queue.py, or already admitted), a delete."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(thread_id),
-                UpdateExpression="SET active_run_id = :r, #s = :busy REMOVE task_token, parked_run_id",
-                ConditionExpression="parked_run_id = :p AND attribute_not_exists(active_run_id) "
-                "AND attribute_not_exists(pending)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":r": _s(run_id), ":p": _s(parked_run_id), ":busy": _s("busy")},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id),
+            UpdateExpression="SET active_run_id = :r, #s = :busy REMOVE task_token, parked_run_id",
+            ConditionExpression="parked_run_id = :p AND attribute_not_exists(active_run_id) "
+            "AND attribute_not_exists(pending)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":r": _s(run_id), ":p": _s(parked_run_id), ":busy": _s("busy")},
+        )
 
     def forget_park(self, thread_id: str, parked_run_id: str) -> bool:
         """Drop the token of a parked execution that is gone (deadline passed, thread abandoned)."""
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._key(thread_id),
-                UpdateExpression="REMOVE task_token, parked_run_id",
-                ConditionExpression="parked_run_id = :p",
-                ExpressionAttributeValues={":p": _s(parked_run_id)},
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id),
+            UpdateExpression="REMOVE task_token, parked_run_id",
+            ConditionExpression="parked_run_id = :p",
+            ExpressionAttributeValues={":p": _s(parked_run_id)},
+        )
 
 
 def _strip_top(doc: dict[str, Any]) -> dict[str, Any]:
