@@ -27,6 +27,9 @@ class Settings:
     config_path: str = "langgraph.json"
     step_mode: str = "batched"  # "strict": one superstep per Step invocation
     step_budget_ms: int = 10_000
+    # Batched mode: how long a checkpoint may wait for later ones to share its commit (one
+    # transaction). What a crash or a cancel can lose beyond the superstep in flight.
+    commit_linger_ms: int = 20
     event_ttl_seconds: int = 86_400
     # SSE comment sent on a stream that has been silent this long (the peer: 5 s).
     heartbeat_seconds: float = 5.0
@@ -52,6 +55,7 @@ class Settings:
             config_path=_env("CONFIG", cls.config_path),
             step_mode=_env("STEP_MODE", cls.step_mode),
             step_budget_ms=int(_env("STEP_BUDGET_MS", str(cls.step_budget_ms))),
+            commit_linger_ms=int(_env("COMMIT_LINGER_MS", str(cls.commit_linger_ms))),
             event_ttl_seconds=int(_env("EVENT_TTL_SECONDS", str(cls.event_ttl_seconds))),
             heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", str(cls.heartbeat_seconds))),
             region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or cls.region,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import operator
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Annotated, Any, TypedDict
 
 import boto3
@@ -294,3 +296,111 @@ async def test_fenced_graph_run_with_a_subgraph(saver: DynamoDBSaver, aws: tuple
     with pytest.raises(HeadConflict):
         await builder.compile(checkpointer=saver.fenced(None, _lease("r1", "g"))).ainvoke({"steps": []}, config)
     assert len([s async for s in builder.compile(checkpointer=saver).aget_state_history(config)]) == 4
+
+
+# --- 6. group commit (batched mode) -------------------------------------------------------------
+
+HOUR = 3600.0  # a linger no test waits out: only commit() (or a full transaction) writes
+
+
+def _loop(steps: int) -> StateGraph:
+    builder = StateGraph(State)
+    builder.add_node("tick", lambda s: {"steps": [str(len(s["steps"]))]})
+    builder.add_edge(START, "tick")
+    builder.add_conditional_edges("tick", lambda s: "tick" if len(s["steps"]) < steps else END, ["tick", END])
+    return builder
+
+
+def _items(ddb: Any, thread_id: str) -> int:
+    return ddb.query(
+        TableName=CHECKPOINTS, KeyConditionExpression="pk = :t", ExpressionAttributeValues={":t": {"S": thread_id}},
+        Select="COUNT",
+    )["Count"]
+
+
+def test_group_commit_writes_nothing_until_commit_then_every_checkpoint(
+    saver: DynamoDBSaver, aws: tuple[Any, Any]
+) -> None:
+    ddb, _ = aws
+    ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "g"}, "active_run_id": {"S": "r1"}})
+    fenced = saver.fenced(None, _lease("r1", "g"), linger_seconds=HOUR)
+    config = {"configurable": {"thread_id": "g"}}
+    steps = 120  # ~240 items with their writes: more than one transaction holds
+    stream = _loop(steps).compile(checkpointer=fenced).stream({"steps": []}, config, durability="sync")
+    for _ in islice(stream, 60):
+        pass
+    assert _items(ddb, "g") < 120, "a full transaction's worth at most is written before commit()"
+    for _ in stream:
+        pass
+    fenced.commit()
+    history = list(saver.list(config))
+    assert [t.metadata["step"] for t in history] == list(range(steps, -2, -1))  # every superstep
+    for child, parent in zip(history, history[1:]):
+        assert child.parent_config == parent.config  # one unbroken chain, newest first
+    assert saver.head("g") == fenced.expected_head == history[0].config["configurable"]["checkpoint_id"]
+    assert len(history[0].checkpoint["channel_values"]["steps"]) == steps
+
+
+def test_group_commit_lingers_no_longer_than_asked(saver: DynamoDBSaver) -> None:
+    fenced = saver.fenced(None, linger_seconds=0.05)
+    cfg = _put_child(fenced, generate_config("t"), -1, n=0)
+    fenced.put_writes(cfg, [("n", 1)], "task-1")
+    assert saver.head("t") is None  # still waiting for company
+    deadline = time.monotonic() + 5
+    while saver.head("t") is None:  # written in the background, with no further call
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert saver.get_tuple(cfg).pending_writes == [("task-1", "n", 1)]
+
+
+def test_group_commit_of_a_duplicate_invocation_loses_whole(saver: DynamoDBSaver, aws: tuple[Any, Any]) -> None:
+    _, s3 = aws
+    root = _put_child(saver, generate_config("t"), -1, n=0)
+    observed = saver.head("t")
+    first, second = (saver.fenced(observed, linger_seconds=HOUR) for _ in range(2))
+    for fenced in (first, second):
+        cfg = _put_child(fenced, root, 0, n=1)
+        fenced.put_writes(cfg, [("n", 2), ("big", "x" * 500_000)], "task-1")  # one spilled to S3
+        _put_child(fenced, cfg, 1, n=2)
+    first.commit()
+    with pytest.raises(HeadConflict) as info:
+        second.commit()
+    assert info.value.reason == "head"
+    history = list(saver.list(generate_config("t")))
+    assert [t.metadata["step"] for t in history] == [1, 0, -1]  # the loser wrote none of its three
+    assert len(_objects(s3)) == 1  # and removed the object it had spilled
+    second.commit()  # what lost is gone, not retried
+    assert len(list(saver.list(generate_config("t")))) == 3
+
+
+def test_group_commit_after_the_lease_moved_writes_nothing(saver: DynamoDBSaver, aws: tuple[Any, Any]) -> None:
+    ddb, _ = aws
+    ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "t"}, "active_run_id": {"S": "r1"}})
+    fenced = saver.fenced(None, _lease("r1"), linger_seconds=HOUR)
+    cfg = _put_child(fenced, generate_config("t"), -1, n=0)
+    fenced.commit()
+    _put_child(fenced, cfg, 0, n=1)  # computed before the cancel, committed after it
+    ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "t"}})  # the run is cancelled
+    with pytest.raises(HeadConflict) as info:
+        fenced.commit()
+    assert info.value.reason == "lease"
+    assert [t.config for t in saver.list(generate_config("t"))] == [cfg]
+
+
+def test_group_commit_keeps_a_stored_write_and_commits_the_rest(saver: DynamoDBSaver) -> None:
+    root = _put_child(saver, generate_config("t"), -1, n=0)
+    saver.put_writes(root, [("n", "first")], "task-1")  # an earlier invocation's result
+    fenced = saver.fenced(saver.head("t"), linger_seconds=HOUR)
+    fenced.put_writes(root, [("n", "again")], "task-1")
+    fenced.put_writes(root, [("n", "other")], "task-2")
+    child = _put_child(fenced, root, 0, n=1)
+    fenced.commit()
+    assert saver.head("t") == child["configurable"]["checkpoint_id"]
+    assert sorted(saver.get_tuple(root).pending_writes) == [("task-1", "n", "first"), ("task-2", "n", "other")]
+
+
+def test_reads_through_a_grouping_saver_see_its_own_writes(saver: DynamoDBSaver) -> None:
+    fenced = saver.fenced(None, linger_seconds=HOUR)
+    cfg = _put_child(fenced, generate_config("t"), -1, n=7)
+    assert fenced.get_tuple(generate_config("t")).config == cfg
+    assert saver.head("t") == cfg["configurable"]["checkpoint_id"]

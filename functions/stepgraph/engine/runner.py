@@ -191,23 +191,27 @@ def run_supersteps(
     else:
         stream_input = None
 
+    # Durability: "sync" (and the peer's default "async") checkpoint every superstep. Strict mode
+    # commits each one before the next starts and stops after it: a superstep is the unit of
+    # retry. Batched mode lets a checkpoint wait commit_linger_ms for later ones and commits them
+    # together (and whatever is pending when the invocation stops), as the peer's "async" writes
+    # while the next superstep runs: a crash or a cancel loses at most those milliseconds.
+    # "exit" checkpoints only as the invocation exits (the run ends, interrupts or the time budget
+    # runs out), so strict mode does not stop it after each superstep; a crash replays the
+    # invocation from the run's last checkpoint, as the peer's "exit" loses the run's progress.
+    exit_durability = kwargs.get("durability") == "exit"
+    strict = ctx.settings.step_mode == "strict" and not exit_durability
     # The head pointer always names the newest root checkpoint, which we just read: a writer
-    # that moved it since then makes our first put fail, as a stale head read would.
+    # that moved it since then makes our first commit fail, as a stale head read would.
     saver = ctx.checkpointer.fenced(
-        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease, latest=latest
+        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease, latest=latest,
+        linger_seconds=None if strict else ctx.settings.commit_linger_ms / 1000,
     )
     bound = graph.copy(update={"checkpointer": saver})
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     writer = EventWriter(ctx, run_id)
     emitter = StreamEmitter(writer.append, kwargs.get("stream_mode"), subgraphs=subgraphs)
     emit_checkpoints = emitter.wants("checkpoints")
-    # Durability: "sync" (and the peer's default "async") checkpoint every superstep before the
-    # next one starts: a superstep is our unit of retry and the lease is checked as it commits.
-    # "exit" checkpoints only as the invocation exits (the run ends, interrupts or the time budget
-    # runs out), so strict mode does not stop it after each superstep; a crash replays the
-    # invocation from the run's last checkpoint, as the peer's "exit" loses the run's progress.
-    exit_durability = kwargs.get("durability") == "exit"
-    strict = ctx.settings.step_mode == "strict" and not exit_durability
     deadline = time.monotonic() + ctx.settings.step_budget_ms / 1000
     if remaining_ms is not None:
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
@@ -215,47 +219,54 @@ def run_supersteps(
     last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
     replaying = not first
     stopped_early = cancelled = False
+    graph_error: Exception | None = None
     try:
-        parts = stream_parts(
-            bound,
-            stream_input,
-            config,
-            modes=emitter.graph_modes,
-            subgraphs=subgraphs,
-            events=emitter.events,
-            continuation=not first,
-            durability="exit" if exit_durability else "sync",
-            interrupt_before=run_option(run, "interrupt_before", assistant),
-            interrupt_after=run_option(run, "interrupt_after", assistant),
-            context=kwargs.get("context"),
-        )
-        for ns, mode, chunk in parts:
-            if ns is None:  # astream_events' own events (stream mode "events")
-                emitter.event(chunk)
-                continue
-            if mode == "checkpoints" and not ns:
-                checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
-                if checkpoint_id == start_id:
-                    replaying = False  # LangGraph re-announces the checkpoint it resumed from
+        try:
+            parts = stream_parts(
+                bound,
+                stream_input,
+                config,
+                modes=emitter.graph_modes,
+                subgraphs=subgraphs,
+                events=emitter.events,
+                continuation=not first,
+                durability="exit" if exit_durability else "sync",
+                interrupt_before=run_option(run, "interrupt_before", assistant),
+                interrupt_after=run_option(run, "interrupt_after", assistant),
+                context=kwargs.get("context"),
+            )
+            for ns, mode, chunk in parts:
+                if ns is None:  # astream_events' own events (stream mode "events")
+                    emitter.event(chunk)
+                    continue
+                if mode == "checkpoints" and not ns:
+                    checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
+                    if checkpoint_id == start_id:
+                        replaying = False  # LangGraph re-announces the checkpoint it resumed from
+                        continue
+                    replaying = False
+                    last_next = chunk["next"]
+                    if emit_checkpoints:
+                        writer.append("checkpoints", chunk)
+                    if chunk["next"] and exit_durability and _cancelled(ctx, thread_id, run_id):
+                        # Between supersteps, as the peer stops a cancelled run. With "sync" the
+                        # checkpoint write's lease condition is this check; "exit" writes none.
+                        cancelled = True
+                        break
+                    if chunk["next"] and (strict or time.monotonic() >= deadline):
+                        stopped_early = True
+                        break
+                    continue
+                if replaying and mode in ("values", "debug", "checkpoints"):
                     continue
                 replaying = False
-                last_next = chunk["next"]
-                if emit_checkpoints:
-                    writer.append("checkpoints", chunk)
-                if chunk["next"] and exit_durability and _cancelled(ctx, thread_id, run_id):
-                    # Between supersteps, as the peer stops a cancelled run. With "sync" the
-                    # checkpoint write's lease condition is this check; "exit" writes none.
-                    cancelled = True
-                    break
-                if chunk["next"] and (strict or time.monotonic() >= deadline):
-                    stopped_early = True
-                    break
-                continue
-            if replaying and mode in ("values", "debug", "checkpoints"):
-                continue
-            replaying = False
-            emitter.emit(ns, mode, chunk)
-        parts.close()  # "exit" writes its checkpoint here; a cancelled run's write fails the lease
+                emitter.emit(ns, mode, chunk)
+            parts.close()  # "exit" writes its checkpoint here
+        except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
+            raise
+        except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
+            graph_error = exc
+        saver.commit()  # what is still pending, the error's own writes included; a cancel fails it
     except HeadConflict as conflict:
         _close_quietly(writer)
         if conflict.reason == "lease":
@@ -272,9 +283,11 @@ def run_supersteps(
         with contextlib.suppress(Exception):
             writer.close()
         raise  # storage faults are the state machine's to retry, not the graph's error
-    except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
-        payload = error_payload(exc)
-        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=True)
+    finally:
+        saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
+    if graph_error is not None:
+        payload = error_payload(graph_error)
+        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=graph_error)
         with contextlib.suppress(SeqTaken):
             writer.append("error", payload)
         if not _close_quietly(writer):

@@ -28,6 +28,9 @@ _BATCH = 25  # BatchWriteItem's maximum
 _IN_MAX = 100  # operands a DynamoDB IN (...) accepts
 _S3_BATCH = 1000  # DeleteObjects' maximum
 _KEYS = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, task_id"  # enough to delete an item and its blob
+# TransactWriteItems takes at most 100 actions and 4 MB; a commit stays below both.
+_TX_ACTIONS = 100
+_TX_BYTES = 3_500_000
 
 
 class HeadConflict(Exception):
@@ -54,13 +57,32 @@ class LeaseCondition:
         return {"ConditionCheck": {**check, **{k: v for k, v in optional.items() if v}}}
 
 
+@dataclass
+class _Group:
+    """What one put or put_writes call stores: committed together, never split across commits."""
+
+    items: list[dict[str, Any]]
+    conditional: list[bool]  # per item: only if absent (first writer wins)
+    heads: dict[str, str]  # namespace → the checkpoint id its head moves to
+    size: int
+    s3_keys: list[str]
+
+
 class _Fence:
     # Shared by reference: LangGraph clones its checkpointer (with_allowlist), and every clone must
     # see the head advance, or the run's second put would compare against a stale head.
-    def __init__(self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None):
-        self.expected_head, self.lease, self.lock = expected_head, lease, threading.Lock()
+    def __init__(
+        self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None,
+        linger_seconds: float | None = None,
+    ):
+        self.expected_head, self.lease, self.lock = expected_head, lease, threading.RLock()
         # The head checkpoint the caller already read: LangGraph's first read gets it for free.
         self.latest = latest
+        # Group commit: puts and writes wait here, and one transaction writes them.
+        self.linger_seconds = linger_seconds
+        self.pending: list[_Group] = []
+        self.timer: threading.Timer | None = None  # commits what is pending once it is due
+        self.error: BaseException | None = None  # what that background commit met
 
 
 class DynamoDBSaver(BaseCheckpointSaver[str]):
@@ -91,7 +113,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self._fence: _Fence | None = None
 
     def fenced(
-        self, expected_head: str | None, lease: LeaseCondition | None = None, *, latest: CheckpointTuple | None = None
+        self, expected_head: str | None, lease: LeaseCondition | None = None, *,
+        latest: CheckpointTuple | None = None, linger_seconds: float | None = None,
     ) -> DynamoDBSaver:
         """A saver sharing this one's clients whose root-namespace puts commit only if the head is
         still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
@@ -109,9 +132,16 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
         `latest`, the root checkpoint tuple the caller read to find `expected_head`, answers the
         first unpinned root read (LangGraph's own load) without asking DynamoDB again.
+
+        `linger_seconds` groups the writes: puts and put_writes wait in memory and one fenced
+        transaction commits them (head compare-and-set, lease check and every item, all or
+        nothing) once the oldest has waited that long, once a transaction would be full, before
+        any read, and when the caller calls `commit()`, which it must before it reports success.
+        Every checkpoint is still written; a crash loses what was not committed, which the next
+        invocation recomputes from the last commit. None: each put commits on its own.
         """
         clone = copy.copy(self)
-        clone._fence = _Fence(expected_head, lease, latest)
+        clone._fence = _Fence(expected_head, lease, latest, linger_seconds)
         return clone
 
     @property
@@ -126,6 +156,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     # --- reads ---------------------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self.commit()  # a read sees this saver's own writes
         thread_id, ns = _thread_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         fence = self._fence
@@ -143,6 +174,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None, limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        self.commit()
         ns = config["configurable"].get("checkpoint_ns") if config else None
         checkpoint_id = get_checkpoint_id(config) if config else None
         before_id = get_checkpoint_id(before) if before else None
@@ -208,62 +240,154 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             item["parent_checkpoint_id"] = _s(parent_id)
         if isinstance(metadata.get("run_id"), str):  # top-level, so delete_for_runs can filter on it
             item["run_id"] = _s(metadata["run_id"])
-        head = {**_key(thread_id, f"H#{ns}"), "head": _s(checkpoint_id)}
-        if self._fence is not None:
-            self._fence.latest = None  # a put makes the primed head stale
         if self._fence is None:
             # One transaction, so no crash leaves a checkpoint that the head doesn't point at.
+            head = {**_key(thread_id, f"H#{ns}"), "head": _s(checkpoint_id)}
             puts = [{"Put": {"TableName": self.table, "Item": i}} for i in (item, head)]
             self.ddb.transact_write_items(TransactItems=puts)
         else:
-            with self._fence.lock:
-                self._fenced_put(self._fence, thread_id, ns, item, head, s3_key)
+            self._fence.latest = None  # a put makes the primed head stale
+            size = len(metadata_bytes) + len(payload.get("data", {}).get("B", b""))
+            group = _Group([item], [True], {ns: checkpoint_id}, size, [s3_key] if s3_key else [])
+            self._enqueue(self._fence, group)
         return _config(thread_id, ns, checkpoint_id)
 
-    def _fenced_put(
-        self, fence: _Fence, thread_id: str, ns: str, item: dict, head: dict, s3_key: str | None
-    ) -> None:
-        new_head = head["head"]["S"]
-        ops: list[dict[str, Any]] = [
-            {"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
-        ]
-        if ns == "":
-            expected = fence.expected_head
-            values = {":new": _s(new_head), **({":expected": _s(expected)} if expected is not None else {})}
-            cas = {
-                "TableName": self.table, "Key": _key(thread_id, "H#"), "UpdateExpression": "SET #h = :new",
-                "ConditionExpression": "attribute_not_exists(#h)" if expected is None else "#h = :expected",
-                "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": values,
-            }
-            ops.append({"Update": cas})
-        else:
-            ops.append({"Put": {"TableName": self.table, "Item": head}})
+    def commit(self) -> None:
+        """Write every pending put and write of a batched fence (nothing to do otherwise).
+        Raises HeadConflict, and drops what was pending, if the head moved or the lease is gone;
+        also raises what a background commit met since the last call."""
+        fence = self._fence
+        if fence is None:
+            return
+        with fence.lock:
+            if fence.timer is not None:
+                fence.timer.cancel()
+                fence.timer = None
+            if fence.error is not None:
+                error, fence.error = fence.error, None
+                raise error
+            while fence.pending:
+                self._commit_first(fence)
+
+    def abandon(self) -> None:
+        """Forget what is pending: the invocation is ending without committing it."""
+        if self._fence is not None:
+            with self._fence.lock:
+                if self._fence.timer is not None:
+                    self._fence.timer.cancel()
+                    self._fence.timer = None
+                self._fence.pending.clear()
+
+    def _enqueue(self, fence: _Fence, group: _Group) -> None:
+        with fence.lock:
+            if fence.error is not None:
+                self.commit()  # raises what the background commit met: the run stops here
+            fence.pending.append(group)
+            if fence.linger_seconds is None:
+                self.commit()
+            elif sum(g.size for g in fence.pending) > _TX_BYTES or _actions(fence.pending) > _TX_ACTIONS:
+                self.commit()
+            elif fence.timer is None:
+                # Nothing waits longer than linger_seconds, however long the node that runs next.
+                fence.timer = threading.Timer(fence.linger_seconds, self._commit_in_background)
+                fence.timer.daemon = True
+                fence.timer.start()
+
+    def _commit_in_background(self) -> None:
+        try:
+            self.commit()
+        except Exception as exc:  # the run's next put or commit raises it
+            assert self._fence is not None
+            self._fence.error = exc
+
+    def _commit_first(self, fence: _Fence) -> None:
+        """Commit the longest run of pending groups that fits one transaction, then drop them."""
+        count, size = 1, fence.pending[0].size
+        while count < len(fence.pending):
+            nxt = fence.pending[count]
+            if size + nxt.size > _TX_BYTES or _actions(fence.pending[: count + 1]) > _TX_ACTIONS:
+                break
+            count, size = count + 1, size + nxt.size
+        groups = fence.pending[:count]
+        if _actions(groups) > _TX_ACTIONS:  # one task's writes alone fill a transaction
+            self._put_each(groups[0])
+            del fence.pending[:1]
+            return
+        thread_id = groups[0].items[0]["pk"]["S"]
+        heads: dict[str, str] = {}
+        puts: dict[str, tuple[dict[str, Any], bool]] = {}  # by sort key: one action per item
+        for group in groups:
+            heads.update(group.heads)
+            for item, conditional in zip(group.items, group.conditional):
+                # The same special write twice: the later wins. (An object it had spilled to is
+                # left for delete_thread's sweep: a transaction can't return the old item.)
+                if not (conditional and item["sk"]["S"] in puts):
+                    puts[item["sk"]["S"]] = item, conditional
+        while True:
+            ops, kinds = self._commit_ops(fence, thread_id, heads, puts)
+            try:
+                # botocore fills in ClientRequestToken, so its own retry of a commit whose response
+                # was lost is answered idempotently, not refused by the head that commit moved.
+                self.ddb.transact_write_items(TransactItems=ops)
+                break
+            except ClientError as exc:
+                failed = _failed_conditions(exc, kinds)
+                if failed is None:
+                    raise
+                if all(kind == "write" for kind, _ in failed):
+                    # A regular write that is already stored: the first writer wins, as put_writes.
+                    for _, sk in failed:
+                        puts.pop(sk)
+                    continue
+                # Spill keys are never reused: nothing else can reference these objects.
+                self._delete_objects([k for g in fence.pending for k in g.s3_keys])
+                fence.pending.clear()
+                reason = "lease" if any(kind == "lease" for kind, _ in failed) else "head"
+                raise HeadConflict(reason, thread_id, fence.expected_head) from exc
+        del fence.pending[:count]
+        if "" in heads:
+            fence.expected_head = heads[""]
+
+    def _commit_ops(
+        self, fence: _Fence, thread_id: str, heads: dict[str, str], puts: dict[str, tuple[dict[str, Any], bool]]
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """The transaction's actions, and what each one is: (lease | checkpoint | write | head, sk)."""
+        ops: list[dict[str, Any]] = []
+        kinds: list[tuple[str, str]] = []
         if fence.lease is not None:
             ops.append(fence.lease._check())
-        try:
-            # botocore fills in ClientRequestToken, so its own retry of a commit whose response was
-            # lost is answered idempotently rather than failing on the head that commit moved.
-            self.ddb.transact_write_items(TransactItems=ops)
-        except ClientError as exc:
-            reason = _conflict_reason(exc, lease_index=2 if fence.lease else None)
-            if reason is None:
-                raise
-            if s3_key:  # spill keys are never reused: nothing else can reference this object
-                self._delete_objects([s3_key])
-            raise HeadConflict(reason, thread_id, fence.expected_head) from exc
-        if ns == "":
-            fence.expected_head = new_head
+            kinds.append(("lease", ""))
+        for sk, (item, conditional) in puts.items():
+            cond = {"ConditionExpression": "attribute_not_exists(pk)"} if conditional else {}
+            ops.append({"Put": {"TableName": self.table, "Item": item, **cond}})
+            kinds.append(("write" if "task_id" in item else "checkpoint", sk))
+        for ns, head in heads.items():
+            if ns == "":
+                expected = fence.expected_head
+                values = {":new": _s(head), **({":expected": _s(expected)} if expected is not None else {})}
+                cas = {
+                    "TableName": self.table, "Key": _key(thread_id, "H#"), "UpdateExpression": "SET #h = :new",
+                    "ConditionExpression": "attribute_not_exists(#h)" if expected is None else "#h = :expected",
+                    "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": values,
+                }
+                ops.append({"Update": cas})
+            else:  # subgraph namespaces: fenced by the lease only
+                head_item = {**_key(thread_id, f"H#{ns}"), "head": _s(head)}
+                ops.append({"Put": {"TableName": self.table, "Item": head_item}})
+            kinds.append(("head", f"H#{ns}"))
+        return ops, kinds
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         thread_id, ns = _thread_ns(config)
         checkpoint_id = config["configurable"]["checkpoint_id"]
+        group = _Group([], [], {}, 0, [])
         for idx, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, idx)
             name = f"writes/{quote(task_id, safe='')}/{idx}"
-            payload, _ = self._dump(value, thread_id, ns, checkpoint_id, name)
-            item = {
+            payload, s3_key = self._dump(value, thread_id, ns, checkpoint_id, name)
+            group.items.append({
                 **_key(thread_id, f"C#{ns}#{checkpoint_id}#W#{task_id}#{idx:010d}"),
                 **_ids(ns, checkpoint_id),
                 "task_id": _s(task_id),
@@ -271,10 +395,20 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 "channel": _s(channel),
                 "idx": {"N": str(idx)},
                 **payload,
-            }
+            })
             # Special channels (error, interrupt, ...) keep the latest value; a regular write is
             # first-writer-wins, so a duplicated task can't replace a result already stored.
-            cond = {} if idx < 0 else {"ConditionExpression": "attribute_not_exists(pk)"}
+            group.conditional.append(idx >= 0)
+            group.size += len(payload.get("data", {}).get("B", b""))
+            group.s3_keys.extend([s3_key] if s3_key else [])
+        if self._fence is not None and self._fence.linger_seconds is not None:
+            self._enqueue(self._fence, group)
+        else:
+            self._put_each(group)
+
+    def _put_each(self, group: _Group) -> None:
+        for item, conditional in zip(group.items, group.conditional):
+            cond = {"ConditionExpression": "attribute_not_exists(pk)"} if conditional else {}
             try:
                 resp = self.ddb.put_item(TableName=self.table, Item=item, ReturnValues="ALL_OLD", **cond)
                 garbage = resp.get("Attributes", {})
@@ -525,16 +659,21 @@ def _range(ns: str | None, checkpoint_id: str | None, before_id: str | None) -> 
     return "begins_with(sk, :p)", {":p": _s(f"C#{ns}#{checkpoint_id or ''}")}
 
 
+def _actions(groups: Sequence[_Group]) -> int:
+    """TransactWriteItems actions that committing `groups` takes: items, heads and the lease."""
+    sort_keys = {item["sk"]["S"] for g in groups for item in g.items}
+    return len(sort_keys) + len({ns for g in groups for ns in g.heads}) + 1
+
+
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
-def _conflict_reason(exc: ClientError, lease_index: int | None) -> str | None:
-    """Which condition cancelled the transaction, "lease" or "head". None for any other failure
-    (throttling, a TransactionConflict with a concurrent writer): the caller's retry handles those."""
+def _failed_conditions(exc: ClientError, kinds: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """The actions whose condition cancelled a transaction, as `kinds` names them. None for any
+    other failure (throttling, a TransactionConflict with a concurrent writer): retried elsewhere."""
     if _code(exc) != "TransactionCanceledException":
         return None
     codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-    if lease_index is not None and codes[lease_index : lease_index + 1] == ["ConditionalCheckFailed"]:
-        return "lease"
-    return "head" if "ConditionalCheckFailed" in codes else None
+    failed = [kind for kind, code in zip(kinds, codes) if code == "ConditionalCheckFailed"]
+    return failed or None
