@@ -20,6 +20,7 @@ from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thr
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
 from stepgraph.engine.state import get_thread_state
+from stepgraph.storage.events import END_SEQ
 from stepgraph.storage.queue import ThreadMissing
 from stepgraph.storage.resources import INFLIGHT, Conflict
 
@@ -94,13 +95,9 @@ def _headers(run: dict[str, Any], suffix: str) -> dict[str, str]:
 
 
 async def wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
-    async for _ in tail(ctx, run, await run_in_threadpool(_start_of_tail, ctx, run)):
+    # Waiting needs only the end marker, which sits after every event: read nothing else.
+    async for _ in tail(ctx, run, END_SEQ - 1):
         pass
-
-
-def _start_of_tail(ctx: Context, run: dict[str, Any]) -> int:
-    # Waiting needs only the end marker (the log's last item): skip what is already there.
-    return ctx.events.last_seq(run["run_id"])
 
 
 def run_output(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:

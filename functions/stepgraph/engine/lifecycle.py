@@ -325,6 +325,9 @@ def _release_thread(ctx: Context, run: dict[str, Any], settled: str, *, park_tok
     meanwhile: either its own doorbell finds the lease free, or this check finds it.
     """
     thread_id, run_id = run["thread_id"], run["run_id"]
+    # Usually nothing waits: one write frees the lease and settles the status if nothing is queued.
+    if ctx.threads.release_lease(thread_id, run_id, status=settled, park_token=park_token, if_idle=True):
+        return False
     waiting = _waiting(ctx, thread_id)
     ctx.threads.release_lease(thread_id, run_id, status="busy" if waiting else settled, park_token=park_token)
     return waiting or _waiting(ctx, thread_id)

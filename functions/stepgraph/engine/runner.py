@@ -178,8 +178,12 @@ def run_supersteps(
     # invocations, so each continuation gets what the run has left, as one process would.
     limit = int(config.get("recursion_limit") or (graph.config or {}).get("recursion_limit") or 25)
     step_now = latest.metadata.get("step", -1) if latest else -1
+    # Where the run started, for its continuations: written by the run's first commit.
+    rider = None
     if first:
-        ctx.runs.transition(thread_id, run_id, to="running", expected=("running",), patch={"start_step": step_now})
+        rider = ctx.runs.transition_action(
+            thread_id, run_id, to="running", expected=("running",), patch={"start_step": step_now}
+        )
     else:
         config["recursion_limit"] = max(limit - (step_now - int(run.get("start_step", step_now))), 1)
     if first:
@@ -204,8 +208,9 @@ def run_supersteps(
     # The head pointer always names the newest root checkpoint, which we just read: a writer
     # that moved it since then makes our first commit fail, as a stale head read would.
     saver = ctx.checkpointer.fenced(
-        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease, latest=latest,
-        linger_seconds=None if strict else ctx.settings.commit_linger_ms / 1000,
+        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease,
+        latest=latest, latest_of=thread_id,
+        linger_seconds=None if strict else ctx.settings.commit_linger_ms / 1000, rider=rider,
     )
     bound = graph.copy(update={"checkpointer": saver})
     subgraphs = bool(kwargs.get("stream_subgraphs"))

@@ -73,16 +73,20 @@ class _Fence:
     # see the head advance, or the run's second put would compare against a stale head.
     def __init__(
         self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None,
-        linger_seconds: float | None = None,
+        latest_of: str | None = None, linger_seconds: float | None = None, rider: dict[str, Any] | None = None,
     ):
         self.expected_head, self.lease, self.lock = expected_head, lease, threading.RLock()
-        # The head checkpoint the caller already read: LangGraph's first read gets it for free.
-        self.latest = latest
+        # The head checkpoint the caller already read (None: the thread had none), and its
+        # thread: LangGraph's first read gets it for free.
+        self.latest, self.latest_of = latest, latest_of
         # Group commit: puts and writes wait here, and one transaction writes them.
         self.linger_seconds = linger_seconds
         self.pending: list[_Group] = []
         self.timer: threading.Timer | None = None  # commits what is pending once it is due
         self.error: BaseException | None = None  # what that background commit met
+        # A transaction action the first commit carries along; its condition failing counts as a
+        # lost lease.
+        self.riders: list[dict[str, Any]] = [rider] if rider else []
 
 
 class DynamoDBSaver(BaseCheckpointSaver[str]):
@@ -114,7 +118,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     def fenced(
         self, expected_head: str | None, lease: LeaseCondition | None = None, *,
-        latest: CheckpointTuple | None = None, linger_seconds: float | None = None,
+        latest: CheckpointTuple | None = None, latest_of: str | None = None, linger_seconds: float | None = None,
+        rider: dict[str, Any] | None = None,
     ) -> DynamoDBSaver:
         """A saver sharing this one's clients whose root-namespace puts commit only if the head is
         still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
@@ -130,8 +135,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         fence and are first-writer-wins per task, so a duplicate can only offer the result of the
         same task run from the same state.
 
-        `latest`, the root checkpoint tuple the caller read to find `expected_head`, answers the
-        first unpinned root read (LangGraph's own load) without asking DynamoDB again.
+        `latest`, the root checkpoint tuple the caller read from thread `latest_of` to find
+        `expected_head` (None: the thread had none), answers the first unpinned root read of that
+        thread (LangGraph's own load) without asking DynamoDB again.
 
         `linger_seconds` groups the writes: puts and put_writes wait in memory and one fenced
         transaction commits them (head compare-and-set, lease check and every item, all or
@@ -139,9 +145,13 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         any read, and when the caller calls `commit()`, which it must before it reports success.
         Every checkpoint is still written; a crash loses what was not committed, which the next
         invocation recomputes from the last commit. None: each put commits on its own.
+
+        `rider`, a TransactWriteItems action (an Update of the run, say), is written by the first
+        commit, in its transaction: it costs no request of its own. Its condition failing stops
+        the run as a lost lease does.
         """
         clone = copy.copy(self)
-        clone._fence = _Fence(expected_head, lease, latest, linger_seconds)
+        clone._fence = _Fence(expected_head, lease, latest, latest_of, linger_seconds, rider)
         return clone
 
     @property
@@ -160,9 +170,10 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         thread_id, ns = _thread_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         fence = self._fence
-        if fence is not None and fence.latest is not None:
-            latest, fence.latest = fence.latest, None  # one-shot: only the first read may use it
-            if not checkpoint_id and ns == "" and latest.config["configurable"]["thread_id"] == thread_id:
+        if fence is not None and fence.latest_of is not None:
+            # One-shot: only the first read may use it.
+            (latest, of), fence.latest, fence.latest_of = (fence.latest, fence.latest_of), None, None
+            if not checkpoint_id and ns == "" and of == thread_id:
                 return latest
         prefix = f"C#{ns}#{checkpoint_id or ''}"
         # Small pages: the newest checkpoint comes right after its own, usually few, pending
@@ -246,7 +257,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             puts = [{"Put": {"TableName": self.table, "Item": i}} for i in (item, head)]
             self.ddb.transact_write_items(TransactItems=puts)
         else:
-            self._fence.latest = None  # a put makes the primed head stale
+            self._fence.latest = self._fence.latest_of = None  # a put makes the primed head stale
             size = len(metadata_bytes) + len(payload.get("data", {}).get("B", b""))
             group = _Group([item], [True], {ns: checkpoint_id}, size, [s3_key] if s3_key else [])
             self._enqueue(self._fence, group)
@@ -285,7 +296,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             fence.pending.append(group)
             if fence.linger_seconds is None:
                 self.commit()
-            elif sum(g.size for g in fence.pending) > _TX_BYTES or _actions(fence.pending) > _TX_ACTIONS:
+            elif sum(g.size for g in fence.pending) > _TX_BYTES or _actions(fence) > _TX_ACTIONS:
                 self.commit()
             elif fence.timer is None:
                 # Nothing waits longer than linger_seconds, however long the node that runs next.
@@ -305,11 +316,11 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         count, size = 1, fence.pending[0].size
         while count < len(fence.pending):
             nxt = fence.pending[count]
-            if size + nxt.size > _TX_BYTES or _actions(fence.pending[: count + 1]) > _TX_ACTIONS:
+            if size + nxt.size > _TX_BYTES or _actions(fence, count + 1) > _TX_ACTIONS:
                 break
             count, size = count + 1, size + nxt.size
         groups = fence.pending[:count]
-        if _actions(groups) > _TX_ACTIONS:  # one task's writes alone fill a transaction
+        if _actions(fence, count) > _TX_ACTIONS:  # one task's writes alone fill a transaction
             self._put_each(groups[0])
             del fence.pending[:1]
             return
@@ -345,6 +356,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 reason = "lease" if any(kind == "lease" for kind, _ in failed) else "head"
                 raise HeadConflict(reason, thread_id, fence.expected_head) from exc
         del fence.pending[:count]
+        fence.riders.clear()
         if "" in heads:
             fence.expected_head = heads[""]
 
@@ -356,6 +368,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         kinds: list[tuple[str, str]] = []
         if fence.lease is not None:
             ops.append(fence.lease._check())
+            kinds.append(("lease", ""))
+        for rider in fence.riders:
+            ops.append({"Update": rider})
             kinds.append(("lease", ""))
         for sk, (item, conditional) in puts.items():
             cond = {"ConditionExpression": "attribute_not_exists(pk)"} if conditional else {}
@@ -659,10 +674,12 @@ def _range(ns: str | None, checkpoint_id: str | None, before_id: str | None) -> 
     return "begins_with(sk, :p)", {":p": _s(f"C#{ns}#{checkpoint_id or ''}")}
 
 
-def _actions(groups: Sequence[_Group]) -> int:
-    """TransactWriteItems actions that committing `groups` takes: items, heads and the lease."""
+def _actions(fence: _Fence, count: int | None = None) -> int:
+    """TransactWriteItems actions that committing the first `count` pending groups (all: None)
+    takes: items, heads, the lease and the riders."""
+    groups = fence.pending[:count]
     sort_keys = {item["sk"]["S"] for g in groups for item in g.items}
-    return len(sort_keys) + len({ns for g in groups for ns in g.heads}) + 1
+    return len(sort_keys) + len({ns for g in groups for ns in g.heads}) + 1 + len(fence.riders)
 
 
 def _code(exc: ClientError) -> str:

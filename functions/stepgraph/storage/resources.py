@@ -224,8 +224,11 @@ class ThreadStore:
                 raise Conflict(f"thread {thread_id}: status not changed") from exc
             raise
 
-    def release_lease(self, thread_id: str, run_id: str, *, status: str, park_token: str | None = None) -> bool:
-        """Free the lease held by run_id and set the thread's status in the same write."""
+    def release_lease(
+        self, thread_id: str, run_id: str, *, status: str, park_token: str | None = None, if_idle: bool = False
+    ) -> bool:
+        """Free the lease held by run_id and set the thread's status in the same write. With
+        `if_idle`, only if no run is queued on the thread either."""
         expr = "SET #s = :s REMOVE active_run_id"
         values: dict[str, Any] = {":r": _s(run_id), ":s": _s(status)}
         if park_token:
@@ -236,7 +239,7 @@ class ThreadStore:
             TableName=self.table,
             Key=self._key(thread_id),
             UpdateExpression=expr,
-            ConditionExpression="active_run_id = :r",
+            ConditionExpression="active_run_id = :r" + (" AND attribute_not_exists(pending)" if if_idle else ""),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=values,
         )
@@ -343,6 +346,21 @@ class RunStore:
         One conditional UpdateItem: this is what makes a late finish unable to overwrite a
         cancel. Raises Conflict.
         """
+        try:
+            resp = self.client.update_item(
+                **self.transition_action(thread_id, run_id, to=to, expected=expected, patch=patch),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                raise Conflict(f"run {run_id} is not {expected}") from exc
+            raise
+        return _from_item(resp["Attributes"])
+
+    def transition_action(
+        self, thread_id: str, run_id: str, *, to: str, expected: tuple[str, ...], patch: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`transition` as the arguments of an UpdateItem, or of a transaction's Update action."""
         names = {"#s": "status"}
         values: dict[str, Any] = {
             ":s": _s(to),
@@ -354,22 +372,14 @@ class RunStore:
             names[f"#p{i}"] = f"x_{key}"
             values[f":p{i}"] = _s(serde.dumps_str(value))
             sets.append(f"#p{i} = :p{i}")
-        expr = "SET " + ", ".join(sets) + (" REMOVE pending_key" if to != "pending" else "")
-        try:
-            resp = self.client.update_item(
-                TableName=self.table,
-                Key=self._key(thread_id, run_id),
-                UpdateExpression=expr,
-                ConditionExpression="#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                raise Conflict(f"run {run_id} is not {expected}") from exc
-            raise
-        return _from_item(resp["Attributes"])
+        return {
+            "TableName": self.table,
+            "Key": self._key(thread_id, run_id),
+            "UpdateExpression": "SET " + ", ".join(sets) + (" REMOVE pending_key" if to != "pending" else ""),
+            "ConditionExpression": "#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
 
     def delete(self, thread_id: str, run_id: str) -> bool:
         resp = self.client.delete_item(
