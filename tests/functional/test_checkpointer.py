@@ -404,3 +404,13 @@ def test_reads_through_a_grouping_saver_see_its_own_writes(saver: DynamoDBSaver)
     cfg = _put_child(fenced, generate_config("t"), -1, n=7)
     assert fenced.get_tuple(generate_config("t")).config == cfg
     assert saver.head("t") == cfg["configurable"]["checkpoint_id"]
+
+
+def test_strict_grouping_commits_each_put_at_once_with_the_writes_before_it(saver: DynamoDBSaver) -> None:
+    root = _put_child(saver, generate_config("t"), -1, n=0)
+    fenced = saver.fenced(saver.head("t"), linger_seconds=HOUR, linger_puts=False)
+    fenced.put_writes(root, [("n", 1)], "task-1")
+    assert saver.get_tuple(root).pending_writes == []  # a write waits for its superstep's checkpoint
+    child = _put_child(fenced, root, 0, n=1)
+    assert saver.head("t") == child["configurable"]["checkpoint_id"]  # the put did not wait
+    assert saver.get_tuple(root).pending_writes == [("task-1", "n", 1)]  # and took the write along

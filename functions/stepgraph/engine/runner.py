@@ -196,8 +196,8 @@ def run_supersteps(
         stream_input = None
 
     # Durability: "sync" (and the peer's default "async") checkpoint every superstep. Strict mode
-    # commits each one before the next starts and stops after it: a superstep is the unit of
-    # retry. Batched mode lets a checkpoint wait commit_linger_ms for later ones and commits them
+    # commits each one (with its tasks' writes) before the next starts and stops after it: a
+    # superstep is the unit of retry. Batched mode lets a checkpoint wait commit_linger_ms for later ones and commits them
     # together (and whatever is pending when the invocation stops), as the peer's "async" writes
     # while the next superstep runs: a crash or a cancel loses at most those milliseconds.
     # "exit" checkpoints only as the invocation exits (the run ends, interrupts or the time budget
@@ -210,7 +210,7 @@ def run_supersteps(
     saver = ctx.checkpointer.fenced(
         latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease,
         latest=latest, latest_of=thread_id,
-        linger_seconds=None if strict else ctx.settings.commit_linger_ms / 1000, rider=rider,
+        linger_seconds=ctx.settings.commit_linger_ms / 1000, linger_puts=not strict, rider=rider,
     )
     bound = graph.copy(update={"checkpointer": saver})
     subgraphs = bool(kwargs.get("stream_subgraphs"))

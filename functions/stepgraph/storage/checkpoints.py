@@ -73,14 +73,15 @@ class _Fence:
     # see the head advance, or the run's second put would compare against a stale head.
     def __init__(
         self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None,
-        latest_of: str | None = None, linger_seconds: float | None = None, rider: dict[str, Any] | None = None,
+        latest_of: str | None = None, linger_seconds: float | None = None, linger_puts: bool = True,
+        rider: dict[str, Any] | None = None,
     ):
         self.expected_head, self.lease, self.lock = expected_head, lease, threading.RLock()
         # The head checkpoint the caller already read (None: the thread had none), and its
         # thread: LangGraph's first read gets it for free.
         self.latest, self.latest_of = latest, latest_of
         # Group commit: puts and writes wait here, and one transaction writes them.
-        self.linger_seconds = linger_seconds
+        self.linger_seconds, self.linger_puts = linger_seconds, linger_puts
         self.pending: list[_Group] = []
         self.timer: threading.Timer | None = None  # commits what is pending once it is due
         self.error: BaseException | None = None  # what that background commit met
@@ -119,7 +120,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     def fenced(
         self, expected_head: str | None, lease: LeaseCondition | None = None, *,
         latest: CheckpointTuple | None = None, latest_of: str | None = None, linger_seconds: float | None = None,
-        rider: dict[str, Any] | None = None,
+        linger_puts: bool = True, rider: dict[str, Any] | None = None,
     ) -> DynamoDBSaver:
         """A saver sharing this one's clients whose root-namespace puts commit only if the head is
         still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
@@ -131,9 +132,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         running one superstep from one head, exactly one put commits; the other raises HeadConflict.
 
         Subgraph namespaces are fenced by the lease only: their heads aren't known when the run
-        starts. put_writes is not fenced: writes hang off a checkpoint that already passed the
-        fence and are first-writer-wins per task, so a duplicate can only offer the result of the
-        same task run from the same state.
+        starts. Writes need no fence of their own: they hang off a checkpoint that already passed
+        it and are first-writer-wins per task, so a duplicate can only offer the result of the
+        same task run from the same state. (Lingering writes are committed with the lease check.)
 
         `latest`, the root checkpoint tuple the caller read from thread `latest_of` to find
         `expected_head` (None: the thread had none), answers the first unpinned root read of that
@@ -144,14 +145,15 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         nothing) once the oldest has waited that long, once a transaction would be full, before
         any read, and when the caller calls `commit()`, which it must before it reports success.
         Every checkpoint is still written; a crash loses what was not committed, which the next
-        invocation recomputes from the last commit. None: each put commits on its own.
+        invocation recomputes from the last commit. None: each put commits on its own. With
+        `linger_puts` False only writes linger: each put commits at once, with the writes before it.
 
         `rider`, a TransactWriteItems action (an Update of the run, say), is written by the first
         commit, in its transaction: it costs no request of its own. Its condition failing stops
         the run as a lost lease does.
         """
         clone = copy.copy(self)
-        clone._fence = _Fence(expected_head, lease, latest, latest_of, linger_seconds, rider)
+        clone._fence = _Fence(expected_head, lease, latest, latest_of, linger_seconds, linger_puts, rider)
         return clone
 
     @property
@@ -294,9 +296,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             if fence.error is not None:
                 self.commit()  # raises what the background commit met: the run stops here
             fence.pending.append(group)
-            if fence.linger_seconds is None:
-                self.commit()
-            elif sum(g.size for g in fence.pending) > _TX_BYTES or _actions(fence) > _TX_ACTIONS:
+            full = sum(g.size for g in fence.pending) > _TX_BYTES or _actions(fence) > _TX_ACTIONS
+            if fence.linger_seconds is None or (group.heads and not fence.linger_puts) or full:
                 self.commit()
             elif fence.timer is None:
                 # Nothing waits longer than linger_seconds, however long the node that runs next.
