@@ -9,6 +9,7 @@ runs the real handler for every path. Written against moto 5.2.5 exactly (see `i
 from __future__ import annotations
 
 import base64
+import email.message
 import importlib.util
 import json
 import logging
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from werkzeug.datastructures import Headers
 
 __all__ = [
     "MOTO_VERSION",
@@ -184,13 +187,17 @@ def _load_handler(code_dir: Path, spec: str) -> Handler:
     return handler
 
 
+_CASE_INSENSITIVE_HEADERS = (Headers, email.message.Message)  # werkzeug's; botocore's HTTPHeaders
+
+
 def _header(headers: Any, name: str, default: str) -> str:
     """Case-insensitive header lookup: moto passes botocore's HTTPHeaders, a werkzeug
     Headers (server mode) or a plain dict (event-source mappings)."""
     if not headers:
         return default
     value = headers.get(name)
-    if value is None and hasattr(headers, "items"):
+    # Only a plain mapping needs the scan: the others' `get` already ignores case.
+    if value is None and hasattr(headers, "items") and not isinstance(headers, _CASE_INSENSITIVE_HEADERS):
         value = next((v for k, v in headers.items() if k.lower() == name), None)
     return default if value is None else str(value)
 
