@@ -34,7 +34,7 @@ import moto.stepfunctions.parser.models  # noqa: F401
 import moto.stepfunctions.responses  # noqa: F401
 from moto import mock_aws
 
-from . import lambda_hook, moto_dynamodb, moto_stepfunctions
+from . import lambda_hook, moto_dynamodb, moto_speed, moto_stepfunctions
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -154,6 +154,7 @@ class LocalAWS:
         lambda_hook.install()  # first: it refuses an unexpected moto version
         moto_dynamodb.install()  # thread-safe DynamoDB; transactions and queries cost O(items touched)
         moto_stepfunctions.install()  # parse the ASL once, not per execution; reuse its boto3 clients
+        moto_speed.install()  # work moto, botocore and werkzeug redo on every request, done once
         defaults = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
         for key, value in defaults.items():
             self._setenv(key, value, only_if_unset=True)
@@ -211,6 +212,7 @@ class LocalAWS:
                 lambda_hook.uninstall()
                 moto_dynamodb.uninstall()
                 moto_stepfunctions.uninstall()
+                moto_speed.uninstall()
                 for key, value in reversed(list(self._saved_env.items())):
                     if value is None:
                         os.environ.pop(key, None)

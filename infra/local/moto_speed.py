@@ -1,0 +1,290 @@
+"""Cheaper emulated AWS calls: work moto, botocore and werkzeug redo on every request, done once.
+
+Every AWS call of the local runtime (boto3 -> botocore -> moto -> back) runs in-process; about
+40 of them per run. Written against moto 5.2.5, botocore 1.43.127 and werkzeug 3.1.9: on any
+other version the patches for that library are left out (calls stay correct, only slower), with
+one warning. Each patch keeps the library's own code for the result and only skips recomputing
+what cannot have changed.
+
+1. moto's response serializer finds each output member in the result by trying aliases in turn
+   (`XFormedAttributePicker`: six alias providers, each a new object, plus `xform_name` of each
+   alias): per member of every structure, on every response. A DynamoDB Query of 20 items made
+   ~800 such lookups, half its cost. The candidate keys depend only on the member's shape, its
+   parent structure, the member name and the result object's class name (`ExplicitAlias`, the
+   only provider reading the object itself, is skipped: objects with a `Meta` go the original
+   way), so moto's own providers compute them once and they are cached. The lookups that follow
+   are moto's `get_value` (first hit wins; on a plain dict, the `dict.get` it amounts to), and
+   response transformers still run, on the same key path.
+2. moto looks up whether the action is a method of the response class with
+   `inspect.getmembers(cls)` (every attribute of the class hierarchy, ~25 us) on every request,
+   to test one name: the membership test is answered for that name alone, by the same rule
+   (found in the class hierarchy, and `inspect.isfunction` of `getattr(cls, name)`), so a
+   method patched or added later is seen exactly as before.
+3. botocore rebuilds the User-Agent string twice per request (~25 us each: it sanitises every
+   character of every component). It is a pure function of the client's settings, the platform
+   strings and the request's feature ids: cached on exactly those inputs (the features in the
+   order botocore joins them).
+4. moto rebuilds each backend's URL table (`BaseBackend.urls`: every path pattern formatted per
+   URL base, plus a regex substitution for the China domain) to route every request: ~35 us for
+   Lambda's patterns. The table is a function of the URL bases, the path patterns and their
+   handlers, and the ISO-regions setting, all read anew on every request to key the cache; each
+   caller gets its own copy of the dict.
+5. werkzeug (which moto builds a request object with, werkzeug 3.1.9) converts the same base URL
+   and path between IRI and URI forms on every request: `iri_to_uri` and `get_current_url` are
+   pure functions of their string arguments, so their results are kept (least recently used,
+   bounded).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import inspect
+import logging
+from typing import Any
+
+import botocore
+import moto
+import werkzeug.sansio.request
+import werkzeug.test
+from botocore import useragent
+from botocore.context import get_context
+from moto.core import base_backend
+from moto.core import responses as moto_responses
+from moto.core import serialize
+
+__all__ = ["MOTO_VERSION", "BOTOCORE_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
+
+MOTO_VERSION = "5.2.5"
+BOTOCORE_VERSION = "1.43.127"
+WERKZEUG_VERSION = "3.1.9"
+_CACHE_LIMIT = 50_000  # entries per cache; cleared when full (error shapes are built per error)
+
+_log = logging.getLogger("stepgraph_local")
+_originals: dict[str, Any] = {}
+_warned: set[str] = set()
+
+
+# ---------------------------------------------------------------- 1. serializer member lookups
+# (shape, member name, parent shape, class name) -> (candidate keys, any of them dotted), or None
+_possible_keys: dict[tuple[Any, ...], tuple[tuple[str, ...], bool] | None] = {}
+_MISSING = serialize.MISSING  # what moto's picker passes as the default
+_NO_PARENT = object()
+_DEFAULT_PROVIDERS = list(serialize.DEFAULT_ALIAS_PROVIDERS)
+
+
+def _keys_for(picker: Any, value: Any, key: str, shape: Any) -> tuple[tuple[str, ...], bool] | None:
+    cache_key = (shape, key, getattr(shape, "parent", _NO_PARENT), value.__class__.__name__)
+    try:
+        return _possible_keys[cache_key]
+    except KeyError:
+        pass
+    context = serialize.AttributePickerContext(obj=value, key=key, shape=shape)
+    entry: tuple[tuple[str, ...], bool] | None
+    try:
+        keys = tuple(picker.get_possible_keys(context))
+        entry = keys, any("." in k for k in keys)  # dotted: a path, for moto's get_value
+    except Exception:  # noqa: BLE001 - whatever moto would raise, let moto raise it
+        entry = None
+    if len(_possible_keys) >= _CACHE_LIMIT:
+        _possible_keys.clear()
+    _possible_keys[cache_key] = entry
+    return entry
+
+
+def _get_value(self: serialize.ResponseSerializer, value: Any, key: str, shape: Any) -> Any:
+    picker = self._value_picker
+    plain = type(value) is dict  # no Meta, and `value[k]` is `dict.get`: moto's get_value inlined
+    if (
+        type(picker) is not serialize.XFormedAttributePicker
+        or picker.alias_providers != _DEFAULT_PROVIDERS
+        or (not plain and hasattr(value, "Meta"))
+    ):
+        return _originals["get_value"](self, value, key, shape)
+    entry = _keys_for(picker, value, key, shape)
+    if entry is None:
+        return _originals["get_value"](self, value, key, shape)
+    keys, dotted = entry
+    found = _MISSING
+    if plain and not dotted:
+        for possible_key in keys:
+            found = value.get(possible_key, _MISSING)
+            if found is not _MISSING:
+                break
+    else:
+        get_value = serialize.get_value
+        for possible_key in keys:
+            found = get_value(value, possible_key, _MISSING)
+            if found is not _MISSING:
+                break
+    if found is _MISSING:
+        found = None
+    transformers = picker.response_transformers
+    if transformers:
+        key_path = f"{'.'.join(self.path)}.{key}"
+        for transform_path, transform in transformers.items():
+            if key_path.endswith(transform_path):
+                return transform(found)
+    return found
+
+
+# ---------------------------------------------------------------- 2. action lookup
+class _MethodNames:
+    """`name in method_names_from_class(cls)`, answered for the one name asked."""
+
+    __slots__ = ("_cls",)
+
+    def __init__(self, cls: type) -> None:
+        self._cls = cls
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return name in _originals["method_names_from_class"](self._cls)
+        for base in self._cls.__mro__:  # dir(cls): every name of the class hierarchy
+            if name in base.__dict__:
+                break
+        else:
+            return False
+        try:
+            member = getattr(self._cls, name)
+        except AttributeError:  # as inspect.getmembers: fall back to the raw class attribute
+            member = base.__dict__[name]
+        return inspect.isfunction(member)
+
+
+def _method_names_from_class(cls: type) -> _MethodNames:
+    return _MethodNames(cls)
+
+
+# ---------------------------------------------------------------- 3. User-Agent string
+_user_agents: dict[tuple[Any, ...], str] = {}
+
+
+def _user_agent_key(ua: useragent.UserAgentString) -> tuple[Any, ...] | None:
+    config = ua._client_config
+    if config:
+        if hasattr(config, "_supplied_user_agent"):
+            override = config._supplied_user_agent
+        else:
+            override = config.user_agent
+        retries = config.retries
+        config_key: tuple[Any, ...] | None = (
+            override,
+            None if not retries else (retries.get("mode"),),
+            bool(config.endpoint_discovery_enabled),
+            config.user_agent_appid,
+            config.user_agent_extra,
+        )
+    else:
+        config_key = None
+    context = get_context()
+    features = (ua._client_features or set()).union(set() if context is None else context.features)
+    if sum(len(f) + 1 for f in features) > 1000:  # near its 1024-byte cap botocore truncates (and logs)
+        return None
+    return (
+        ua._platform_name, ua._platform_version, ua._platform_machine, ua._python_version,
+        ua._python_implementation, ua._execution_env, ua._crt_version,
+        ua._session_user_agent_name, ua._session_user_agent_version, ua._session_user_agent_extra,
+        config_key, tuple(features), useragent.modify_components, useragent.botocore_version,
+    )
+
+
+def _user_agent_to_string(self: useragent.UserAgentString) -> str:
+    try:
+        key = _user_agent_key(self)
+        hash(key)
+    except Exception:  # noqa: BLE001 - an unhashable setting: build it botocore's way
+        key = None
+    if key is None:
+        return _originals["to_string"](self)
+    try:
+        return _user_agents[key]
+    except KeyError:
+        pass
+    value = _originals["to_string"](self)
+    if len(_user_agents) >= _CACHE_LIMIT:
+        _user_agents.clear()
+    _user_agents[key] = value
+    return value
+
+
+# ---------------------------------------------------------------- 4. backend URL tables
+_url_tables: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _backend_urls(self: base_backend.BaseBackend) -> dict[str, Any]:
+    iso = base_backend.enable_iso_regions()
+    try:
+        key = (
+            tuple(self.url_bases),
+            tuple(self._url_module.url_paths.items()),
+            tuple(base_backend.ISO_REGION_DOMAINS.items()) if iso else None,
+        )
+        table = _url_tables.get(key)
+    except TypeError:  # an unhashable handler: build it moto's way
+        return _originals["urls"].fget(self)
+    if table is None:
+        table = _originals["urls"].fget(self)
+        if len(_url_tables) >= _CACHE_LIMIT:
+            _url_tables.clear()
+        _url_tables[key] = table
+    return dict(table)
+
+
+# ---------------------------------------------------------------- 5. werkzeug URL forms
+_URL_CACHE_SIZE = 1024
+
+
+# ---------------------------------------------------------------- install
+def _supported(library: str, found: str, expected: str) -> bool:
+    if found == expected:
+        return True
+    if library not in _warned:
+        _warned.add(library)
+        _log.warning(
+            "stepgraph's %s speed-ups were written against %s %s, found %s: left out (calls are slower)",
+            library, library, expected, found,
+        )
+    return False
+
+
+def install() -> None:
+    """Idempotent."""
+    if _originals:
+        return
+    if _supported("moto", moto.__version__, MOTO_VERSION):
+        _originals["get_value"] = serialize.ResponseSerializer.get_value
+        _originals["method_names_from_class"] = moto_responses.method_names_from_class
+        _originals["urls"] = base_backend.BaseBackend.__dict__["urls"]
+        serialize.ResponseSerializer.get_value = _get_value  # type: ignore[method-assign]
+        moto_responses.method_names_from_class = _method_names_from_class  # type: ignore[assignment]
+        base_backend.BaseBackend.urls = property(_backend_urls)  # type: ignore[method-assign,assignment]
+    if _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
+        _originals["to_string"] = useragent.UserAgentString.to_string
+        useragent.UserAgentString.to_string = _user_agent_to_string  # type: ignore[method-assign]
+    if _supported("werkzeug", importlib.metadata.version("werkzeug"), WERKZEUG_VERSION):
+        _originals["iri_to_uri"] = werkzeug.test.iri_to_uri
+        _originals["get_current_url"] = werkzeug.sansio.request.get_current_url
+        werkzeug.test.iri_to_uri = functools.lru_cache(_URL_CACHE_SIZE)(werkzeug.test.iri_to_uri)
+        werkzeug.sansio.request.get_current_url = functools.lru_cache(_URL_CACHE_SIZE)(
+            werkzeug.sansio.request.get_current_url
+        )
+    _originals.setdefault("installed", True)
+
+
+def uninstall() -> None:
+    if not _originals:
+        return
+    if "get_value" in _originals:
+        serialize.ResponseSerializer.get_value = _originals["get_value"]  # type: ignore[method-assign]
+        moto_responses.method_names_from_class = _originals["method_names_from_class"]
+        base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
+    if "to_string" in _originals:
+        useragent.UserAgentString.to_string = _originals["to_string"]  # type: ignore[method-assign]
+    if "iri_to_uri" in _originals:
+        werkzeug.test.iri_to_uri = _originals["iri_to_uri"]
+        werkzeug.sansio.request.get_current_url = _originals["get_current_url"]
+    _originals.clear()
+    _possible_keys.clear()
+    _url_tables.clear()
+    _user_agents.clear()
