@@ -20,6 +20,7 @@ from botocore.useragent import register_feature_id
 from moto.core import base_backend, serialize
 from moto.core import responses as moto_responses
 from moto.core.request import Request
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
 from stepgraph_local import LocalAWS, moto_speed
 
@@ -259,6 +260,43 @@ def test_backend_url_tables_match_moto(aws: LocalAWS, monkeypatch: pytest.Monkey
             assert list(fast.items()) == list(original(backend).items())
             fast.clear()  # each caller owns its copy
             assert backend.urls == original(backend)
+
+
+def _tree(node: Any, parent: Any = None) -> Any:
+    """A parse tree as nested data, checking every node's parent link on the way."""
+    if not hasattr(node, "children"):
+        return node
+    assert node.parent is parent
+    state = {k: v for k, v in vars(node).items() if k not in ("children", "parent")}
+    children = None if node.children is None else [_tree(child, node) for child in node.children]
+    return type(node), state, children
+
+
+@pytest.mark.parametrize("expression", [
+    "SET a = :a",
+    "SET active_run_id = :r, #s = :busy DELETE pending :e REMOVE task_token, parked_run_id",
+    "SET #s = :running, updated_at = :u REMOVE pending_key",
+    "SET tail = :r, #s = :busy ADD pending :e",
+    "SET l[1] = list_append(l, :x), m.#n.o = if_not_exists(m.#n.o, :z) + :one REMOVE l[3], l[0]",
+    "SET a = b - :c ADD s :s DELETE t :t",
+])
+def test_update_expression_trees_match_a_fresh_parse(aws: LocalAWS, expression: str) -> None:
+    original = moto_speed._originals["make_update_expression"].__func__
+    expected = _tree(original(UpdateExpressionParser, expression))
+    first, second = UpdateExpressionParser.make(expression), UpdateExpressionParser.make(expression)
+    assert _tree(first) == expected and _tree(second) == expected
+    assert first is not second and first.children[0] is not second.children[0]  # callers may mutate theirs
+
+
+@pytest.mark.parametrize("expression", ["SET", "SET a = ", "REMOVE", "SET a = :a REMOVE", "DROP a"])
+def test_invalid_update_expressions_raise_as_before(aws: LocalAWS, expression: str) -> None:
+    original = moto_speed._originals["make_update_expression"].__func__
+    with pytest.raises(Exception) as expected:
+        original(UpdateExpressionParser, expression)
+    for _ in range(2):
+        with pytest.raises(type(expected.value)) as got:
+            UpdateExpressionParser.make(expression)
+        assert str(got.value) == str(expected.value)
 
 
 def test_request_environ_unchanged_by_url_caches(aws: LocalAWS) -> None:
