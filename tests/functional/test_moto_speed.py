@@ -20,6 +20,7 @@ from botocore.useragent import register_feature_id
 from moto.core import base_backend, serialize
 from moto.core import responses as moto_responses
 from moto.core.request import Request
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
 from stepgraph_local import LocalAWS, moto_speed
@@ -296,6 +297,32 @@ def test_invalid_update_expressions_raise_as_before(aws: LocalAWS, expression: s
     for _ in range(2):
         with pytest.raises(type(expected.value)) as got:
             UpdateExpressionParser.make(expression)
+        assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("expression", [
+    "attribute_not_exists(thread_id)",
+    "attribute_not_exists(active_run_id) AND contains(pending, :es) AND parked_run_id = :p",
+    "#s IN (:e0, :e1, :e2)",
+    "(a.b[1] <> :x OR NOT begins_with(#n, :p)) AND size(l) BETWEEN :lo AND :hi",
+    "a=:a",
+])
+def test_condition_expression_tokens_match_the_lexer(aws: LocalAWS, expression: str) -> None:
+    lex = moto_speed._originals["lex_condition_expression"]
+    expected = lex(ConditionExpressionParser(expression, {}, {}))
+    first = ConditionExpressionParser(expression, {}, {})._lex_condition_expression()
+    second = ConditionExpressionParser(expression, {}, {})._lex_condition_expression()
+    assert first == expected and second == expected
+    assert all(a.children is not b.children for a, b in zip(first, second))  # nothing shared between callers
+
+
+def test_invalid_condition_expressions_raise_as_before(aws: LocalAWS) -> None:
+    lex = moto_speed._originals["lex_condition_expression"]
+    with pytest.raises(ValueError) as expected:
+        lex(ConditionExpressionParser("a = :a AND b ! :b", {}, {}))
+    for _ in range(2):
+        with pytest.raises(ValueError) as got:
+            ConditionExpressionParser("a = :a AND b ! :b", {}, {})._lex_condition_expression()
         assert str(got.value) == str(expected.value)
 
 
