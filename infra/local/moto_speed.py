@@ -44,6 +44,10 @@ what cannot have changed.
    for `attribute_not_exists(a) AND contains(p, :e) AND b = :b`), from the string alone. The
    tokens are kept; each caller gets new nodes, equal to the lexer's own (an empty `children`
    list each, as the lexer makes them). Values and names are substituted afterwards, by moto.
+8. moto converts names from CamelCase to snake_case character by character (~5 us each): the
+   action of every request, and each of SQS's ~15 queue attributes whenever a queue's attributes
+   are read (every SendMessage and ReceiveMessage). A pure function of its string: memoised
+   (bounded) in every moto module loaded that imported it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ import importlib.metadata
 import inspect
 import logging
 import pickle
+import sys
 from collections import deque
 from typing import Any
 
@@ -63,6 +68,7 @@ import werkzeug.test
 from botocore import useragent
 from botocore.context import get_context
 from moto.core import base_backend
+from moto.core import utils as moto_utils
 from moto.core import responses as moto_responses
 from moto.core import serialize
 from moto.dynamodb.comparisons import ConditionExpressionParser
@@ -300,6 +306,29 @@ def _lex_condition_expression(self: ConditionExpressionParser) -> Any:
     return nodes
 
 
+# ---------------------------------------------------------------- 8. CamelCase to snake_case
+_CAMEL_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(_CAMEL_CACHE_SIZE)
+def _camel_to_snake_cached(argument: str) -> str:
+    return _originals["camelcase_to_underscores"](argument)
+
+
+def _camelcase_to_underscores(argument: Any) -> Any:
+    if type(argument) is str:
+        return _camel_to_snake_cached(argument)
+    return _originals["camelcase_to_underscores"](argument)
+
+
+def _moto_modules_using(function: Any) -> list[Any]:
+    """moto's modules import camelcase_to_underscores by name: each holds its own reference."""
+    return [
+        module for name, module in list(sys.modules.items())
+        if (name == "moto" or name.startswith("moto.")) and getattr(module, "camelcase_to_underscores", None) is function
+    ]
+
+
 # ---------------------------------------------------------------- install
 def _supported(library: str, found: str, expected: str) -> bool:
     if found == expected:
@@ -329,6 +358,9 @@ def install() -> None:
         parser.make = classmethod(_make_update_expression)  # type: ignore[method-assign,assignment]
         _originals["lex_condition_expression"] = ConditionExpressionParser._lex_condition_expression
         ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
+        _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
+        for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
+            module.camelcase_to_underscores = _camelcase_to_underscores
     if _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
         _originals["to_string"] = useragent.UserAgentString.to_string
         useragent.UserAgentString.to_string = _user_agent_to_string  # type: ignore[method-assign]
@@ -351,6 +383,8 @@ def uninstall() -> None:
         base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
         update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore[method-assign]
         ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore[method-assign]
+        for module in _moto_modules_using(_camelcase_to_underscores):
+            module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
     if "to_string" in _originals:
         useragent.UserAgentString.to_string = _originals["to_string"]  # type: ignore[method-assign]
     if "iri_to_uri" in _originals:
@@ -362,3 +396,4 @@ def uninstall() -> None:
     _user_agents.clear()
     _update_trees.clear()
     _condition_tokens.clear()
+    _camel_to_snake_cached.cache_clear()

@@ -326,6 +326,19 @@ def test_invalid_condition_expressions_raise_as_before(aws: LocalAWS) -> None:
         assert str(got.value) == str(expected.value)
 
 
+def test_camel_case_conversion_matches_moto(aws: LocalAWS) -> None:
+    from moto.sqs import models as sqs_models
+    from moto.sqs.models import Queue
+
+    original = moto_speed._originals["camelcase_to_underscores"]
+    assert sqs_models.camelcase_to_underscores is moto_speed._camelcase_to_underscores
+    names = [*Queue.BASE_ATTRIBUTES, *Queue.FIFO_ATTRIBUTES, "TransactWriteItems", "GetItem", "DBInstanceIdentifier",
+             "ABC", "aB", "a b C", "X", "", "\u00c9t\u00e9Long", "V2Thing", "listQueues", "x_y Z"]
+    for name in names * 2:
+        assert sqs_models.camelcase_to_underscores(name) == original(name)
+    assert sqs_models.camelcase_to_underscores(None) is None
+
+
 def test_request_environ_unchanged_by_url_caches(aws: LocalAWS) -> None:
     headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Meta-My_Key": "v", "Content-Length": "2"}
     urls = [
