@@ -325,7 +325,8 @@ def _moto_modules_using(function: Any) -> list[Any]:
     """moto's modules import camelcase_to_underscores by name: each holds its own reference."""
     return [
         module for name, module in list(sys.modules.items())
-        if (name == "moto" or name.startswith("moto.")) and getattr(module, "camelcase_to_underscores", None) is function
+        if (name == "moto" or name.startswith("moto."))
+        and getattr(module, "camelcase_to_underscores", None) is function
     ]
 
 
@@ -381,8 +382,8 @@ def uninstall() -> None:
         serialize.ResponseSerializer.get_value = _originals["get_value"]  # type: ignore[method-assign]
         moto_responses.method_names_from_class = _originals["method_names_from_class"]
         base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
-        update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore[method-assign]
-        ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore[method-assign]
+        update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore
+        ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore
         for module in _moto_modules_using(_camelcase_to_underscores):
             module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
     if "to_string" in _originals:

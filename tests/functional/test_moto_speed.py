@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,14 +104,18 @@ def _dynamodb_traffic(aws: LocalAWS) -> None:
     key = {"pk": {"S": "p"}, "sk": {"S": "0003"}}
     ddb.get_item(TableName=checkpoints, Key=key, ConsistentRead=True)
     ddb.get_item(TableName=checkpoints, Key={"pk": {"S": "p"}, "sk": {"S": "none"}})
-    ddb.get_item(TableName=checkpoints, Key=key, ProjectionExpression="#m.inner, bs", ExpressionAttributeNames={"#m": "m"})
+    ddb.get_item(
+        TableName=checkpoints, Key=key, ProjectionExpression="#m.inner, bs", ExpressionAttributeNames={"#m": "m"}
+    )
     ddb.get_item(TableName=checkpoints, Key=key, ReturnConsumedCapacity="INDEXES")
     for values in ("ALL_NEW", "UPDATED_OLD", "ALL_OLD", "UPDATED_NEW", "NONE"):
         ddb.update_item(
             TableName=checkpoints, Key=key, ReturnValues=values,
             UpdateExpression="SET #c = if_not_exists(#c, :zero) + :one, l[0].k = :t ADD ns :ns REMOVE yes",
             ExpressionAttributeNames={"#c": "count"},
-            ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}, ":t": {"BOOL": True}, ":ns": {"NS": ["7"]}},
+            ExpressionAttributeValues={
+                ":zero": {"N": "0"}, ":one": {"N": "1"}, ":t": {"BOOL": True}, ":ns": {"NS": ["7"]},
+            },
         )
     ddb.query(TableName=checkpoints, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p"}})
     ddb.query(
@@ -135,7 +138,8 @@ def _dynamodb_traffic(aws: LocalAWS) -> None:
     ])
     failures = [
         lambda: ddb.transact_write_items(TransactItems=[  # cancellation reasons, one with the old item
-            {"Put": {"TableName": threads, "Item": {"thread_id": {"S": "x"}}, "ConditionExpression": "attribute_not_exists(thread_id)",
+            {"Put": {"TableName": threads, "Item": {"thread_id": {"S": "x"}},
+                     "ConditionExpression": "attribute_not_exists(thread_id)",
                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
             {"Delete": {"TableName": checkpoints, "Key": key}},
             {"ConditionCheck": {"TableName": threads, "Key": {"thread_id": {"S": "t"}},
@@ -362,7 +366,9 @@ def test_request_environ_unchanged_by_url_caches(aws: LocalAWS) -> None:
     assert fast == reference
 
 
-def test_other_versions_leave_the_library_alone(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_other_versions_leave_the_library_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     moto_speed.uninstall()
     monkeypatch.setattr(moto_speed, "MOTO_VERSION", "0.0.0")
     monkeypatch.setattr(moto_speed, "_warned", set())
