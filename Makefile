@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_overhead.py
 	$(BIN)/python benchmarks/stream_latency.py
 	$(BIN)/python benchmarks/admission_latency.py
+	$(BIN)/python benchmarks/aws_call_cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
