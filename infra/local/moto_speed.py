@@ -1,7 +1,7 @@
 """Cheaper emulated AWS calls: work moto, botocore and werkzeug redo on every request, done once.
 
 Every AWS call of the local runtime (boto3 -> botocore -> moto -> back) runs in-process; about
-40 of them per run. Written against moto 5.2.5, botocore 1.43.127 and werkzeug 3.1.9: on any
+25 of them per run. Written against moto 5.2.5, botocore 1.43.127 and werkzeug 3.1.9: on any
 other version the patches for that library are left out (calls stay correct, only slower), with
 one warning. Each patch keeps the library's own code for the result and only skips recomputing
 what cannot have changed.
@@ -48,10 +48,24 @@ what cannot have changed.
    action of every request, and each of SQS's ~15 queue attributes whenever a queue's attributes
    are read (every SendMessage and ReceiveMessage). A pure function of its string: memoised
    (bounded) in every moto module loaded that imported it.
+9. moto validates a DynamoDB update expression by walking its tree ten times (one processor per
+   check: placeholders, paths, functions, types...). On every node of every walk the walker
+   rebuilds the processor's class-to-handler map twice (`nodes_to_be_processed` and `process`)
+   and calls a no-op hook per child: 10% of a run's CPU. The map is the processor's own, fixed
+   per instance, so each walk builds it once; the nodes, their order, the handlers called and the
+   hooks that do something are moto's, unchanged. A processor overriding the walk is left alone.
+10. moto's validator deep-copies the update expression's tree before those walks (~70 us):
+    a pickle round trip makes the same independent tree (parent links included) in a fraction of
+    the time; anything not a tree, or a tree pickle cannot copy, is deep-copied as before.
+11. A projected read (`ProjectionExpression`, as GetItem of a thread's queue fields does) turns
+    the whole item into plain Python values and back to pick a few attributes: 3 ms for a thread
+    that holds its state. When every projected path is a top-level attribute, those attributes
+    are copied as they are stored, as an unprojected read returns them; nested paths go moto's way.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.metadata
 import inspect
@@ -72,6 +86,9 @@ from moto.core import utils as moto_utils
 from moto.core import responses as moto_responses
 from moto.core import serialize
 from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models.dynamo_type import Item
+from moto.dynamodb.parsing import ast_nodes
+from moto.dynamodb.parsing import validators as update_validators
 from moto.dynamodb.parsing import expressions as update_expressions
 
 __all__ = ["MOTO_VERSION", "BOTOCORE_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
@@ -330,6 +347,67 @@ def _moto_modules_using(function: Any) -> list[Any]:
     ]
 
 
+# ---------------------------------------------------------------- 9. update expression walks
+_Walker = ast_nodes.DepthFirstTraverser
+
+
+def _traverse(self: Any, node: Any) -> Any:
+    cls = type(self)
+    if (
+        cls.process is not _Walker.process
+        or cls.nodes_to_be_processed is not _Walker.nodes_to_be_processed
+        or cls.traverse_node_recursively is not _Walker.traverse_node_recursively
+    ):
+        return _originals["traverse"](self, node)
+    handlers = self._processing_map()
+    kinds = tuple(handlers)
+    pre = None if cls.pre_processing_of_child is _Walker.pre_processing_of_child else self.pre_processing_of_child
+    tree_node = ast_nodes.Node
+
+    def walk(node: Any, child_id: int) -> Any:  # moto's traverse_node_recursively, map built once
+        if isinstance(node, tree_node):
+            parent = node.parent
+            if node.children is not None:
+                for i, child in enumerate(node.children):
+                    if pre is not None:
+                        pre(node, i)
+                    walk(child, i)
+            if isinstance(node, kinds):
+                for kind, handler in handlers.items():  # moto's `process`: the first kind that matches
+                    if isinstance(node, kind):
+                        node = handler(node)
+                        break
+                node.parent = parent
+                if parent:
+                    parent.children[child_id] = node
+        return node
+
+    return walk(node, -1)
+
+
+# ---------------------------------------------------------------- 10. update expression tree copies
+def _copy_tree(value: Any, memo: Any = None) -> Any:
+    if memo is None and isinstance(value, ast_nodes.Node):
+        try:
+            return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 - not picklable: copy it moto's way
+            pass
+    return _originals["deepcopy"](value, memo)
+
+
+# ---------------------------------------------------------------- 11. top-level projections
+def _project(self: Item, projection_expressions: Any) -> Item:
+    try:
+        names = [path[0] for path in projection_expressions if len(path) == 1 and "[" not in path[0]]
+    except TypeError:
+        names = []
+    if not names or len(names) != len(projection_expressions):
+        return _originals["project"](self, projection_expressions)
+    attrs = self.attrs
+    picked = {name: copy.deepcopy(attrs[name]) for name in names if name in attrs}
+    return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=picked)
+
+
 # ---------------------------------------------------------------- install
 def _supported(library: str, found: str, expected: str) -> bool:
     if found == expected:
@@ -362,6 +440,12 @@ def install() -> None:
         _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
         for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
             module.camelcase_to_underscores = _camelcase_to_underscores
+        _originals["traverse"] = _Walker.traverse
+        _Walker.traverse = _traverse  # type: ignore[method-assign]
+        _originals["deepcopy"] = update_validators.deepcopy
+        update_validators.deepcopy = _copy_tree  # type: ignore[attr-defined]
+        _originals["project"] = Item.project
+        Item.project = _project  # type: ignore[method-assign]
     if _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
         _originals["to_string"] = useragent.UserAgentString.to_string
         useragent.UserAgentString.to_string = _user_agent_to_string  # type: ignore[method-assign]
@@ -386,6 +470,9 @@ def uninstall() -> None:
         ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore
         for module in _moto_modules_using(_camelcase_to_underscores):
             module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
+        _Walker.traverse = _originals["traverse"]  # type: ignore[method-assign]
+        update_validators.deepcopy = _originals["deepcopy"]  # type: ignore[attr-defined]
+        Item.project = _originals["project"]  # type: ignore[method-assign]
     if "to_string" in _originals:
         useragent.UserAgentString.to_string = _originals["to_string"]  # type: ignore[method-assign]
     if "iri_to_uri" in _originals:
