@@ -28,7 +28,8 @@ from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import execution_arn
-from stepgraph.storage.events import END, EventLog, PollingNotifier
+from stepgraph.engine.runner import EventWriter
+from stepgraph.storage.events import END, EventLog, PollingNotifier, SeqTaken
 from stepgraph_local.runtime import LocalRuntime
 
 class _Api:
@@ -182,3 +183,50 @@ def test_events_mode_spans_step_invocations_as_one_run(local):
     assert [e.data for e in log if e.event == "updates"] == [{"a": {"items": ["a"]}}, {"b": {"items": ["b"]}}, {"c": {"items": ["c"]}}]
     # Graph-level stream parts never leak into `events` as the root's on_chain_stream.
     assert not any(e["event"] == "on_chain_stream" and e["name"] == "LangGraph" for e in events)
+
+
+def _queries(ctx: Context) -> list[dict]:
+    calls: list[dict] = []
+    ctx.events.client.meta.events.register("before-call.dynamodb.Query", lambda params, **_: calls.append(params))
+    return calls
+
+
+def test_a_process_that_wrote_a_runs_log_last_appends_without_reading_it(local):
+    """Two Lambda containers (Contexts) take turns at one run's log, as strict mode's Step
+    invocations land on warm containers: the one that wrote last appends at once; the other
+    finds the log moved on, reads where it ends and appends after it. Nothing lost or reordered."""
+    runtime, _, _ = local
+    a = Context(runtime.ctx.settings, notifier=PollingNotifier())
+    b = Context(runtime.ctx.settings, notifier=PollingNotifier())
+    run_id, reads = str(uuid.uuid4()), _queries(a)
+
+    def invocation(ctx: Context, *events: str) -> None:
+        writer = EventWriter(ctx, run_id)
+        for event in events:
+            writer.append("updates", event)
+        writer.close()
+
+    invocation(a, "a1", "a2")
+    assert len(reads) == 1  # a new run: where does its log end?
+    invocation(a, "a3")
+    assert len(reads) == 1  # a wrote it last: no read
+    invocation(b, "b1")
+    invocation(a, "a4", "a5")
+    assert len(reads) == 2  # a's guess was taken (b wrote since): one read, then the append
+    log = a.events.read(run_id)
+    assert [(e.seq, e.data) for e in log] == [(1, "a1"), (2, "a2"), (3, "a3"), (4, "b1"), (5, "a4"), (6, "a5")]
+
+
+def test_two_writers_starting_together_on_a_run_still_conflict(local):
+    """The guard against a duplicated invocation is kept: two writers that found the log at the
+    same place (neither has a guess) cannot both write there; the second learns it on close."""
+    runtime, _, _ = local
+    run_id = str(uuid.uuid4())
+    first = EventWriter(Context(runtime.ctx.settings, notifier=PollingNotifier()), run_id)
+    second = EventWriter(Context(runtime.ctx.settings, notifier=PollingNotifier()), run_id)
+    first.append("updates", "first")
+    first.close()
+    second.append("updates", "second")
+    with pytest.raises(SeqTaken):
+        second.close()
+    assert [(e.seq, e.data) for e in runtime.ctx.events.read(run_id)] == [(1, "first")]

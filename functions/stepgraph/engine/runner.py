@@ -63,7 +63,9 @@ class EventWriter:
     def __init__(self, ctx: Context, run_id: str):
         self.log = ctx.events
         self.run_id = run_id
-        self.next_seq = self.log.last_seq(run_id) + 1
+        hint = self.log.next_seq_hint(run_id)  # this process wrote the run's last events
+        self._guessed = hint is not None
+        self.next_seq = hint if hint is not None else self.log.last_seq(run_id) + 1
         self._buffer: list[tuple[str, Any]] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -87,7 +89,17 @@ class EventWriter:
                 if not batch and self._closed:
                     return
             try:
-                self.log.write(self.run_id, self.next_seq, batch)
+                try:
+                    self.log.write(self.run_id, self.next_seq, batch)
+                except SeqTaken:
+                    if not self._guessed:
+                        raise
+                    # Another process wrote the run's log since this one did: read where it ends,
+                    # as a writer without a hint does from the start.
+                    self.next_seq = self.log.last_seq(self.run_id) + 1
+                    self._guessed = False
+                    self.log.write(self.run_id, self.next_seq, batch)
+                self._guessed = False
                 self.next_seq += len(batch)
             except BaseException as exc:  # surfaced to the step on its next append/close
                 with self._cond:

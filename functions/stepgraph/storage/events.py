@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -25,6 +26,7 @@ from stepgraph.storage.resources import is_conditional_failure
 # cancel) is a no-op, and readers see it after every event of the run.
 END = "__end__"
 END_SEQ = 2**53 - 1
+_HINTS = 4096  # runs whose next seq a process remembers
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,25 @@ class EventLog:
         self.ttl_seconds = ttl_seconds
         self.spill_threshold_bytes = spill_threshold_bytes
         self.notifier: Notifier = notifier or PollingNotifier()
+        # The next free seq of the runs this process wrote to last: a warm Lambda's next
+        # invocation of the same run starts there instead of asking DynamoDB. Only a guess: a
+        # write at a taken seq fails as any conflicting write does, and the writer then reads.
+        self._hints: OrderedDict[str, int] = OrderedDict()
+        self._hints_lock = threading.Lock()
 
     # ------------------------------------------------------------------ write
+    def next_seq_hint(self, run_id: str) -> int | None:
+        with self._hints_lock:
+            return self._hints.get(run_id)
+
+    def _hint(self, run_id: str, next_seq: int | None) -> None:
+        with self._hints_lock:
+            self._hints.pop(run_id, None)
+            if next_seq is not None:
+                self._hints[run_id] = next_seq
+                if len(self._hints) > _HINTS:
+                    self._hints.popitem(last=False)
+
     def last_seq(self, run_id: str) -> int:
         """The seq of the run's last event (the end marker excluded)."""
         resp = self.client.query(
@@ -197,9 +216,13 @@ class EventLog:
                         ]
                     )
             except ClientError as exc:
+                if first_seq != END_SEQ:
+                    self._hint(run_id, None)
                 if is_conditional_failure(exc):
                     raise SeqTaken(run_id) from exc
                 raise
+        if first_seq != END_SEQ:
+            self._hint(run_id, first_seq + len(items))
         self.notifier.notify(run_id)
 
     def end(self, run_id: str, data: Any) -> bool:
@@ -212,8 +235,9 @@ class EventLog:
 
     def append(self, run_id: str, event: str, data: Any) -> int:
         """Append one event after whatever is there (for park/finish/API markers)."""
+        hint = self.next_seq_hint(run_id)
         for _ in range(20):
-            seq = self.last_seq(run_id) + 1
+            seq, hint = (hint if hint is not None else self.last_seq(run_id) + 1), None
             try:
                 self.write(run_id, seq, [(event, data)])
                 return seq
