@@ -1,17 +1,32 @@
-"""Graphs named by a langgraph.json, loaded the way `langgraph dev` loads them."""
+"""Graphs named by a langgraph.json, loaded the way `langgraph dev` and the Agent Server load them.
+
+A graph reference is `./path/file.py:attr` or `pkg.module:attr`; the attribute is a compiled graph,
+an uncompiled `StateGraph`, or a factory: a function (sync or async, or a sync/async context
+manager) taking nothing, a `RunnableConfig`, a `ServerRuntime`, or both. As on the peer, a
+factory is called again for every run with that run's config and context (`open_graph`), and
+its parameters are told apart by their type annotations (a lone unannotated one gets the config).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import importlib
 import importlib.util
 import inspect
 import json
 import logging
+import os
+import re
 import sys
 import threading
+import tomllib
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid5
 
 from langgraph.graph import StateGraph
@@ -21,7 +36,10 @@ logger = logging.getLogger(__name__)
 
 # The peer's namespace for system assistant ids: uuid5(NAMESPACE, graph_id).
 ASSISTANT_NAMESPACE = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
-SUPPORTED_KEYS = {"graphs", "dependencies", "env", "python_version", "pip_config_file"}
+SUPPORTED_KEYS = {"$schema", "graphs", "dependencies", "env", "python_version", "pip_config_file", "image_distro"}
+
+# Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
+AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 
 
 def system_assistant_id(graph_id: str) -> str:
@@ -40,13 +58,38 @@ class GraphSpec:
 
 
 @dataclass
+class Factory:
+    """A graph factory and how to call it: which parameter takes the config, which the runtime."""
+
+    fn: Callable[..., Any]
+    config_param: str | None = None
+    runtime_param: str | None = None
+    context_type: Any = None  # T of ServerRuntime[T]: the run's context is coerced to it
+
+    def call(self, config: dict[str, Any], runtime: Any) -> Any:
+        kwargs = {}
+        if self.config_param:
+            kwargs[self.config_param] = config
+        if self.runtime_param:
+            kwargs[self.runtime_param] = runtime
+        return self.fn(**kwargs)
+
+
+@dataclass
 class GraphRegistry:
-    """Graph ids → compiled graphs (without checkpointer), imported lazily and cached."""
+    """Graph ids → compiled graphs (without checkpointer), imported lazily and cached.
+
+    `get` gives the graph for introspection and state reads; a factory is called once for it,
+    as for `assistants.read`. `open_graph` / `aopen_graph` give the graph a run executes: a
+    factory is called anew with the run's config and context, and a context manager it returns
+    stays open until the run's block ends.
+    """
 
     root: Path
     specs: dict[str, GraphSpec]
+    _targets: dict[str, Pregel | Factory] = field(default_factory=dict)
     _cache: dict[str, Pregel] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
     def from_config(cls, path: str | Path) -> "GraphRegistry":
@@ -62,14 +105,8 @@ class GraphRegistry:
         for key in sorted(set(config) - SUPPORTED_KEYS):
             logger.warning("langgraph.json key %r is not supported yet by stepgraph; ignored", key)
         root = path.parent
-        for dep in config.get("dependencies", []):
-            if isinstance(dep, str) and (dep.startswith(".") or dep.startswith("/")):
-                dep_path = str((root / dep).resolve())
-                if dep_path not in sys.path:
-                    sys.path.insert(0, dep_path)
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-        _load_env(root, config.get("env"))
+        add_import_paths(root, config.get("dependencies") or [])
+        load_env(root, config.get("env"))
         specs = {}
         for graph_id, value in config["graphs"].items():
             if isinstance(value, str):
@@ -89,56 +126,354 @@ class GraphRegistry:
             return graph
         with self._lock:
             if graph_id not in self._cache:
-                if graph_id not in self.specs:
-                    raise KeyError(graph_id)
-                self._cache[graph_id] = self._load(self.specs[graph_id])
+                target = self._target(graph_id)
+                if isinstance(target, Factory):
+                    runtime = server_runtime("assistants.read")
+                    self._cache[graph_id] = _build_once(graph_id, target.call({"configurable": {}}, runtime))
+                else:
+                    self._cache[graph_id] = target
             return self._cache[graph_id]
 
-    def _load(self, spec: GraphSpec) -> Pregel:
+    def is_factory(self, graph_id: str) -> bool:
+        return isinstance(self._target(graph_id), Factory)
+
+    @contextlib.contextmanager
+    def open_graph(
+        self,
+        graph_id: str,
+        config: dict[str, Any],
+        *,
+        context: Any = None,
+        access_context: AccessContext = "threads.create_run",
+    ) -> Iterator[Pregel]:
+        """The graph a run executes, for synchronous callers; async factories run on a private loop."""
+        target = self._target(graph_id)
+        if not isinstance(target, Factory):
+            yield target
+            return
+        made = target.call(config, server_runtime(access_context, context, target.context_type))
+        with contextlib.ExitStack() as stack:
+            while True:
+                if isinstance(made, (Pregel, StateGraph)):
+                    break
+                if hasattr(made, "__aenter__") and hasattr(made, "__aexit__"):
+                    cm = made
+                    made = _factory_loop.run(cm.__aenter__())
+                    stack.push(lambda *exc, cm=cm: _factory_loop.run(cm.__aexit__(*exc)))
+                elif hasattr(made, "__enter__") and hasattr(made, "__exit__"):
+                    made = stack.enter_context(made)
+                elif inspect.isawaitable(made):
+                    made = _factory_loop.run(_awaited(made))
+                else:
+                    break
+            yield _compiled(graph_id, made)
+
+    @contextlib.asynccontextmanager
+    async def aopen_graph(
+        self,
+        graph_id: str,
+        config: dict[str, Any],
+        *,
+        context: Any = None,
+        access_context: AccessContext = "threads.create_run",
+    ) -> AsyncIterator[Pregel]:
+        """The graph a run executes, on the caller's event loop (where its nodes will run too)."""
+        target = self._target(graph_id)
+        if not isinstance(target, Factory):
+            yield target
+            return
+        made = target.call(config, server_runtime(access_context, context, target.context_type))
+        async with contextlib.AsyncExitStack() as stack:
+            while True:
+                if isinstance(made, (Pregel, StateGraph)):
+                    break
+                if hasattr(made, "__aenter__") and hasattr(made, "__aexit__"):
+                    made = await stack.enter_async_context(made)
+                elif hasattr(made, "__enter__") and hasattr(made, "__exit__"):
+                    made = stack.enter_context(made)
+                elif inspect.isawaitable(made):
+                    made = await made
+                else:
+                    break
+            yield _compiled(graph_id, made)
+
+    def _target(self, graph_id: str) -> Pregel | Factory:
+        target = self._targets.get(graph_id)
+        if target is not None:
+            return target
+        with self._lock:
+            if graph_id not in self._targets:
+                if graph_id not in self.specs:
+                    raise KeyError(graph_id)
+                self._targets[graph_id] = _classify(graph_id, self._import(self.specs[graph_id]))
+            return self._targets[graph_id]
+
+    def _import(self, spec: GraphSpec) -> Any:
         module_ref, _, attr = spec.ref.rpartition(":")
         if not module_ref or not attr:
             raise ConfigError(f"graph {spec.graph_id!r}: {spec.ref!r} must look like 'file.py:attr'")
-        if module_ref.endswith(".py") or "/" in module_ref:
-            file = (self.root / module_ref).resolve()
-            name = f"stepgraph_user_graph_{spec.graph_id}"
-            module_spec = importlib.util.spec_from_file_location(name, file)
-            if module_spec is None or module_spec.loader is None:
-                raise ConfigError(f"graph {spec.graph_id!r}: cannot import {file}")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = module
-            module_spec.loader.exec_module(module)
+        if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
+            module = self._import_file(spec.graph_id, module_ref)
         else:
             module = importlib.import_module(module_ref)
-        obj = getattr(module, attr)
-        return _compile(spec.graph_id, obj)
+        try:
+            return getattr(module, attr)
+        except AttributeError:
+            raise ConfigError(f"graph {spec.graph_id!r}: {module_ref} has no attribute {attr!r}") from None
+
+    def _import_file(self, graph_id: str, module_ref: str) -> Any:
+        file = (self.root / module_ref).resolve()
+        if not file.is_file():
+            raise ConfigError(f"graph {graph_id!r}: {file} does not exist")
+        # A name derived from the file's place in the project: the same in every process (a
+        # checkpoint that stores a dataclass state names its module), loaded once however many
+        # graphs the file holds.
+        try:
+            relative = file.relative_to(self.root)
+        except ValueError:
+            relative = Path(*file.parts[1:])
+        name = "_stepgraph_graph__" + re.sub(r"\W", "_", "__".join(relative.with_suffix("").parts))
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None) == str(file):
+            return module
+        module_spec = importlib.util.spec_from_file_location(name, file)
+        if module_spec is None or module_spec.loader is None:
+            raise ConfigError(f"graph {graph_id!r}: cannot import {file}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
 
 
-def _compile(graph_id: str, obj: Any) -> Pregel:
+def _classify(graph_id: str, obj: Any) -> Pregel | Factory:
+    if isinstance(obj, (Pregel, StateGraph)):
+        return _compiled(graph_id, obj)
+    if callable(obj):
+        return _factory(graph_id, obj)
+    raise ConfigError(f"graph {graph_id!r} is a {type(obj).__name__}, not a graph or a graph factory")
+
+
+def _compiled(graph_id: str, obj: Any) -> Pregel:
     if isinstance(obj, StateGraph):
         obj = obj.compile()
     if isinstance(obj, Pregel):
         return obj
-    if callable(obj):
-        # A factory taking a RunnableConfig (or nothing), as the peer allows.
-        params = inspect.signature(obj).parameters
-        made = obj({"configurable": {}}) if params else obj()
-        if inspect.isawaitable(made):
-            raise ConfigError(f"graph {graph_id!r}: async factories are not supported yet")
-        return _compile(graph_id, made)
-    raise ConfigError(f"graph {graph_id!r} is a {type(obj).__name__}, not a graph")
+    raise ConfigError(f"graph {graph_id!r}: the factory made a {type(obj).__name__}, not a graph")
 
 
-def _load_env(root: Path, env: Any) -> None:
-    import os
+def _factory(graph_id: str, fn: Callable[..., Any]) -> Factory:
+    """Which parameter gets the config and which the ServerRuntime, read from the annotations."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"graph {graph_id!r}: cannot read the factory's signature: {exc}") from None
+    params = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    hints = _type_hints(fn)
+    runtime = [p for p in params if _is_server_runtime(hints.get(p.name, p.annotation))]
+    others = [p for p in params if p not in runtime]
+    if len(params) > 2 or len(runtime) > 1 or len(others) > 1:
+        raise ConfigError(
+            f"graph {graph_id!r}: a factory takes at most a config and a ServerRuntime argument; "
+            f"got ({', '.join(p.name for p in params)})"
+        )
+    return Factory(
+        fn,
+        config_param=others[0].name if others else None,
+        runtime_param=runtime[0].name if runtime else None,
+        context_type=_context_type(hints.get(runtime[0].name, runtime[0].annotation)) if runtime else None,
+    )
 
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph_sdk.runtime import ServerRuntime
+
+    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
+    try:
+        return typing.get_type_hints(target, localns={"ServerRuntime": ServerRuntime, "RunnableConfig": RunnableConfig})
+    except Exception:  # an annotation that does not resolve: fall back to the raw annotations
+        return {}
+
+
+def _is_server_runtime(annotation: Any) -> bool:
+    from langgraph_sdk.runtime import ServerRuntime, _ExecutionRuntime, _ReadRuntime
+
+    if annotation is inspect.Parameter.empty or annotation is None:
+        return False
+    if isinstance(annotation, str):  # unresolved string annotation
+        return annotation.split("[", 1)[0].strip().rsplit(".", 1)[-1] == "ServerRuntime"
+    if annotation is ServerRuntime:
+        return True
+    if isinstance(annotation, type):
+        return issubclass(annotation, (_ExecutionRuntime, _ReadRuntime))
+    origin = typing.get_origin(annotation)
+    if origin is ServerRuntime:
+        return True
+    return any(_is_server_runtime(arg) for arg in typing.get_args(annotation) if origin is not None)
+
+
+def _context_type(annotation: Any) -> Any:
+    from langgraph_sdk.runtime import ServerRuntime
+
+    origin = typing.get_origin(annotation)
+    if origin is ServerRuntime:
+        args = typing.get_args(annotation)
+        return args[0] if args else None
+    if origin is not None:
+        for arg in typing.get_args(annotation):
+            found = _context_type(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def coerce_context(context: Any, context_type: Any) -> Any:
+    """A run's context (a JSON object) as the factory's `ServerRuntime[T]` declares it."""
+    if not isinstance(context, dict) or context_type is None or not isinstance(context_type, type):
+        return context
+    try:
+        if hasattr(context_type, "model_validate"):
+            return context_type.model_validate(context)
+        if dataclasses.is_dataclass(context_type):
+            return context_type(**context)
+    except Exception as exc:  # the peer also hands the factory the plain object then
+        logger.warning("run context does not fit %s (%s); the factory gets it as a dict", context_type.__name__, exc)
+    return context
+
+
+def server_runtime(access_context: AccessContext, context: Any = None, context_type: Any = None) -> Any:
+    """The `langgraph_sdk.runtime.ServerRuntime` a factory receives; only a run carries `context`."""
+    from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
+
+    # No custom auth and no long-term store yet: `user` and `store` are None.
+    if access_context == "threads.create_run":
+        return _ExecutionRuntime(
+            access_context=access_context, user=None, store=None, context=coerce_context(context, context_type)
+        )
+    return _ReadRuntime(access_context=access_context, user=None, store=None)
+
+
+def _build_once(graph_id: str, made: Any) -> Pregel:
+    """A factory's graph for introspection: its context manager is entered and left at once."""
+
+    async def resolve(value: Any) -> Any:
+        while True:
+            if isinstance(value, (Pregel, StateGraph)):
+                return value
+            if hasattr(value, "__aenter__") and hasattr(value, "__aexit__"):
+                async with value as entered:
+                    value = entered
+            elif hasattr(value, "__enter__") and hasattr(value, "__exit__"):
+                with value as entered:
+                    value = entered
+            elif inspect.isawaitable(value):
+                value = await value
+            else:
+                return value
+
+    if isinstance(made, (Pregel, StateGraph)):
+        return _compiled(graph_id, made)
+    return _compiled(graph_id, _factory_loop.run(resolve(made)))
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class _LoopThread:
+    """An event loop on its own thread for the life of the process: synchronous callers (even
+    ones inside another running loop) run async factories on it, and a factory's async context
+    manager is entered and left on the same loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Any) -> Any:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="stepgraph-graph-factories", daemon=True).start()
+                self._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+
+_factory_loop = _LoopThread()
+
+
+def add_import_paths(root: Path, dependencies: list[Any]) -> None:
+    """Make local `dependencies` importable, as `pip install -e` of each would: the folder itself,
+    and where its pyproject.toml keeps packages in another folder (a `src/` layout, as LangGraph's
+    app template does), that folder too."""
+    paths = [root]
+    for dep in dependencies:
+        if not isinstance(dep, str) or not (dep.startswith(".") or dep.startswith("/")):
+            continue  # a pip requirement: installed beforehand, nothing to do here
+        folder = (root / dep).resolve()
+        if not folder.is_dir():
+            logger.warning("dependency %r is not a folder; ignored", dep)
+            continue
+        paths.append(folder)
+        paths.extend(_package_roots(folder))
+    for path in reversed(paths):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+
+
+def _package_roots(folder: Path) -> list[Path]:
+    roots: list[Path] = []
+    pyproject = folder / "pyproject.toml"
+    tool: dict[str, Any] = {}
+    if pyproject.is_file():
+        try:
+            tool = tomllib.loads(pyproject.read_text()).get("tool", {})
+        except (tomllib.TOMLDecodeError, OSError) as exc:
+            logger.warning("%s is not readable (%s); its package layout is guessed", pyproject, exc)
+    # setuptools: package-dir = {"" = "src"} or {"agent" = "src/agent"}
+    for name, where in ((tool.get("setuptools") or {}).get("package-dir") or {}).items():
+        where_path = (folder / where).resolve()
+        if name == "":
+            roots.append(where_path)
+        elif where_path.name == name.rsplit(".", 1)[-1] and "." not in name:
+            roots.append(where_path.parent)
+    # hatch: packages = ["src/agent"]
+    wheel = ((tool.get("hatch") or {}).get("build") or {}).get("targets", {}).get("wheel", {})
+    for package in wheel.get("packages") or []:
+        roots.append((folder / package).resolve().parent)
+    # poetry: packages = [{include = "agent", from = "src"}]
+    for package in (tool.get("poetry") or {}).get("packages") or []:
+        if isinstance(package, dict) and package.get("from"):
+            roots.append((folder / package["from"]).resolve())
+    if not roots and (folder / "src").is_dir():
+        roots.append(folder / "src")  # the src layout every build backend finds by default
+    unique: list[Path] = []
+    for path in roots:
+        if path != folder and path.is_dir() and path not in unique:
+            unique.append(path)
+    return unique
+
+
+def load_env(root: Path, env: Any) -> None:
+    """The `env` key: a dotenv file (relative to langgraph.json) or a mapping. As on the peer's dev
+    server, its values override the process environment, and it is read before any graph imports."""
+    if env is None:
+        return
     if isinstance(env, dict):
-        for key, value in env.items():
-            os.environ.setdefault(key, str(value))
+        values = {str(k): None if v is None else str(v) for k, v in env.items()}
     elif isinstance(env, str):
-        file = root / env
-        if file.exists():
-            for line in file.read_text().splitlines():
-                line = line.strip()
-                if line and not line.startswith("#") and "=" in line:
-                    key, _, value = line.partition("=")
-                    os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+        from dotenv import dotenv_values
+
+        file = (root / env).resolve()
+        if not file.is_file():
+            logger.warning("env file %s does not exist; no environment loaded from it", file)
+            return
+        values = dotenv_values(file)
+    else:
+        raise ConfigError(f"'env' must be a path to a .env file or an object, not {type(env).__name__}")
+    for key, value in values.items():
+        if value is not None:
+            os.environ[key] = value
