@@ -1,11 +1,12 @@
 """Run overhead of the local server, measured through langgraph-sdk the way a client sees it.
 
-Starts `stepgraph dev` (batched and strict) on free ports and prints JSON:
+Starts `stepgraph dev` (batched and strict) on free ports, serving the example graphs with async
+nodes (as users write them; `--flavor sync` for the sync ones), and prints JSON:
 ms per superstep (50-step loop), runs.wait p50/p95 (3-node chain), time to first stream event,
 runs/s with 16 concurrent clients (again after 1,000 runs), and the server's resident memory
 after 1,000 runs.
 
-    .venv/bin/python benchmarks/run_overhead.py [--runs-for-memory 1000] [--quick]
+    .venv/bin/python benchmarks/run_overhead.py [--runs-for-memory 1000] [--quick] [--flavor sync|async]
 """
 
 from __future__ import annotations
@@ -123,12 +124,13 @@ async def main() -> None:
     parser.add_argument("--throughput-runs", type=int, default=200)
     parser.add_argument("--runs-for-memory", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
+    parser.add_argument("--flavor", choices=["async", "sync"], default="async", help="how the graphs' nodes are written")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.sequential, args.streams, args.throughput_runs, args.runs_for_memory = 2, 20, 10, 48, 100
-    report: dict = {}
+    report: dict = {"flavor": args.flavor}
     for mode, full in (("batched", True), ("strict", False)):
-        server = Server("--step-mode", mode).wait_ready()
+        server = Server("--step-mode", mode, flavor=args.flavor).wait_ready()
         try:
             report[mode] = await measure(server, args, full)
         finally:

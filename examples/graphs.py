@@ -1,5 +1,5 @@
 """Example graphs with deterministic nodes (no LLM; `chat` uses a fake streaming model): what
-`make dev` serves and the tests drive."""
+`make dev` serves and the tests drive, with sync or async nodes (`flavors.py`)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from typing import Annotated, TypedDict
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import interrupt
 
+from flavors import node
+
 
 class Items(TypedDict, total=False):
     items: Annotated[list[str], operator.add]
 
 
 def _append(name: str):
-    def node(state: Items) -> Items:
+    def step(state: Items) -> Items:
         return {"items": [name]}
 
-    node.__name__ = name
-    return node
+    step.__name__ = name
+    return node(step)
 
 
 # chain: three nodes in a row, one superstep each.
@@ -49,7 +51,7 @@ def again(state: Counter) -> str:
 # loop: one node that runs `steps` times (default 50), one superstep per iteration; its
 # recursion limit is raised so long loops (benchmarks) are not cut at LangGraph's default 25.
 _loop = StateGraph(Counter)
-_loop.add_node("tick", tick)
+_loop.add_node("tick", node(tick))
 _loop.add_edge(START, "tick")
 _loop.add_conditional_edges("tick", again, ["tick", END])
 loop = _loop.compile().with_config(recursion_limit=1_000_000)
@@ -70,9 +72,9 @@ def publish(state: Items) -> Items:
 
 # approval: stops on interrupt() in `review` until a human resumes it.
 _approval = StateGraph(Items)
-_approval.add_node("draft", draft)
-_approval.add_node("review", review)
-_approval.add_node("publish", publish)
+_approval.add_node("draft", node(draft))
+_approval.add_node("review", node(review))
+_approval.add_node("publish", node(publish))
 _approval.add_edge(START, "draft")
 _approval.add_edge("draft", "review")
 _approval.add_edge("review", "publish")
@@ -86,7 +88,7 @@ def explode(state: Items) -> Items:
 
 # failing: a node that raises, for error paths.
 _failing = StateGraph(Items)
-_failing.add_node("explode", explode)
+_failing.add_node("explode", node(explode))
 _failing.add_edge(START, "explode")
 _failing.add_edge("explode", END)
 failing = _failing.compile()
@@ -94,12 +96,12 @@ failing = _failing.compile()
 
 # ---------------------------------------------------------------- human in the loop
 def _ask(name: str):
-    def node(state: Items) -> Items:
+    def step(state: Items) -> Items:
         answer = interrupt({"question": f"{name}?"})
         return {"items": [f"{name}:{answer}"]}
 
-    node.__name__ = name
-    return node
+    step.__name__ = name
+    return node(step)
 
 
 # pair: two nodes in one superstep, each stops on interrupt(): two interrupts at once, resumed
@@ -156,9 +158,25 @@ def emit(state: Ticks) -> Ticks:
     return {"sent": count}
 
 
+async def aemit(state: Ticks) -> Ticks:
+    """emit's async twin: waits with asyncio.sleep, as an async node should."""
+    import asyncio
+    import time
+
+    from langgraph.config import get_stream_writer
+
+    write = get_stream_writer()
+    count, interval = state.get("count", 10), state.get("interval", 0.0)
+    for i in range(count):
+        if i and interval:
+            await asyncio.sleep(interval)
+        write({"i": i, "at": time.time()})
+    return {"sent": count}
+
+
 # writer: one node streaming custom events while it runs.
 _writer = StateGraph(Ticks)
-_writer.add_node("emit", emit)
+_writer.add_node("emit", node(emit, aemit))
 _writer.add_edge(START, "emit")
 _writer.add_edge("emit", END)
 writer = _writer.compile()
@@ -197,6 +215,18 @@ def _chat_model():
                     run_manager.on_llm_new_token(token, chunk=chunk)
                 yield chunk
 
+        async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+            import asyncio
+
+            delay = kwargs.get("delay", self.delay)
+            for i, token in enumerate(re.split(r"(\s)", self._reply(messages))):
+                if i and delay:
+                    await asyncio.sleep(delay)
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=token))
+                if run_manager:
+                    await run_manager.on_llm_new_token(token, chunk=chunk)
+                yield chunk
+
     return EchoChatModel()
 
 
@@ -204,6 +234,12 @@ def respond(state, config):
     """Answers with the fake model; `configurable.token_delay` sets the pause between tokens."""
     delay = float((config.get("configurable") or {}).get("token_delay", 0.05))
     return {"messages": [_chat_model().invoke(state["messages"], delay=delay)]}
+
+
+async def arespond(state, config):
+    """respond's async twin: the model streams through its async path (`ainvoke`)."""
+    delay = float((config.get("configurable") or {}).get("token_delay", 0.05))
+    return {"messages": [await _chat_model().ainvoke(state["messages"], delay=delay)]}
 
 
 def sign(state):
@@ -218,8 +254,8 @@ def sign(state):
 # chat: the fake model streams its answer token by token (stream modes messages /
 # messages-tuple / events), then `sign` adds a message in one piece.
 _chat = StateGraph(MessagesState)
-_chat.add_node("respond", respond)
-_chat.add_node("sign", sign)
+_chat.add_node("respond", node(respond, arespond))
+_chat.add_node("sign", node(sign))
 _chat.add_edge(START, "respond")
 _chat.add_edge("respond", "sign")
 _chat.add_edge("sign", END)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real `stepgraph dev` server in a subprocess, on a free port."""
+"""Shared fixtures: a real `stepgraph dev` server in a subprocess, on a free port, serving the
+example graphs with sync nodes or with async nodes: every test that takes a server runs on both."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import Server
+from harness import FLAVORS, Server
+
+
+@pytest.fixture(scope="session", params=FLAVORS)
+def flavor(request: pytest.FixtureRequest) -> str:
+    """`sync` or `async`: how the example graphs' nodes are written (examples/flavors.py)."""
+    return request.param
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
-    srv = Server().wait_ready()
+def server(flavor: str) -> Iterator[Server]:
+    srv = Server(flavor=flavor).wait_ready()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def strict_server() -> Iterator[Server]:
-    srv = Server("--step-mode", "strict").wait_ready()
+def strict_server(flavor: str) -> Iterator[Server]:
+    srv = Server("--step-mode", "strict", flavor=flavor).wait_ready()
     yield srv
     srv.stop()
 

@@ -14,6 +14,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "langgraph.json"
+FLAVORS = ("sync", "async")  # how the example and test graphs write their nodes (examples/flavors.py)
 
 
 def free_port() -> int:
@@ -23,7 +24,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None):
+    def __init__(
+        self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None, flavor: str = "sync"
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
@@ -32,7 +35,7 @@ class Server:
         # A file, not a pipe: a chatty server must never block on a full pipe.
         self.output = tempfile.NamedTemporaryFile("w+", prefix="stepgraph-server-", suffix=".log")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self.output, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=ROOT, env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})}, stdout=self.output, stderr=subprocess.STDOUT, text=True
         )
 
     def read_output(self) -> str:

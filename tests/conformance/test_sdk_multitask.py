@@ -23,8 +23,8 @@ RACE = 50
 
 
 @pytest.fixture(scope="module")
-def graphs_server() -> Iterator[Server]:
-    srv = Server(config=GRAPHS).wait_ready()
+def graphs_server(flavor: str) -> Iterator[Server]:
+    srv = Server(config=GRAPHS, flavor=flavor).wait_ready()
     yield srv
     srv.stop()
 
@@ -157,6 +157,21 @@ async def test_cancel_with_wait_and_both_actions(graphs_server):
         assert await _status(http, thread, queued["run_id"]) == "interrupted"
         await client.runs.join(thread, third["run_id"])
         assert "never" not in (await client.threads.get_state(thread))["values"]["items"]
+
+
+async def test_a_cancelled_node_stays_pending_and_a_run_without_input_continues_it(graphs_server):
+    client = get_client(url=graphs_server.url)
+    thread = (await client.threads.create())["thread_id"]
+    first = await _busy(client, thread, "cut", 2.0)
+    await client.runs.cancel(thread, first["run_id"], wait=True)
+    assert (await client.threads.get(thread))["status"] == "interrupted"
+    # The node that was cut off is the thread's next task, as on the peer.
+    state = await client.threads.get_state(thread)
+    assert state["next"] == ["nap"]
+    assert [t["name"] for t in state["tasks"]] == ["nap"]
+    # A run with no input picks it up from that checkpoint: the node runs once, to the end.
+    assert await client.runs.wait(thread, "nap", input=None) == {"items": ["cut", "slept"], "pause": 2.0}
+    assert (await client.threads.get(thread))["status"] == "idle"
 
 
 # ---------------------------------------------------------------- background runs

@@ -1,7 +1,9 @@
-"""Graphs for the double-texting, retry and fault tests: deterministic, with knobs for time."""
+"""Graphs for the double-texting, retry and fault tests: deterministic, with knobs for time, with
+sync or async nodes as `EXAMPLE_NODES` says (examples/flavors.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import threading
 import time
@@ -11,6 +13,8 @@ from typing import Annotated, TypedDict
 from botocore.exceptions import ClientError
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
+
+from flavors import node
 
 
 class Nap(TypedDict, total=False):
@@ -23,10 +27,15 @@ def _nap(state: Nap) -> Nap:
     return {"items": ["slept"]}
 
 
+async def _anap(state: Nap) -> Nap:
+    await asyncio.sleep(state.get("pause", 0))
+    return {"items": ["slept"]}
+
+
 # nap: the input's items, then one node that sleeps `pause` seconds and appends "slept"
 # (the peer's double-texting observations use the same shape).
 _g = StateGraph(Nap)
-_g.add_node("nap", _nap)
+_g.add_node("nap", node(_nap, _anap))
 _g.add_edge(START, "nap")
 _g.add_edge("nap", END)
 nap = _g.compile()
@@ -43,13 +52,18 @@ def _tick(state: Count) -> Count:
     return {"count": state.get("count", 0) + 1}
 
 
+async def _atick(state: Count) -> Count:
+    await asyncio.sleep(state.get("pause", 0))
+    return {"count": state.get("count", 0) + 1}
+
+
 def _again(state: Count) -> str:
     return "tick" if state.get("count", 0) < state.get("steps", 10) else END
 
 
 # counter: `steps` supersteps of one node each sleeping `pause` seconds.
 _g = StateGraph(Count)
-_g.add_node("tick", _tick)
+_g.add_node("tick", node(_tick, _atick))
 _g.add_edge(START, "tick")
 _g.add_conditional_edges("tick", _again, ["tick", END])
 counter = _g.compile().with_config(recursion_limit=10_000)
@@ -70,7 +84,7 @@ def _flaky(state: Nap, config) -> Nap:
 
 # flaky: fails its first two attempts in each run; LangGraph's RetryPolicy retries it in-step.
 _g = StateGraph(Nap)
-_g.add_node("flaky", _flaky, retry_policy=RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False))
+_g.add_node("flaky", node(_flaky), retry_policy=RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False))
 _g.add_edge(START, "flaky")
 _g.add_edge("flaky", END)
 flaky = _g.compile()
@@ -83,7 +97,7 @@ def _storage_fault(state: Nap) -> Nap:
 # storage_fault: the node's storage call always fails; not the graph's error but the step's,
 # so the state machine retries the step until its retries run out.
 _g = StateGraph(Nap)
-_g.add_node("write", _storage_fault)
+_g.add_node("write", node(_storage_fault))
 _g.add_edge(START, "write")
 _g.add_edge("write", END)
 storage_fault = _g.compile()
@@ -95,7 +109,7 @@ def _ask(state: Nap) -> Nap:
 
 # ask: stops on interrupt() until a human resumes it (its execution parks on a task token).
 _g = StateGraph(Nap)
-_g.add_node("ask", _ask)
+_g.add_node("ask", node(_ask))
 _g.add_edge(START, "ask")
 _g.add_edge("ask", END)
 ask = _g.compile()
@@ -127,7 +141,7 @@ def _stall_again(state: Stall) -> str:
 
 # stall: `steps` supersteps; the first attempt of one of them outlives the Lambda timeout.
 _g = StateGraph(Stall)
-_g.add_node("tick", _stall_tick)
+_g.add_node("tick", node(_stall_tick))
 _g.add_edge(START, "tick")
 _g.add_conditional_edges("tick", _stall_again, ["tick", END])
 stall = _g.compile()

@@ -8,18 +8,21 @@ Stream output goes to the event log while nodes run. Only the status leaves the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
 from stepgraph.engine.context import Context
+from stepgraph.engine.eventloop import run_on_engine_loop
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
 from stepgraph.storage.checkpoints import HeadConflict, LeaseCondition
@@ -228,15 +231,14 @@ def run_supersteps(
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     writer = EventWriter(ctx, run_id)
     emitter = StreamEmitter(writer.append, kwargs.get("stream_mode"), subgraphs=subgraphs)
-    emit_checkpoints = emitter.wants("checkpoints")
     deadline = time.monotonic() + ctx.settings.step_budget_ms / 1000
     if remaining_ms is not None:
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
 
-    last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
-    replaying = not first
-    stopped_early = cancelled = False
-    graph_error: Exception | None = None
+    drive = _Drive(
+        ctx, run_id, thread_id, writer, emitter, start_id=start_id, replaying=not first, strict=strict,
+        exit_durability=exit_durability, deadline=deadline,
+    )
     try:
         try:
             parts = stream_parts(
@@ -252,37 +254,11 @@ def run_supersteps(
                 interrupt_after=run_option(run, "interrupt_after", assistant),
                 context=kwargs.get("context"),
             )
-            for ns, mode, chunk in parts:
-                if ns is None:  # astream_events' own events (stream mode "events")
-                    emitter.event(chunk)
-                    continue
-                if mode == "checkpoints" and not ns:
-                    checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
-                    if checkpoint_id == start_id:
-                        replaying = False  # LangGraph re-announces the checkpoint it resumed from
-                        continue
-                    replaying = False
-                    last_next = chunk["next"]
-                    if emit_checkpoints:
-                        writer.append("checkpoints", chunk)
-                    if chunk["next"] and exit_durability and _cancelled(ctx, thread_id, run_id):
-                        # Between supersteps, as the peer stops a cancelled run. With "sync" the
-                        # checkpoint write's lease condition is this check; "exit" writes none.
-                        cancelled = True
-                        break
-                    if chunk["next"] and (strict or time.monotonic() >= deadline):
-                        stopped_early = True
-                        break
-                    continue
-                if replaying and mode in ("values", "debug", "checkpoints"):
-                    continue
-                replaying = False
-                emitter.emit(ns, mode, chunk)
-            parts.close()  # "exit" writes its checkpoint here
+            run_on_engine_loop(drive.run(parts))
         except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
             raise
         except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
-            graph_error = exc
+            drive.graph_error = exc
         saver.commit()  # what is still pending, the error's own writes included; a cancel fails it
     except HeadConflict as conflict:
         _close_quietly(writer)
@@ -302,9 +278,9 @@ def run_supersteps(
         raise  # storage faults are the state machine's to retry, not the graph's error
     finally:
         saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
-    if graph_error is not None:
-        payload = error_payload(graph_error)
-        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=graph_error)
+    if drive.graph_error is not None:
+        payload = error_payload(drive.graph_error)
+        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=drive.graph_error)
         with contextlib.suppress(SeqTaken):
             writer.append("error", payload)
         if not _close_quietly(writer):
@@ -314,13 +290,63 @@ def run_supersteps(
         except Conflict:
             return StepResult("done")
         return StepResult("error", park_timeout)
-    if not _close_quietly(writer) or stopped_early:
+    if not _close_quietly(writer) or drive.stopped_early:
         return StepResult("continue", park_timeout)
-    if cancelled:
+    if drive.cancelled:
         return StepResult("done")
+    last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult("interrupted" if last_next else "done", park_timeout)
+
+
+class _Drive:
+    """Drives the graph's stream on the engine loop: appends its parts to the run's log and stops
+    it after a superstep's checkpoint once the mode or the time budget says so."""
+
+    def __init__(
+        self, ctx: Context, run_id: str, thread_id: str, writer: EventWriter, emitter: StreamEmitter, *,
+        start_id: str | None, replaying: bool, strict: bool, exit_durability: bool, deadline: float,
+    ):
+        self.ctx, self.run_id, self.thread_id, self.writer, self.emitter = ctx, run_id, thread_id, writer, emitter
+        self.start_id, self.replaying, self.strict = start_id, replaying, strict
+        self.exit_durability, self.deadline = exit_durability, deadline
+        self.last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
+        self.stopped_early = self.cancelled = False
+        self.graph_error: Exception | None = None
+
+    async def run(self, parts: AsyncIterator[Any]) -> None:
+        emit_checkpoints = self.emitter.wants("checkpoints")
+        try:
+            async for ns, mode, chunk in parts:
+                if ns is None:  # astream_events' own events (stream mode "events")
+                    self.emitter.event(chunk)
+                    continue
+                if mode == "checkpoints" and not ns:
+                    if chunk["config"]["configurable"]["checkpoint_id"] == self.start_id:
+                        self.replaying = False  # LangGraph re-announces the checkpoint it resumed from
+                        continue
+                    self.replaying = False
+                    self.last_next = chunk["next"]
+                    if emit_checkpoints:
+                        self.writer.append("checkpoints", chunk)
+                    if chunk["next"] and self.exit_durability and await asyncio.to_thread(
+                        _cancelled, self.ctx, self.thread_id, self.run_id
+                    ):
+                        # Between supersteps, as the peer stops a cancelled run. With "sync" the
+                        # checkpoint write's lease condition is this check; "exit" writes none.
+                        self.cancelled = True
+                        return
+                    if chunk["next"] and (self.strict or time.monotonic() >= self.deadline):
+                        self.stopped_early = True
+                        return
+                    continue
+                if self.replaying and mode in ("values", "debug", "checkpoints"):
+                    continue
+                self.replaying = False
+                self.emitter.emit(ns, mode, chunk)
+        finally:
+            await parts.aclose()  # "exit" writes its checkpoint here
 
 
 def _cancelled(ctx: Context, thread_id: str, run_id: str) -> bool:

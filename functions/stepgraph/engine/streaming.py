@@ -4,14 +4,12 @@ The step iterates `stream_parts(...)` and hands every part that is not its own c
 bookkeeping to a `StreamEmitter`, which appends it to the run's event log under the peer's
 event name: `mode` or `mode|ns1|ns2` for subgraphs, `messages` for messages-tuple, and the
 v1 `messages/metadata` / `messages/partial` / `messages/complete` triple for `messages`.
-`events` (astream_events v2) needs LangChain's async callback machinery: only then is the graph
-driven through `astream_events` on a private event loop; every other run uses `stream()`.
+The graph runs on the process's engine loop: `astream`, or `astream_events` (v2) for `events`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk, convert_to_messages, message_chunk_to_message
@@ -118,7 +116,7 @@ def _debug_with_checkpoints(chunk: dict[str, Any]) -> dict[str, Any]:
     return {**chunk, "payload": payload}
 
 
-def stream_parts(
+async def stream_parts(
     graph: Any,
     stream_input: Any,
     config: dict[str, Any],
@@ -128,26 +126,25 @@ def stream_parts(
     events: bool,
     continuation: bool,
     **kwargs: Any,
-) -> Iterator[Part]:
+) -> AsyncIterator[Part]:
     """The graph's stream parts as (ns, mode, chunk); with `events`, astream_events' other
-    events as (None, "events", event). Closing the iterator stops the graph (after the
-    checkpoint it just wrote: the step runs with durability "sync")."""
+    events as (None, "events", event). Closing the iterator (`aclose()`) stops the graph after
+    the checkpoint it just wrote: the step runs with durability "sync"."""
     if not events:
-        parts = graph.stream(stream_input, config, stream_mode=modes, subgraphs=subgraphs, **kwargs)
+        parts = graph.astream(stream_input, config, stream_mode=modes, subgraphs=subgraphs, **kwargs)
         try:
-            for part in parts:
+            async for part in parts:
                 yield part if subgraphs else ((), *part)
         finally:
             # Explicitly, so what the graph does as it stops (durability "exit" writes its
             # checkpoint then) raises into whoever closes this iterator, not into the GC.
-            parts.close()
+            await parts.aclose()
         return
     agen = graph.astream_events(
         stream_input, config, version="v2", stream_mode=modes, subgraphs=subgraphs, **kwargs
     )
-    driver = _drive(agen)
     try:
-        for event in driver:
+        async for event in agen:
             root = not event.get("parent_ids")
             if root and event["event"] == "on_chain_stream":
                 part = event["data"]["chunk"]
@@ -157,22 +154,4 @@ def stream_parts(
             else:
                 yield None, "events", event
     finally:
-        driver.close()  # as above: the graph's own stopping raises into the closer
-
-
-def _drive(agen: AsyncIterator[Any]) -> Iterator[Any]:
-    """Iterate an async generator from synchronous code, on a private event loop."""
-    loop = asyncio.new_event_loop()
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(agen.__anext__())  # type: ignore[attr-defined]
-            except StopAsyncIteration:
-                return
-    finally:
-        try:
-            loop.run_until_complete(agen.aclose())  # type: ignore[attr-defined]
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
+        await agen.aclose()  # as above: the graph's own stopping raises into the closer

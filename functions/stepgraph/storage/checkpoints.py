@@ -518,9 +518,28 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             if _code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    # --- async twins: boto3 is synchronous, so each call runs in a worker thread ----------------
+    # --- async twins ---------------------------------------------------------------------------
+    # boto3 is synchronous: a call that reaches AWS runs in a worker thread, so the engine loop
+    # keeps driving the run's other nodes. What a fenced saver answers from memory (the primed
+    # first read, a put or write that lingers for the group commit) runs inline: in batched mode
+    # that is every call of a superstep, and a thread hop each would cost more than the call.
+
+    def _answers_from_memory(self, config: RunnableConfig) -> bool:
+        fence = self._fence
+        if fence is None or fence.pending or fence.error is not None or fence.latest_of is None:
+            return False
+        thread_id, ns = _thread_ns(config)
+        return not get_checkpoint_id(config) and ns == "" and fence.latest_of == thread_id
+
+    def _lingers(self, put: bool) -> bool:
+        fence = self._fence
+        return fence is not None and fence.linger_seconds is not None and fence.error is None and (
+            fence.linger_puts or not put
+        )
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if self._answers_from_memory(config):
+            return self.get_tuple(config)
         return await asyncio.to_thread(self.get_tuple, config)
 
     async def alist(
@@ -537,11 +556,17 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        # Inline when it lingers; it may still commit a full transaction or spill a large value
+        # to S3 on the loop, which is rare and no slower than the hop it saves elsewhere.
+        if self._lingers(put=True):
+            return self.put(config, checkpoint, metadata, new_versions)
         return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
+        if self._lingers(put=False):
+            return self.put_writes(config, writes, task_id, task_path)
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
 
     async def ahead(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
