@@ -9,12 +9,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stepgraph.api import assistants, runs, threads
+from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
+from stepgraph.engine.admin import queue_counts
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import ConfigError
 
@@ -79,7 +80,25 @@ def create_app(ctx: Context) -> FastAPI:
             "step_mode": ctx.settings.step_mode,
         }
 
+    @app.get("/metrics", tags=["meta"])
+    async def metrics(format: str = "prometheus") -> Response:
+        """Queue depth: Prometheus text, or the peer's JSON with `?format=json`. Workers are
+        Lambda invocations, so there is no pool to report, only how many runs are running."""
+        queue = await run_in_threadpool(queue_counts, ctx)
+        if format == "json":
+            workers = {"active": queue["n_running"], "available": None, "max": None}
+            return JSONResponse({"queue": queue, "workers": workers})
+        text = "".join(
+            f"# HELP lg_api_num_{name}_runs Runs {name} across every thread.\n"
+            f"# TYPE lg_api_num_{name}_runs gauge\n"
+            f"lg_api_num_{name}_runs {queue['n_' + name]}\n"
+            for name in ("pending", "running")
+        )
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
+    app.include_router(thread_stream.router)
+    app.include_router(protocol.router)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,10 +10,12 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
-from stepgraph.api.schemas import AssistantCreate, AssistantPatch, AssistantSearch
+from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.storage.resources import now_iso
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["assistants"])
 
@@ -140,12 +143,53 @@ def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> 
 @router.get("/assistants/{assistant_id}/schemas")
 def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
     assistant = get_assistant(assistant_id, request)
+    return _schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
+
+
+def _schemas(graph_id: str, graph: Any) -> dict[str, Any]:
+    return {
+        "graph_id": graph_id,
+        "input_schema": _json_schema(graph, "get_input_jsonschema"),
+        "output_schema": _json_schema(graph, "get_output_jsonschema"),
+        "state_schema": _json_schema(graph, "get_input_jsonschema"),
+        "config_schema": _json_schema(graph, "get_config_jsonschema"),
+        "context_schema": _json_schema(graph, "get_context_jsonschema"),
+    }
+
+
+def _json_schema(graph: Any, method: str) -> dict[str, Any] | None:
+    """A schema pydantic cannot build (a `typing.TypedDict` state on Python < 3.12, an
+    arbitrary class) is reported as null, as a schema the graph does not declare is."""
+    if not hasattr(graph, method):
+        return None
+    try:
+        return getattr(graph, method)()
+    except Exception as exc:  # noqa: BLE001 - user types; the graph still runs
+        logger.warning("%s of graph %r failed: %s", method, getattr(graph, "name", graph), exc)
+        return None
+
+
+@router.get("/assistants/{assistant_id}/subgraphs")
+@router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
+def get_subgraphs(
+    assistant_id: str, request: Request, namespace: str | None = None, recurse: bool = False
+) -> dict[str, Any]:
+    """The schemas of the graph's subgraphs by namespace (`parent|child` when recursing)."""
+    assistant = get_assistant(assistant_id, request)
     graph = ctx_of(request).graphs.get(assistant["graph_id"])
     return {
-        "graph_id": assistant["graph_id"],
-        "input_schema": graph.get_input_jsonschema(),
-        "output_schema": graph.get_output_jsonschema(),
-        "state_schema": graph.get_input_jsonschema(),
-        "config_schema": graph.get_config_jsonschema() if hasattr(graph, "get_config_jsonschema") else None,
-        "context_schema": graph.get_context_jsonschema() if hasattr(graph, "get_context_jsonschema") else None,
+        ns: _schemas(assistant["graph_id"], subgraph)
+        for ns, subgraph in graph.get_subgraphs(namespace=namespace, recurse=recurse)
     }
+
+
+@router.post("/assistants/{assistant_id}/latest")
+def set_latest_version(assistant_id: str, body: AssistantLatest, request: Request) -> dict[str, Any]:
+    """Make an earlier (or later) version the one runs use."""
+    ctx = ctx_of(request)
+    get_assistant(assistant_id, request)
+    chosen = next((v for v in ctx.assistants.versions(assistant_id) if v["version"] == body.version), None)
+    if chosen is None:
+        raise HTTPException(404, f"Assistant version {body.version} not found")
+    ctx.assistants.put(chosen)
+    return chosen

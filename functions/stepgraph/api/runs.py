@@ -14,9 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistant
-from stepgraph.api.schemas import RunCreate
+from stepgraph.api.schemas import RunCreate, RunsCancel
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thread
+from stepgraph.engine.admin import RunsMissing, cancel_runs
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
 from stepgraph.engine.state import get_thread_state
@@ -306,3 +307,45 @@ async def stateless_stream(body: RunCreate, request: Request) -> StreamingRespon
     ctx = ctx_of(request)
     run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True)
     return _stream_response(ctx, run, on_disconnect=body.on_disconnect)
+
+
+def _create_batch(ctx: Context, bodies: list[RunCreate]) -> list[dict[str, Any]]:
+    # Every body is checked before any run is queued: a bad item creates nothing.
+    for body in bodies:
+        if body.config and body.config.get("configurable") and body.context:
+            raise HTTPException(400, "Cannot specify both configurable and context. Prefer setting context alone.")
+        if body.command and body.command.resume is not None:
+            raise HTTPException(400, "You must provide a thread_id when resuming.")
+        resolve_assistant(ctx, body.assistant_id)
+    keep = {"on_completion": "keep"}  # background stateless runs keep their thread, as POST /runs does
+    return [create_run(ctx, _stateless_thread(), b.model_copy(update=keep), stateless=True) for b in bodies]
+
+
+@router.post("/runs/batch")
+async def create_batch(body: list[RunCreate], request: Request) -> list[dict[str, Any]]:
+    if not body:
+        raise HTTPException(422, "A batch needs at least one run")
+    runs = await run_in_threadpool(_create_batch, ctx_of(request), body)
+    return [run_to_wire(run) for run in runs]
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_many(body: RunsCancel, request: Request, action: str = "interrupt") -> Response:
+    if action not in ("interrupt", "rollback"):
+        raise HTTPException(422, "action must be 'interrupt' or 'rollback'")
+    if body.thread_id is not None:
+        check_uuid(body.thread_id, "thread")
+        for run_id in body.run_ids or ():
+            check_uuid(run_id, "run")
+    try:
+        await run_in_threadpool(
+            cancel_runs,
+            ctx_of(request),
+            thread_id=body.thread_id,
+            run_ids=body.run_ids,
+            status=body.status,
+            action=action,
+        )
+    except RunsMissing as exc:
+        raise HTTPException(404, f"Run not found: {exc}") from None
+    return Response(status_code=204)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "events", "debug", "custom", "checkpoints", "tasks"
@@ -125,3 +125,44 @@ class RunCreate(_Body):
     @classmethod
     def _as_list(cls, value: Any) -> list[str]:
         return [value] if isinstance(value, str) else list(value)
+
+
+class ThreadPrune(_Body):
+    thread_ids: list[str] = Field(max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class RunsCancel(_Body):
+    """Bulk cancel: the named runs of one thread, or every run with a status."""
+
+    thread_id: str | None = None
+    run_ids: list[str] | None = Field(None, max_length=1000)
+    status: Literal["pending", "running", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> "RunsCancel":
+        by_ids = self.thread_id is not None or self.run_ids is not None
+        if by_ids == (self.status is not None) or (by_ids and not (self.thread_id and self.run_ids)):
+            raise ValueError("Provide either thread_id and run_ids, or status")
+        return self
+
+
+class AssistantLatest(_Body):
+    version: int = Field(ge=1)
+
+
+class ProtocolCommand(_Body):
+    """A thread-centric streaming command (`POST /threads/{t}/commands`)."""
+
+    id: int = Field(ge=0)
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventStreamRequest(_Body):
+    """The filter of a thread-centric event stream (`POST /threads/{t}/stream/events`)."""
+
+    channels: list[str] = Field(min_length=1)
+    namespaces: list[list[str]] | None = None
+    depth: int | None = Field(None, ge=0)
+    since: int | None = Field(None, ge=0)

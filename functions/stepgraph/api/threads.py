@@ -6,12 +6,15 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
-from stepgraph.api.schemas import CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
+from stepgraph.api.schemas import (
+    CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch,
+)
+from stepgraph.engine import admin
 from stepgraph.engine.context import Context
-from stepgraph.engine.lifecycle import abandon_parked_run
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
 from stepgraph.storage.resources import INFLIGHT, now_iso
 
@@ -62,14 +65,7 @@ def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
 
 
 def delete_thread_everywhere(ctx: Context, thread_id: str) -> None:
-    thread = ctx.threads.get(thread_id)
-    if thread and thread.get("task_token"):  # don't leave its parked execution waiting a year
-        abandon_parked_run(ctx, thread, "thread deleted")
-    for run in ctx.runs.list(thread_id):
-        ctx.events.delete_run(run["run_id"])
-    ctx.runs.delete_thread(thread_id)
-    ctx.checkpointer.delete_thread(thread_id)
-    ctx.threads.delete(thread_id)
+    admin.delete_thread(ctx, thread_id)
 
 
 @router.post("/threads")
@@ -110,6 +106,13 @@ def count_threads(body: ThreadSearch, request: Request) -> int:
         for t in ctx.threads.all()
         if (body.status is None or t.get("status") == body.status) and metadata_matches(t.get("metadata"), body.metadata)
     )
+
+
+@router.post("/threads/prune")
+async def prune(body: ThreadPrune, request: Request) -> dict[str, int]:
+    thread_ids = [check_uuid(t, "thread") for t in body.thread_ids]
+    pruned = await run_in_threadpool(admin.prune_threads, ctx_of(request), thread_ids, body.strategy)
+    return {"pruned_count": pruned}
 
 
 @router.get("/threads/{thread_id}")

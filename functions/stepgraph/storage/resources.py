@@ -390,3 +390,16 @@ class RunStore:
     def delete_thread(self, thread_id: str) -> None:
         for run in self.list(thread_id):
             self.delete(thread_id, run["run_id"])
+
+    def with_status(self, statuses: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Runs of every thread whose status is one of `statuses`. The table has no index on
+        status across threads, so this scans: bulk cancel and metrics, administrative paths."""
+        values = {f":s{i}": _s(s) for i, s in enumerate(statuses)}
+        items = _scan(
+            self.client,
+            TableName=self.table,
+            FilterExpression="#s IN (" + ", ".join(values) + ")",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values,
+        )
+        return [d for d in map(_from_item, items) if d]

@@ -1,0 +1,85 @@
+"""Operations over many threads or runs at once: delete and prune threads, cancel runs in bulk,
+count the queue. The API's administrative routes call these; nothing here is on a run's path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from stepgraph.engine.context import Context
+from stepgraph.engine.lifecycle import abandon_parked_run, cancel_run
+from stepgraph.storage.resources import INFLIGHT
+
+__all__ = ["RunsMissing", "cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
+
+
+class RunsMissing(Exception):
+    """Some of the runs named for a bulk cancel do not exist on that thread."""
+
+
+def delete_thread(ctx: Context, thread_id: str) -> None:
+    """The thread, its runs, their event logs and its checkpoints."""
+    thread = ctx.threads.get(thread_id)
+    if thread and thread.get("task_token"):  # don't leave its parked execution waiting a year
+        abandon_parked_run(ctx, thread, "thread deleted")
+    for run in ctx.runs.list(thread_id):
+        ctx.events.delete_run(run["run_id"])
+    ctx.runs.delete_thread(thread_id)
+    ctx.checkpointer.delete_thread(thread_id)
+    ctx.threads.delete(thread_id)
+
+
+def prune_threads(ctx: Context, thread_ids: Sequence[str], strategy: str = "delete") -> int:
+    """`delete`: the threads go entirely; `keep_latest`: each keeps only its latest checkpoint
+    (per namespace). Threads that do not exist are skipped; returns how many were pruned.
+    A thread with a run in flight is cancelled first, so nothing writes behind the prune."""
+    pruned = 0
+    for thread_id in dict.fromkeys(thread_ids):
+        if ctx.threads.get(thread_id) is None:
+            continue
+        for run in ctx.runs.list(thread_id):
+            if run["status"] in INFLIGHT:
+                cancel_run(ctx, run, "interrupt")
+        if strategy == "delete":
+            delete_thread(ctx, thread_id)
+        else:
+            ctx.checkpointer.prune([thread_id], strategy="keep_latest")
+        pruned += 1
+    return pruned
+
+
+def cancel_runs(
+    ctx: Context,
+    *,
+    thread_id: str | None = None,
+    run_ids: Sequence[str] | None = None,
+    status: str | None = None,
+    action: str = "interrupt",
+) -> int:
+    """Cancel the named runs of one thread, or every run in `status` (pending, running or all
+    inflight). Runs already over are left alone. Returns how many runs were cancelled."""
+    if status is not None:
+        statuses = INFLIGHT if status == "all" else (status,)
+        runs = ctx.runs.with_status(statuses)
+    else:
+        assert thread_id is not None and run_ids is not None
+        runs = [ctx.runs.get(thread_id, run_id) for run_id in dict.fromkeys(run_ids)]
+        missing = [run_id for run_id, run in zip(dict.fromkeys(run_ids), runs) if run is None]
+        if missing:
+            raise RunsMissing(", ".join(missing))
+    cancelled = 0
+    # Pending runs first: cancelling a holder first would admit the next pending run just to
+    # cancel it too.
+    for run in sorted((r for r in runs if r and r["status"] in INFLIGHT), key=lambda r: r["status"] != "pending"):
+        cancel_run(ctx, run, action)
+        cancelled += 1
+    return cancelled
+
+
+def queue_counts(ctx: Context) -> dict[str, int]:
+    """Runs waiting and running, across every thread."""
+    runs = ctx.runs.with_status(INFLIGHT)
+    return {
+        "n_pending": sum(1 for r in runs if r["status"] == "pending"),
+        "n_running": sum(1 for r in runs if r["status"] == "running"),
+    }
