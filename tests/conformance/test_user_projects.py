@@ -201,7 +201,9 @@ async def test_react_agent_messages_tuple_streams_tokens_tool_calls_and_answer(s
     turns = [chunks[i] for i in order if chunks[i][0]["type"] == "AIMessageChunk"]
     assert all(len([c for c in turn if c["content"]]) >= 5 for turn in turns)  # one chunk per word
     calls = [c for turn in turns for chunk in turn for c in chunk.get("tool_call_chunks") or []]
-    assert [(c["name"], json.loads(c["args"])) for c in calls] == [("add", {"a": 2, "b": 3}), ("multiply", {"a": 5, "b": 4})]
+    assert [(c["name"], json.loads(c["args"])) for c in calls] == [
+        ("add", {"a": 2, "b": 3}), ("multiply", {"a": 5, "b": 4}),
+    ]
     tool_messages = [chunks[i][0] for i in order if chunks[i][0]["type"] == "tool"]
     assert [(m["name"], m["content"], m["tool_call_id"]) for m in tool_messages] == [
         ("add", "5", "call_add"), ("multiply", "20", "call_multiply"),

@@ -26,7 +26,11 @@ def split(state: Note, runtime: Runtime[Style]) -> dict:
 
 
 dataclass_graph = (
-    StateGraph(Note, context_schema=Style).add_node("split", split).add_edge(START, "split").add_edge("split", END).compile()
+    StateGraph(Note, context_schema=Style)
+    .add_node("split", split)
+    .add_edge(START, "split")
+    .add_edge("split", END)
+    .compile()
 )
 
 
@@ -46,5 +50,9 @@ def price(state: Order, runtime: Runtime[Prices]) -> dict:
 
 
 pydantic_graph = (
-    StateGraph(Order, context_schema=Prices).add_node("price", price).add_edge(START, "price").add_edge("price", END).compile()
+    StateGraph(Order, context_schema=Prices)
+    .add_node("price", price)
+    .add_edge(START, "price")
+    .add_edge("price", END)
+    .compile()
 )
