@@ -571,7 +571,7 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
         kwargs,
         metadata={**(parked.get("metadata") or {}), "resumed_from": run_id, "resumed_by": "interrupt_deadline"},
         multitask_strategy=parked.get("multitask_strategy"),
-        **({"assistant_config": parked["assistant_config"]} if "assistant_config" in parked else {}),
+        **{k: parked[k] for k in ("assistant_config", "assistant_context") if k in parked},
     )
     resume["status"] = "running"
     # Lease first: a crash before the run exists leaves a lease on a missing run, which

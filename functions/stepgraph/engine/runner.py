@@ -13,8 +13,9 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -147,6 +148,14 @@ def run_config(run: dict[str, Any], assistant: dict[str, Any] | None) -> dict[st
     return config
 
 
+def run_context(run: dict[str, Any], assistant: dict[str, Any] | None) -> Any:
+    """The run's `Runtime.context`: the assistant's context under the run body's own."""
+    own, base = run.get("kwargs", {}).get("context"), (assistant or {}).get("context")
+    if isinstance(own, dict) and isinstance(base, dict):
+        return {**base, **own}
+    return own if own is not None else (base or None)
+
+
 def run_input(kwargs: dict[str, Any]) -> Any:
     command = kwargs.get("command")
     if command:
@@ -175,7 +184,10 @@ def run_supersteps(
         return StepResult("done")
     kwargs = run.get("kwargs", {})
     # The assistant's config as it was when the run was created (the peer resolves it then too).
-    assistant = {"config": run["assistant_config"]} if "assistant_config" in run else ctx.assistants.get(run["assistant_id"])
+    if "assistant_config" in run:
+        assistant = {"config": run["assistant_config"], "context": run.get("assistant_context")}
+    else:
+        assistant = ctx.assistants.get(run["assistant_id"])
     park_timeout = park_timeout_seconds(run, assistant)
     graph = ctx.graphs.get(run["graph_id"])
     config = run_config(run, assistant)
@@ -227,7 +239,6 @@ def run_supersteps(
         latest=latest, latest_of=thread_id,
         linger_seconds=ctx.settings.commit_linger_ms / 1000, linger_puts=not strict, rider=rider,
     )
-    bound = graph.copy(update={"checkpointer": saver})
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     writer = EventWriter(ctx, run_id)
     emitter = StreamEmitter(writer.append, kwargs.get("stream_mode"), subgraphs=subgraphs)
@@ -241,20 +252,27 @@ def run_supersteps(
     )
     try:
         try:
-            parts = stream_parts(
-                bound,
-                stream_input,
-                config,
-                modes=emitter.graph_modes,
-                subgraphs=subgraphs,
-                events=emitter.events,
-                continuation=not first,
-                durability="exit" if exit_durability else "sync",
-                interrupt_before=run_option(run, "interrupt_before", assistant),
-                interrupt_after=run_option(run, "interrupt_after", assistant),
-                context=kwargs.get("context"),
-            )
-            run_on_engine_loop(drive.run(parts))
+            context = run_context(run, assistant)
+
+            def parts_of(graph: Any) -> AsyncIterator[Any]:
+                return stream_parts(
+                    graph.copy(update={"checkpointer": saver}),
+                    stream_input,
+                    config,
+                    modes=emitter.graph_modes,
+                    subgraphs=subgraphs,
+                    events=emitter.events,
+                    continuation=not first,
+                    durability="exit" if exit_durability else "sync",
+                    interrupt_before=run_option(run, "interrupt_before", assistant),
+                    interrupt_after=run_option(run, "interrupt_after", assistant),
+                    context=context,
+                )
+
+            # A graph factory builds the run's graph with the run's config and context (on the
+            # engine loop, where its async resources live) and closes it when the run stops.
+            opened = ctx.graphs.aopen_graph(run["graph_id"], config, context=context)
+            run_on_engine_loop(drive.run(opened, parts_of))
         except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
             raise
         except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
@@ -296,6 +314,7 @@ def run_supersteps(
         return StepResult("done")
     last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
+        bound = graph.copy(update={"checkpointer": saver})
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult("interrupted" if last_next else "done", park_timeout)
 
@@ -315,7 +334,13 @@ class _Drive:
         self.stopped_early = self.cancelled = False
         self.graph_error: Exception | None = None
 
-    async def run(self, parts: AsyncIterator[Any]) -> None:
+    async def run(
+        self, opened: AbstractAsyncContextManager[Any], parts_of: Callable[[Any], AsyncIterator[Any]]
+    ) -> None:
+        async with opened as graph:
+            await self._drive(parts_of(graph))
+
+    async def _drive(self, parts: AsyncIterator[Any]) -> None:
         emit_checkpoints = self.emitter.wants("checkpoints")
         try:
             async for ns, mode, chunk in parts:
