@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated
 
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import interrupt
+from typing_extensions import TypedDict  # pydantic builds its JSON schemas on Python 3.11 too
 
 from flavors import node
 

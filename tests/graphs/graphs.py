@@ -8,11 +8,12 @@ import operator
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, TypedDict
+from typing import Annotated
 
 from botocore.exceptions import ClientError
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
+from typing_extensions import TypedDict  # pydantic builds its JSON schemas on Python 3.11 too
 
 from flavors import node
 
