@@ -25,11 +25,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 FORMS = ROOT / "tests" / "user_projects" / "forms" / "langgraph.json"
 TEMPLATE = ROOT / "examples" / "template_app"
-# Until runner.py opens the graph of each run with GraphRegistry.open_graph/aopen_graph (the run's
-# config and context) and merges the assistant's context under the run's.
-RUNNER_WIRING = pytest.mark.xfail(
-    reason="runner.py does not yet open factories per run / merge the assistant's context", strict=False
-)
 
 
 async def wait(client: Any, assistant: str, input: Any, **kwargs: Any) -> Any:
@@ -79,7 +74,6 @@ async def test_template_app_schemas(template_server):
     assert "changeme" in schemas["output_schema"]["properties"]
 
 
-@RUNNER_WIRING
 async def test_template_app_assistant_context_under_the_runs(template_server):
     client = get_client(url=template_server.url)
     assistant = await client.assistants.create("agent", context={"my_configurable_param": "assistant's"})
@@ -116,7 +110,6 @@ async def test_every_graph_form_runs(forms_server):
         assert out["text"].startswith(f"hello ann from {graph_id}[") and out["text"].endswith(": hi"), out
 
 
-@RUNNER_WIRING
 async def test_factories_get_each_runs_config_and_runtime(forms_server):
     client = get_client(url=forms_server.url)
     expected = {
