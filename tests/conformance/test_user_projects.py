@@ -146,6 +146,8 @@ async def test_dataclass_state(forms_server):
     # A second run on the thread starts from the stored dataclass state.
     out = await client.runs.wait(thread["thread_id"], "dataclass_state", input={"text": "c d e"})
     assert out == {"text": "c d e", "words": ["c", "d", "e"]}
+    await client.threads.update_state(thread["thread_id"], {"text": "edited"}, as_node="split")
+    assert (await client.threads.get_state(thread["thread_id"]))["values"] == {"text": "edited", "words": ["c", "d", "e"]}
     schemas = await client.assistants.get_schemas(await assistant_of(client, "dataclass_state"))
     assert set(schemas["input_schema"]["properties"]) == {"text", "words"}
     assert set(schemas["output_schema"]["properties"]) == {"text", "words"}
@@ -161,6 +163,14 @@ async def test_pydantic_state(forms_server):
     assert out == {"item": "tea", "quantity": 3, "total": 9.0}
     state = await client.threads.get_state(thread["thread_id"])
     assert state["values"] == {"item": "tea", "quantity": 3, "total": 9.0}
+    parts = [
+        (part.event, part.data)
+        async for part in client.runs.stream(
+            thread["thread_id"], "pydantic_state", input={"item": "jam", "quantity": 2}, stream_mode=["values", "updates"]
+        )
+    ]
+    assert ("updates", {"price": {"total": 5.0}}) in parts
+    assert [data for event, data in parts if event == "values"][-1] == {"item": "jam", "quantity": 2, "total": 5.0}
     schemas = await client.assistants.get_schemas(await assistant_of(client, "pydantic_state"))
     assert schemas["input_schema"]["required"] == ["item"]
     assert schemas["context_schema"]["properties"]["unit_price"]["default"] == 2.5
