@@ -147,7 +147,8 @@ async def test_dataclass_state(forms_server):
     out = await client.runs.wait(thread["thread_id"], "dataclass_state", input={"text": "c d e"})
     assert out == {"text": "c d e", "words": ["c", "d", "e"]}
     await client.threads.update_state(thread["thread_id"], {"text": "edited"}, as_node="split")
-    assert (await client.threads.get_state(thread["thread_id"]))["values"] == {"text": "edited", "words": ["c", "d", "e"]}
+    state = await client.threads.get_state(thread["thread_id"])
+    assert state["values"] == {"text": "edited", "words": ["c", "d", "e"]}
     schemas = await client.assistants.get_schemas(await assistant_of(client, "dataclass_state"))
     assert set(schemas["input_schema"]["properties"]) == {"text", "words"}
     assert set(schemas["output_schema"]["properties"]) == {"text", "words"}
@@ -166,7 +167,8 @@ async def test_pydantic_state(forms_server):
     parts = [
         (part.event, part.data)
         async for part in client.runs.stream(
-            thread["thread_id"], "pydantic_state", input={"item": "jam", "quantity": 2}, stream_mode=["values", "updates"]
+            thread["thread_id"], "pydantic_state", input={"item": "jam", "quantity": 2},
+            stream_mode=["values", "updates"],
         )
     ]
     assert ("updates", {"price": {"total": 5.0}}) in parts
