@@ -129,7 +129,17 @@ def test_factories_for_introspection_are_called_once_and_cached(registry):
     assert calls == ["plain", "aenter", "aexit"]
 
 
-def test_open_graph_calls_the_factory_with_the_runs_config_and_runtime(registry):
+def opened(registry: GraphRegistry, graph_id: str, config: dict, look, **kwargs):
+    """What `look(graph)` says inside the run's block of aopen_graph (as the runner uses it)."""
+
+    async def main():
+        async with registry.aopen_graph(graph_id, config, **kwargs) as graph:
+            return look(graph)
+
+    return asyncio.run(main())
+
+
+def test_aopen_graph_calls_the_factory_with_the_runs_config_and_runtime(registry):
     config = {"configurable": {"k": "v"}}
     expected = {
         "with_config": "v",
@@ -139,18 +149,15 @@ def test_open_graph_calls_the_factory_with_the_runs_config_and_runtime(registry)
     }
     for graph_id, value in expected.items():
         assert registry.is_factory(graph_id)
-        with registry.open_graph(graph_id, config, context={"a": 1}) as graph:
-            assert seen(graph) == value, graph_id
+        assert opened(registry, graph_id, config, seen, context={"a": 1}) == value, graph_id
 
 
-def test_open_graph_keeps_a_context_manager_open_for_the_run(registry):
+def test_aopen_graph_keeps_a_context_manager_open_for_the_run(registry):
     calls = calls_of(registry)
-    with registry.open_graph("sync_cm", {"configurable": {}}) as graph:
-        assert calls == ["enter"] and seen(graph) == "cm"
+    assert opened(registry, "sync_cm", {"configurable": {}}, lambda g: (list(calls), seen(g))) == (["enter"], "cm")
     assert calls == ["enter", "exit"]
     calls.clear()
-    with registry.open_graph("async_cm", {"configurable": {}}) as graph:
-        assert calls == ["aenter"] and seen(graph) == "acm"
+    assert opened(registry, "async_cm", {"configurable": {}}, lambda g: (list(calls), seen(g))) == (["aenter"], "acm")
     assert calls == ["aenter", "aexit"]
 
 
@@ -174,8 +181,7 @@ def test_static_graphs_are_not_factories(tmp_path):
     registry = GraphRegistry.from_config(tmp_path / "langgraph.json")
     for graph_id in ("c", "b"):
         assert not registry.is_factory(graph_id)
-        with registry.open_graph(graph_id, {"configurable": {}}) as graph:
-            assert graph is registry.get(graph_id)
+        assert opened(registry, graph_id, {"configurable": {}}, lambda graph: graph is registry.get(graph_id))
     # Both graphs come from one import of g.py.
     assert seen(registry.get("c")) == "c" and seen(registry.get("b")) == "b"
 

@@ -3,13 +3,12 @@
 A graph reference is `./path/file.py:attr` or `pkg.module:attr`; the attribute is a compiled graph,
 an uncompiled `StateGraph`, or a factory: a function (sync or async, or a sync/async context
 manager) taking nothing, a `RunnableConfig`, a `ServerRuntime`, or both. As on the peer, a
-factory is called again for every run with that run's config and context (`open_graph`), and
+factory is called again for every run with that run's config and context (`aopen_graph`), and
 its parameters are told apart by their type annotations (a lone unannotated one gets the config).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import importlib
@@ -23,7 +22,7 @@ import sys
 import threading
 import tomllib
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +30,8 @@ from uuid import UUID, uuid5
 
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
+
+from stepgraph.engine.eventloop import run_on_engine_loop
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class GraphRegistry:
     """Graph ids → compiled graphs (without checkpointer), imported lazily and cached.
 
     `get` gives the graph for introspection and state reads; a factory is called once for it,
-    as for `assistants.read`. `open_graph` / `aopen_graph` give the graph a run executes: a
+    as for `assistants.read`. `aopen_graph` gives the graph a run executes: a
     factory is called anew with the run's config and context, and a context manager it returns
     stays open until the run's block ends.
     """
@@ -136,37 +137,6 @@ class GraphRegistry:
 
     def is_factory(self, graph_id: str) -> bool:
         return isinstance(self._target(graph_id), Factory)
-
-    @contextlib.contextmanager
-    def open_graph(
-        self,
-        graph_id: str,
-        config: dict[str, Any],
-        *,
-        context: Any = None,
-        access_context: AccessContext = "threads.create_run",
-    ) -> Iterator[Pregel]:
-        """The graph a run executes, for synchronous callers; async factories run on a private loop."""
-        target = self._target(graph_id)
-        if not isinstance(target, Factory):
-            yield target
-            return
-        made = target.call(config, server_runtime(access_context, context, target.context_type))
-        with contextlib.ExitStack() as stack:
-            while True:
-                if isinstance(made, (Pregel, StateGraph)):
-                    break
-                if hasattr(made, "__aenter__") and hasattr(made, "__aexit__"):
-                    cm = made
-                    made = _factory_loop.run(cm.__aenter__())
-                    stack.push(lambda *exc, cm=cm: _factory_loop.run(cm.__aexit__(*exc)))
-                elif hasattr(made, "__enter__") and hasattr(made, "__exit__"):
-                    made = stack.enter_context(made)
-                elif inspect.isawaitable(made):
-                    made = _factory_loop.run(_awaited(made))
-                else:
-                    break
-            yield _compiled(graph_id, made)
 
     @contextlib.asynccontextmanager
     async def aopen_graph(
@@ -377,32 +347,9 @@ def _build_once(graph_id: str, made: Any) -> Pregel:
 
     if isinstance(made, (Pregel, StateGraph)):
         return _compiled(graph_id, made)
-    return _compiled(graph_id, _factory_loop.run(resolve(made)))
+    return _compiled(graph_id, run_on_engine_loop(resolve(made)))
 
 
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
-class _LoopThread:
-    """An event loop on its own thread for the life of the process: synchronous callers (even
-    ones inside another running loop) run async factories on it, and a factory's async context
-    manager is entered and left on the same loop."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Any) -> Any:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="stepgraph-graph-factories", daemon=True).start()
-                self._loop = loop
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-
-_factory_loop = _LoopThread()
 
 
 def add_import_paths(root: Path, dependencies: list[Any]) -> None:
