@@ -8,8 +8,51 @@ from functools import cached_property
 from typing import Any
 
 
+# Names stepgraph's own AWS calls (User-Agent `app/stepgraph`); the local runtime's emulator
+# answers these calls only, so a graph node's own boto3 clients stay the user's.
+APP_ID = "stepgraph"
+
+
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(f"STEPGRAPH_{name}", default)
+
+
+def client_config(extra: Any = None) -> Any:
+    """The botocore Config of every client stepgraph builds for itself (`extra` merged in)."""
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        max_pool_connections=64,
+        user_agent_appid=APP_ID,
+        # AWS_ENDPOINT_URL_<SERVICE> and endpoints in ~/.aws/config are the user's, for the
+        # user's clients: stepgraph's go to Settings.endpoint_url or AWS's own endpoints.
+        ignore_configured_endpoint_urls=True,
+    )
+    return config.merge(extra) if extra is not None else config
+
+
+_own_session: Any = None
+
+
+def own_session() -> Any:
+    """A boto3 session that reads none of the process's AWS configuration (no AWS_* variable,
+    profile or config file): for stepgraph's clients given their own credentials and region, so
+    the user's setup (AWS_PROFILE, ~/.aws) neither reaches nor breaks them. One per process: it
+    keeps the parsed service models."""
+    global _own_session
+    if _own_session is None:
+        import boto3
+        import botocore.session
+        from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES
+
+        isolated = {
+            name: (None, None, default, convert)
+            for name, (_, _, default, convert) in BOTOCORE_DEFAUT_SESSION_VARIABLES.items()
+        }
+        isolated["config_file"] = isolated["credentials_file"] = (None, None, os.devnull, None)
+        _own_session = boto3.Session(botocore_session=botocore.session.Session(session_vars=isolated))
+    return _own_session
 
 
 @dataclass(frozen=True)
@@ -37,6 +80,10 @@ class Settings:
     spill_threshold_bytes: int = 350_000
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    # stepgraph's own credentials; None: the process's (on Lambda, the function's role). The
+    # local runtime sets fake ones here, leaving the user's AWS_* variables to the user's code.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
     # The local runtime's emulated AWS checks no signatures; skipping SigV4 saves ~20% per call.
     sign_requests: bool = True
 
@@ -58,8 +105,10 @@ class Settings:
             commit_linger_ms=int(_env("COMMIT_LINGER_MS", str(cls.commit_linger_ms))),
             event_ttl_seconds=int(_env("EVENT_TTL_SECONDS", str(cls.event_ttl_seconds))),
             heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", str(cls.heartbeat_seconds))),
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or cls.region,
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+            region=_env("REGION") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or cls.region,
+            endpoint_url=_env("ENDPOINT_URL") or None,
+            access_key_id=_env("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=_env("AWS_SECRET_ACCESS_KEY") or None,
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
         )
 
@@ -71,35 +120,43 @@ class Clients:
     settings: Settings
     _cache: dict[str, Any] = field(default_factory=dict)
 
-    def _client(self, service: str) -> Any:
+    def client(self, service: str) -> Any:
+        """stepgraph's client for `service` (one per service and process)."""
         if service not in self._cache:
             import boto3
             from botocore import UNSIGNED
             from botocore.config import Config
 
-            config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64)
-            if not self.settings.sign_requests:
-                config = config.merge(Config(signature_version=UNSIGNED))
-            self._cache[service] = boto3.client(
+            config = client_config(None if self.settings.sign_requests else Config(signature_version=UNSIGNED))
+            session: Any = boto3  # its default session: the process's credentials (a role's on Lambda)
+            credentials = {}
+            if self.settings.access_key_id:
+                session = own_session()
+                credentials = {
+                    "aws_access_key_id": self.settings.access_key_id,
+                    "aws_secret_access_key": self.settings.secret_access_key,
+                }
+            self._cache[service] = session.client(
                 service,
                 region_name=self.settings.region,
                 endpoint_url=self.settings.endpoint_url,
                 config=config,
+                **credentials,
             )
         return self._cache[service]
 
     @cached_property
     def dynamodb(self) -> Any:
-        return self._client("dynamodb")
+        return self.client("dynamodb")
 
     @cached_property
     def s3(self) -> Any:
-        return self._client("s3")
+        return self.client("s3")
 
     @cached_property
     def sqs(self) -> Any:
-        return self._client("sqs")
+        return self.client("sqs")
 
     @cached_property
     def sfn(self) -> Any:
-        return self._client("stepfunctions")
+        return self.client("stepfunctions")

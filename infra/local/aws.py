@@ -2,8 +2,10 @@
 
 Tables, buckets, queues, functions and the state machine are created from the template itself
 (no second list of resources), Lambda invokes run our handlers in-process (`lambda_hook`), and
-the functions' environment is resolved to the local physical names and exported to
-`os.environ`, where the in-process handlers read their settings.
+the functions' `STEPGRAPH_*` environment is resolved to the local physical names and exported to
+`os.environ`, where the in-process handlers read their settings. Only stepgraph's own clients
+reach the emulator (`moto_scope`): the process's AWS credentials, region and endpoints are left
+to the user's code, as on Lambda a graph node's own boto3 clients are the user's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 # moto imports each service's backend on its first request; importing them here keeps that
@@ -32,9 +33,8 @@ import moto.s3.responses  # noqa: F401
 import moto.sqs.responses  # noqa: F401
 import moto.stepfunctions.parser.models  # noqa: F401
 import moto.stepfunctions.responses  # noqa: F401
-from moto import mock_aws
 
-from . import lambda_hook, moto_dynamodb, moto_speed, moto_stepfunctions
+from . import lambda_hook, moto_dynamodb, moto_scope, moto_speed, moto_stepfunctions
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -54,12 +54,6 @@ _TRUST_POLICY = json.dumps(
         ],
     }
 )
-_FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
 _log = logging.getLogger("stepgraph_local")
 
 
@@ -84,8 +78,11 @@ class LocalAWS:
 
     ```
     with LocalAWS("template.yaml") as aws:
-        boto3.client("stepfunctions").start_execution(stateMachineArn=aws.state_machine_arn, ...)
+        aws.client("stepfunctions").start_execution(stateMachineArn=aws.state_machine_arn, ...)
     ```
+
+    Only clients stepgraph builds (`client()`, `stepgraph.settings.Clients`) reach it: any other
+    boto3 client in the process keeps the user's credentials, region and endpoints.
 
     `parameters` overrides template parameter defaults; `handlers` maps a function's logical id
     to a callable run instead of the template's `CodeUri` + `Handler`.
@@ -104,10 +101,11 @@ class LocalAWS:
     ) -> None:
         self.template_path = Path(template_path).resolve()
         # Set: provision a moto server already running in this process (its backends are this
-        # process's, so the Lambda hook applies) instead of intercepting boto3 with mock_aws.
+        # process's, so the Lambda hook applies) instead of answering stepgraph's clients in-process.
         self.endpoint_url = endpoint_url
         self.template: dict[str, Any] = load_template(self.template_path)
-        self.region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+        # The emulated account's region: not the user's AWS_REGION, which stays theirs.
+        self.region = os.environ.get("STEPGRAPH_LOCAL_REGION") or "us-east-1"
         self.account_id = ACCOUNT_ID
         self.stack_name = STACK_NAME
 
@@ -131,6 +129,8 @@ class LocalAWS:
         self.state_machine_arn: str | None = None  # the (first) state machine
         self.environment: dict[str, str] = {}  # union of all functions' variables, resolved
         self.function_environments: dict[str, dict[str, str]] = {}  # logical id -> its variables
+        # What start() put in os.environ: the STEPGRAPH_* settings of stepgraph's own code.
+        self.exported_environment: dict[str, str] = {}
         self._attrs: dict[str, dict[str, str]] = {}  # logical id -> Fn::GetAtt attributes
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
@@ -155,19 +155,16 @@ class LocalAWS:
         moto_dynamodb.install()  # thread-safe DynamoDB; transactions and queries cost O(items touched)
         moto_stepfunctions.install()  # parse the ASL once, not per execution; reuse its boto3 clients
         moto_speed.install()  # work moto, botocore and werkzeug redo on every request, done once
-        defaults = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region}
-        for key, value in defaults.items():
-            self._setenv(key, value, only_if_unset=True)
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         for mapping in (self.resources, self.queue_urls, self.state_machine_arns, self.environment,
-                        self.function_environments, self._attrs):
+                        self.function_environments, self._attrs, self.exported_environment):
             mapping.clear()
         self.state_machine_arn = None
 
         # lambda.use_docker stays at its default: `LambdaFunction.invoke` is hooked instead.
         if self.endpoint_url is None:
-            self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+            self._mock = moto_scope.InProcess(config={"stepfunctions": {"execute_state_machine": True}})
         else:
             from moto.moto_api import _internal
 
@@ -180,8 +177,19 @@ class LocalAWS:
         except BaseException:
             self.stop()
             raise
-        for key, value in self.environment.items():
+        # stepgraph's own clients (Settings.from_env) find the emulated account here; the user's
+        # AWS_* variables are not touched. The functions' AWS_* and PORT (the API's Lambda Web
+        # Adapter) mean nothing in-process and are not exported.
+        exported = {
+            "STEPGRAPH_REGION": self.region,
+            "STEPGRAPH_ENDPOINT_URL": self.endpoint_url or "",
+            "STEPGRAPH_AWS_ACCESS_KEY_ID": moto_scope.CREDENTIALS["aws_access_key_id"],
+            "STEPGRAPH_AWS_SECRET_ACCESS_KEY": moto_scope.CREDENTIALS["aws_secret_access_key"],
+            **{key: value for key, value in self.environment.items() if not _lambda_only(key)},
+        }
+        for key, value in exported.items():
             self._setenv(key, value)
+        self.exported_environment.update(exported)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -222,7 +230,7 @@ class LocalAWS:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulated account (only valid while started)."""
-        return _session().client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+        return moto_scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -512,9 +520,7 @@ class LocalAWS:
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
 
-    def _setenv(self, key: str, value: str, *, only_if_unset: bool = False) -> None:
-        if only_if_unset and key in os.environ:
-            return
+    def _setenv(self, key: str, value: str) -> None:
         if key not in self._saved_env:
             self._saved_env[key] = os.environ.get(key)
         os.environ[key] = value
@@ -531,17 +537,12 @@ class _ServerMode:
 
 
 _DUMMY_ZIP = _dummy_zip()
-_SESSION: boto3.session.Session | None = None
-
-
-def _session() -> boto3.session.Session:
-    # One session for the process: its loader keeps the parsed service models, which a fresh
-    # session (moto resets boto3's default one on every start) would read again (~0.2 s).
-    global _SESSION
-    if _SESSION is None:
-        _SESSION = boto3.session.Session()
-    return _SESSION
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:]+)\}")
+
+
+def _lambda_only(variable: str) -> bool:
+    """A function variable for the Lambda service itself (or the user's AWS_*), not our code."""
+    return variable.startswith("AWS_") or variable == "PORT"
 
 
 def _substitute(node: Any, substitutions: dict[str, str]) -> Any:

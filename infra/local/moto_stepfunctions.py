@@ -11,7 +11,8 @@ It also parses every JSONPath (`$.step.status`, ...) anew each time a state read
 
 And it builds a new boto3 client for every Task it runs (each Lambda invocation, each SQS send):
 10-15 ms of CPU each, several per run. boto3 clients are thread-safe: one per region, service
-and endpoint is shared.
+and endpoint is shared. They are built as stepgraph's own (`moto_scope.client`), so the
+in-process emulator answers them and the user's AWS_ENDPOINT_URL_* cannot redirect them.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import sys
 import threading
 from typing import Any
 
-from moto.core.models import botocore_stubber
+from botocore.config import Config
 from moto.settings import moto_server_port
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: F401
     state_task_service_sqs,
 )
 from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+
+from . import moto_scope
 
 _STATEFUL_TYPES = {"Map", "Parallel"}
 _original: dict[str, Any] = {}
@@ -58,12 +62,25 @@ _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 
+# moto's own boto_client_for settings: no retries (the state's Retry decides), no validation.
+_TASK_CLIENT_CONFIG = Config(
+    parameter_validation=False,
+    retries={"max_attempts": 0, "total_max_attempts": 1},
+    connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+    read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+)
+
+
 def _boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
     # moto's own version ignores state_credentials too (fixed test keys): the key leaves them out.
-    key = (region, service, botocore_stubber.enabled, moto_server_port())
+    # In-process the stubber answers; else, as moto does, the moto server on MOTO_PORT.
+    endpoint_url = None if moto_scope.active() else f"http://localhost:{moto_server_port()}"
+    key = (region, service, endpoint_url)
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = _original["boto_client_for"](region, service)
+            _clients[key] = moto_scope.client(
+                service, region=region, endpoint_url=endpoint_url, config=_TASK_CLIENT_CONFIG
+            )
         return _clients[key]
 
 

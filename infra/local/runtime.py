@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,14 +50,13 @@ class QueuePoller(threading.Thread):
     until a message arrives instead of polling on a timer.
     """
 
-    def __init__(self, queue_url: str, function_name: str, *, wait_seconds: int = 1):
+    def __init__(self, queue_url: str, function_name: str, client: Callable[[str], Any], *, wait_seconds: int = 1):
+        """`client(service)` gives one of stepgraph's clients for the emulated account."""
         super().__init__(name=f"poller-{function_name}", daemon=True)
-        import boto3
-
         self.queue_url, self.function_name = queue_url, function_name
         self.wait_seconds = wait_seconds
-        self.sqs = boto3.client("sqs")
-        self.lambda_ = boto3.client("lambda")
+        self.sqs = client("sqs")
+        self.lambda_ = client("lambda")
         self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
@@ -110,7 +110,7 @@ class QueuePoller(threading.Thread):
             "md5OfBody": message.get("MD5OfBody", ""),
             "eventSource": "aws:sqs",
             "eventSourceARN": self.queue_arn,
-            "awsRegion": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "awsRegion": self.sqs.meta.region_name,
         }
 
 
@@ -140,7 +140,7 @@ class LocalRuntime:
         ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
         set_context(self.ctx)
         queue_url = self.ctx.settings.run_queue_url
-        self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url))
+        self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url), self.aws.client)
         self.poller.start()
         # moto never applies DynamoDB TTL: expire the event log ourselves.
         self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)

@@ -122,12 +122,10 @@ def serve_aws(
         handlers={name: LambdaForwarder(worker_url, name) for name in functions},
         endpoint_url=endpoint,
     ).start()
+    # STEPGRAPH_* only (endpoint, region, fake keys of stepgraph's own clients): the worker's
+    # AWS_* variables stay the user's, for the graph nodes' own boto3 clients.
     env = {
-        **aws.environment,
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_DEFAULT_REGION": aws.region,
-        "AWS_REGION": aws.region,
-        **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")},
+        **aws.exported_environment,
         # What the worker runs: each function's code (CodeUri, Handler) and the queue consumer.
         "STEPGRAPH_LOCAL_FUNCTIONS": json.dumps(
             {
@@ -209,7 +207,7 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     http = ThreadingHTTPServer((host, port), Invocations)
     http.daemon_threads = True
     threading.Thread(target=http.serve_forever, name="invocations", daemon=True).start()
-    poller = QueuePoller(ctx.settings.run_queue_url, env["STEPGRAPH_LOCAL_QUEUE_CONSUMER"])
+    poller = QueuePoller(ctx.settings.run_queue_url, env["STEPGRAPH_LOCAL_QUEUE_CONSUMER"], ctx.clients.client)
     poller.start()
     print(f"stepgraph worker: http://{host}:{port}", flush=True)
     if api_port is not None:
