@@ -22,24 +22,24 @@ from stepgraph_local.split import free_port
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = ROOT / "tests" / "graphs" / "langgraph.json"
 FAULTY_AWS = Path(__file__).with_name("faulty_aws.py")
-_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION")
 
 
 class Cluster:
-    def __init__(self, *, config: Path = GRAPHS, step_mode: str = "strict"):
+    def __init__(self, *, config: Path = GRAPHS, step_mode: str = "strict", worker_env: dict[str, str] | None = None):
+        """`worker_env`: variables of the user's environment the worker is started with."""
         self.dir = Path(tempfile.mkdtemp(prefix="stepgraph-cluster-"))
         self.aws_port, self.worker_port = free_port(), free_port()
         self.env_file, self.faults_file = self.dir / "env.json", self.dir / "faults.json"
-        self.config, self.step_mode = config, step_mode
+        self.config, self.step_mode, self.worker_env = config, step_mode, worker_env or {}
         self.aws: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.worker_starts = 0
-        self._patch: Any = None
 
     # ------------------------------------------------------------------ processes
-    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log: str, extra: dict[str, str] | None = None) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPGRAPH_", "MOTO_"))}
         env["STEPGRAPH_TEST_FAULTS"] = str(self.faults_file)
+        env.update(extra or {})
         out = open(self.dir / log, "a")  # noqa: SIM115 - the child owns it
         return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -51,9 +51,7 @@ class Cluster:
         )
         self._until(self.env_file.exists, "stepgraph aws did not start", self.aws)
         self.env = json.loads(self.env_file.read_text())
-        # boto3 in this process (the test's context) talks to the server with its credentials.
-        self._patch = mock.patch.dict(os.environ, {k: self.env[k] for k in _CREDENTIALS if k in self.env})
-        self._patch.start()
+        # The test's own context talks to the server as the worker's does (STEPGRAPH_* settings).
         with mock.patch.dict(os.environ, self.env):
             self.ctx = Context(Settings.from_env())
         self.start_worker()
@@ -67,6 +65,7 @@ class Cluster:
         self.worker = self._spawn(
             ["-m", "stepgraph_local.cli", "worker", "--port", str(self.worker_port), "--env-file", str(self.env_file)],
             "worker.log",
+            self.worker_env,
         )
         self.worker_starts += 1
         self._until(self._worker_ok, "stepgraph worker did not start", self.worker)
@@ -86,8 +85,6 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        if self._patch is not None:
-            self._patch.stop()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.dir.glob("*.log")))
@@ -121,4 +118,10 @@ class Cluster:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=self.env["AWS_DEFAULT_REGION"])
+        return boto3.client(
+            service,
+            endpoint_url=self.env["STEPGRAPH_ENDPOINT_URL"],
+            region_name=self.env["STEPGRAPH_REGION"],
+            aws_access_key_id=self.env["STEPGRAPH_AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["STEPGRAPH_AWS_SECRET_ACCESS_KEY"],
+        )

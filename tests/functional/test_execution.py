@@ -7,8 +7,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import boto3
-
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
@@ -32,7 +30,7 @@ def _run_to_end(runtime, graph_id: str, payload: dict, timeout: float = 30) -> d
 
 
 def _history(runtime, run_id: str) -> list[dict]:
-    sfn = boto3.client("stepfunctions")
+    sfn = runtime.aws.client("stepfunctions")
     arn = runtime.ctx.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
     for _ in range(200):
         if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
@@ -77,7 +75,7 @@ def test_repeated_step_invocation_leaves_one_head_checkpoint(strict_runtime):
     entry = queue_entry(run["run_id"], int(time.time() * 1000))
     ctx.queue.insert(run, entry=entry, tail=None, reject=False)
     assert ctx.queue.admit(thread_id, run["run_id"], entry, task_token=None) == "admitted"
-    lam = boto3.client("lambda")
+    lam = strict_runtime.aws.client("lambda")
     event = json.dumps({"run_id": run["run_id"], "thread_id": thread_id}).encode()
 
     def invoke(_: int) -> str:

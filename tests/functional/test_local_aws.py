@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 from stepgraph_local import LocalAWS, load_template
@@ -19,6 +18,12 @@ from stepgraph_local import lambda_hook
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 RUN_INPUT = {"run_id": "r1", "thread_id": "t1", "step": {"status": "pending", "park_timeout_seconds": 0}, "error": None}
+
+
+def _client(service: str):
+    """A client of the running LocalAWS: only stepgraph's clients reach the emulator."""
+    assert LocalAWS._active is not None
+    return LocalAWS._active.client(service)
 
 
 def _resources(resource_type: str) -> dict[str, dict]:
@@ -42,7 +47,7 @@ def local_aws():
 
 def _run(aws: LocalAWS, name: str, run_input: dict | None = None, timeout: float = 20.0) -> tuple[dict, list[dict]]:
     """Start an execution of the run state machine, wait for it to end: (description, history)."""
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     arn = sfn.start_execution(
         stateMachineArn=aws.state_machine_arn, name=name, input=json.dumps(run_input or RUN_INPUT)
     )["executionArn"]
@@ -50,7 +55,7 @@ def _run(aws: LocalAWS, name: str, run_input: dict | None = None, timeout: float
 
 
 def _wait(arn: str, timeout: float = 20.0) -> tuple[dict, list[dict]]:
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     deadline = time.monotonic() + timeout
     while (description := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
         assert time.monotonic() < deadline, f"{arn} still RUNNING after {timeout}s"
@@ -96,7 +101,7 @@ class Recorder:
 def test_provisions_every_template_resource(local_aws):
     aws = local_aws()
 
-    ddb = boto3.client("dynamodb")
+    ddb = _client("dynamodb")
     tables = _resources("AWS::DynamoDB::Table")
     assert set(ddb.list_tables()["TableNames"]) == {aws.resources[t] for t in tables}
     for logical_id, props in tables.items():
@@ -115,9 +120,9 @@ def test_provisions_every_template_resource(local_aws):
             assert ttl["TimeToLiveStatus"] == "DISABLED"
 
     buckets = _resources("AWS::S3::Bucket")
-    assert {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]} == {aws.resources[b] for b in buckets}
+    assert {b["Name"] for b in _client("s3").list_buckets()["Buckets"]} == {aws.resources[b] for b in buckets}
 
-    sqs = boto3.client("sqs")
+    sqs = _client("sqs")
     queues = _resources("AWS::SQS::Queue")
     assert set(sqs.list_queues()["QueueUrls"]) == {aws.queue_urls[q] for q in queues} == {aws.resources[q] for q in queues}
     for logical_id, props in queues.items():
@@ -130,14 +135,14 @@ def test_provisions_every_template_resource(local_aws):
             assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == dlq_arn["Attributes"]["QueueArn"]
 
     functions = _resources("AWS::Serverless::Function")
-    listed = boto3.client("lambda").list_functions()["Functions"]
+    listed = _client("lambda").list_functions()["Functions"]
     assert {f["FunctionName"] for f in listed} == set(functions)
 
     machines = _resources("AWS::Serverless::StateMachine")
-    listed = boto3.client("stepfunctions").list_state_machines()["stateMachines"]
+    listed = _client("stepfunctions").list_state_machines()["stateMachines"]
     assert {m["name"] for m in listed} == set(machines)
     assert aws.state_machine_arn in {m["stateMachineArn"] for m in listed}
-    definition = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=aws.state_machine_arn)["definition"]
+    definition = _client("stepfunctions").describe_state_machine(stateMachineArn=aws.state_machine_arn)["definition"]
     assert "${" not in definition and "function:StepFunction" in definition
 
 
@@ -152,14 +157,17 @@ def test_environment_is_resolved_and_exported(local_aws, monkeypatch):
     assert set(aws.environment) == expected_keys
     for key, value in aws.environment.items():
         assert isinstance(value, str) and "{" not in value, key
-        assert os.environ[key] == value
+        if key.startswith("AWS_") or key == "PORT":  # the Lambda service's, and the user's names
+            assert aws.exported_environment.get(key) is None
+        else:
+            assert os.environ[key] == aws.exported_environment[key] == value
 
     assert aws.environment["STEPGRAPH_STEP_MODE"] == "strict"  # override
     assert aws.environment["STEPGRAPH_STEP_BUDGET_MS"] == str(template["Parameters"]["StepBudgetMs"]["Default"])
     assert aws.environment["STEPGRAPH_RUN_QUEUE_URL"] == aws.queue_urls["RunQueue"]
     assert aws.environment["STEPGRAPH_STATE_MACHINE_ARN"] == aws.state_machine_arn
     assert aws.environment["STEPGRAPH_SPILL_BUCKET"] == aws.resources["SpillBucket"]
-    config = boto3.client("lambda").get_function_configuration(FunctionName="DispatchFunction")
+    config = _client("lambda").get_function_configuration(FunctionName="DispatchFunction")
     assert config["Environment"]["Variables"]["STEPGRAPH_STATE_MACHINE_ARN"] == aws.state_machine_arn
 
     aws.stop()
@@ -190,7 +198,7 @@ def test_invoke_runs_the_handler_and_reports_errors_like_the_runtime(local_aws):
         raise KeyError(event["missing"])
 
     aws = local_aws(handlers={"StepFunction": echo, "ParkFunction": boom})
-    lam = boto3.client("lambda")
+    lam = _client("lambda")
 
     ok = lam.invoke(FunctionName="StepFunction", Payload=json.dumps({"a": 1}))
     assert "FunctionError" not in ok
@@ -225,7 +233,7 @@ def test_handler_is_imported_from_code_uri(tmp_path, monkeypatch):
         "      CodeUri: nowhere/\n      Handler: app.handler\n      Runtime: python3.12\n"
     )
     with LocalAWS(tmp_path / "template.yaml"):
-        lam = boto3.client("lambda")
+        lam = _client("lambda")
         reply = json.loads(lam.invoke(FunctionName="Fn", Payload=b"{}")["Payload"].read())
         assert reply == {"table": "Table", "module": "stepgraph_fn_fn", "memory": 256}
         assert sys.modules["stepgraph_fn_fn"].__file__ == str(tmp_path / "fn" / "app.py")
@@ -294,7 +302,7 @@ def test_parked_run_resumes_with_send_task_success(local_aws):
         {"status": "done", "park_timeout_seconds": 60},
     )
     aws = local_aws(handlers=rec.handlers)
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, name="r1", input=json.dumps(RUN_INPUT))["executionArn"]
 
     assert rec.parked.wait(10)
@@ -328,7 +336,7 @@ def test_park_expires_after_timeout_seconds_path(local_aws):
 def test_start_execution_is_idempotent_only_while_running(local_aws):
     rec = Recorder({"status": "interrupted", "park_timeout_seconds": 60})
     aws = local_aws(handlers=rec.handlers)
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     start = dict(stateMachineArn=aws.state_machine_arn, name="same", input=json.dumps(RUN_INPUT))
     arn = sfn.start_execution(**start)["executionArn"]
     assert rec.parked.wait(10)
@@ -346,7 +354,7 @@ def test_stop_ends_parked_executions(local_aws):
     baseline = threading.active_count()
     rec = Recorder({"status": "interrupted", "park_timeout_seconds": 3600})
     aws = local_aws(handlers=rec.handlers)
-    sfn = boto3.client("stepfunctions")
+    sfn = _client("stepfunctions")
     sfn.start_execution(stateMachineArn=aws.state_machine_arn, name="parked", input=json.dumps(RUN_INPUT))
     assert rec.parked.wait(10)
     assert threading.active_count() > baseline

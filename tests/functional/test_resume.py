@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 
-import boto3
 import pytest
 
 from stepgraph.api.runs import create_run
@@ -62,7 +61,7 @@ def _parked(runtime, thread_id: str) -> dict:
 
 
 def _execution(runtime, run_id: str, *, finished: bool = True) -> tuple[str, list[dict]]:
-    sfn = boto3.client("stepfunctions")
+    sfn = runtime.aws.client("stepfunctions")
     arn = execution_arn(runtime.ctx, run_id)
     if finished:
         _until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", what="the execution to end")
@@ -75,7 +74,7 @@ def _states(events: list[dict]) -> list[str]:
 
 
 def _has_execution(runtime, run_id: str) -> bool:
-    sfn = boto3.client("stepfunctions")
+    sfn = runtime.aws.client("stepfunctions")
     try:
         sfn.describe_execution(executionArn=execution_arn(runtime.ctx, run_id))
     except sfn.exceptions.ExecutionDoesNotExist:

@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
 import uvicorn
@@ -137,7 +136,7 @@ def test_event_log_entries_expire_and_the_local_runtime_deletes_them(local):
     ctx = runtime.ctx
     assert runtime.ttl_sweeper.is_alive()
     assert runtime.ttl_sweeper.ttl_tables() == {ctx.settings.events_table: "expires_at"}
-    ddb = boto3.client("dynamodb")
+    ddb = runtime.aws.client("dynamodb")
 
     def stored(run_id: str) -> list[dict]:
         return ddb.query(
@@ -172,7 +171,7 @@ def test_events_mode_spans_step_invocations_as_one_run(local):
     while ctx.runs.get(thread_id, run["run_id"])["status"] in ("pending", "running"):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    history = boto3.client("stepfunctions").get_execution_history(executionArn=execution_arn(ctx, run["run_id"]))
+    history = runtime.aws.client("stepfunctions").get_execution_history(executionArn=execution_arn(ctx, run["run_id"]))
     steps = [e for e in history["events"] if e.get("stateEnteredEventDetails", {}).get("name") == "Step"]
     assert len(steps) >= 3  # a superstep (or so) per invocation
     log = [e for e in ctx.events.read(run["run_id"]) if e.event != END]
