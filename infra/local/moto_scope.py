@@ -8,7 +8,8 @@ an emulated account. The local runtime therefore does not use mock_aws. It regis
 `before-send` handler, with moto's own routing (`BotocoreStubber.process_request`), that answers
 only the requests of clients stepgraph built: those carry its app id in their User-Agent
 (`app/stepgraph`, from `stepgraph.settings.client_config`, which also makes them ignore
-configured endpoint URLs) and their own fake credentials and region. Any other request goes
+configured endpoint URLs) and their own fake credentials and region, from a session that
+reads none of the user's AWS configuration (`own_session`). Any other request goes
 where its client sends it, with the credentials, region and endpoints the process was started
 with: nothing is written to `os.environ`, moto's global stubber stays off, and moto's patch of
 the `requests` library is never started.
