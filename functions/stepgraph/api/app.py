@@ -18,6 +18,7 @@ from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.engine.admin import queue_counts
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import ConfigError
+from stepgraph.storage.resources import DocumentTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ def _version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+# What FastAPI answers (400) when decoding a body fails other than as malformed JSON.
+_FASTAPI_UNPARSABLE = "There was an error parsing the body"
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -54,7 +59,14 @@ def create_app(ctx: Context) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_UNPARSABLE:
+            # Not UTF-8, or nested past the parser's recursion limit: the peer's 422.
+            return JSONResponse({"detail": "Invalid JSON in request body"}, status_code=422)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(DocumentTooLarge)
+    async def _too_large(request: Request, exc: DocumentTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
 
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:

@@ -111,7 +111,7 @@ def patch_assistant(assistant_id: str, body: AssistantPatch, request: Request) -
     current = get_assistant(assistant_id, request)
     if body.graph_id:
         _check_graph(ctx, body.graph_id)
-    patch = body.model_dump(exclude_unset=True)
+    patch = body.model_dump(exclude_unset=True, include=set(AssistantPatch.model_fields))
     doc = {**current, **{k: v for k, v in patch.items() if v is not None}}
     doc["metadata"] = {**(current.get("metadata") or {}), **(body.metadata or {})}
     doc["version"] = max(v["version"] for v in ctx.assistants.versions(assistant_id)) + 1

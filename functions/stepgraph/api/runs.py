@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistant
-from stepgraph.api.schemas import RunCreate, RunsCancel
+from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thread
 from stepgraph.engine.admin import RunsMissing, cancel_runs
@@ -23,7 +23,7 @@ from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, in
 from stepgraph.engine.state import get_thread_state
 from stepgraph.storage.events import END_SEQ
 from stepgraph.storage.queue import ThreadMissing
-from stepgraph.storage.resources import INFLIGHT, Conflict
+from stepgraph.storage.resources import INFLIGHT, Conflict, check_document_size
 
 router = APIRouter(tags=["runs"])
 
@@ -52,15 +52,6 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     if stateless and body.command and body.command.resume is not None:
         raise HTTPException(400, "You must provide a thread_id when resuming.")
     assistant = resolve_assistant(ctx, body.assistant_id)
-    thread = ctx.threads.get(thread_id)
-    stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
-    if thread is None:
-        if not (stateless or body.if_not_exists == "create"):
-            raise HTTPException(404, "Thread or assistant not found.")
-        thread = new_thread(ctx, thread_id, {**(body.metadata or {}), **stamp}) or ctx.threads.get(thread_id)
-    elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
-        thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
-        ctx.threads.update_doc(thread_id, thread)
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
     if "durability" not in kwargs and isinstance((body.model_extra or {}).get("checkpoint_during"), bool):
         # The deprecated boolean form, as the peer maps it.
@@ -76,6 +67,17 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         multitask_strategy=body.multitask_strategy,
         assistant_config=assistant.get("config") or {},
     )
+    # Refuse a run too large to store before anything is written (no thread created for it).
+    check_document_size(run)
+    thread = ctx.threads.get(thread_id)
+    stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+    if thread is None:
+        if not (stateless or body.if_not_exists == "create"):
+            raise HTTPException(404, "Thread or assistant not found.")
+        thread = new_thread(ctx, thread_id, {**(body.metadata or {}), **stamp}) or ctx.threads.get(thread_id)
+    elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
+        thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
+        ctx.threads.update_doc(thread_id, thread)
     strategy = body.multitask_strategy
     try:
         # reject is decided by the insert's own conditional write on the thread: nothing is
@@ -189,7 +191,11 @@ async def create_and_stream(thread_id: str, body: RunCreate, request: Request) -
 
 @router.get("/threads/{thread_id}/runs")
 def list_runs(
-    thread_id: str, request: Request, limit: int = 10, offset: int = 0, status: str | None = None
+    thread_id: str,
+    request: Request,
+    limit: int = Query(10, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
     load_thread(ctx, thread_id)
@@ -259,11 +265,17 @@ def _parse_modes(stream_mode: list[str] | None) -> set[str] | None:
     for value in stream_mode or ():
         if value.startswith("["):
             try:
-                modes.update(json.loads(value))
+                listed = json.loads(value)
             except ValueError:
-                raise HTTPException(422, "stream_mode must be a mode or a JSON list of modes") from None
+                listed = None
+            if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+                raise HTTPException(422, "stream_mode must be a mode or a JSON list of modes")
+            modes.update(listed)
         elif value:
             modes.add(value)
+    unknown = modes - set(get_args(StreamMode))
+    if unknown:
+        raise HTTPException(422, f"Unknown stream_mode: {', '.join(sorted(unknown))}")
     return modes or None
 
 

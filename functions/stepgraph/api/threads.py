@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
@@ -14,6 +16,8 @@ from stepgraph.api.schemas import (
     CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch,
 )
 from stepgraph.engine import admin
+from langgraph.errors import InvalidUpdateError
+
 from stepgraph.engine.context import Context
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
 from stepgraph.storage.resources import INFLIGHT, now_iso
@@ -162,7 +166,7 @@ def get_state(thread_id: str, request: Request, subgraphs: bool = False) -> dict
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
 def get_state_at(thread_id: str, checkpoint_id: str, request: Request, subgraphs: bool = False) -> dict[str, Any]:
-    return _state(request, thread_id, {"checkpoint_id": checkpoint_id}, subgraphs)
+    return _state(request, thread_id, {"checkpoint_id": check_uuid(checkpoint_id, "checkpoint")}, subgraphs)
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
@@ -186,7 +190,8 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
         config = bound_graph(ctx, graph_id).update_state(
             state_config(thread_id, checkpoint), body.values, as_node=body.as_node
         )
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
+        # An as_node the graph lacks, values its reducers cannot take: nothing was written.
         raise HTTPException(400, str(exc)) from None
     thread["state_updated_at"] = thread["updated_at"] = now_iso()
     snapshot = get_thread_state(ctx, thread_id, graph_id)
@@ -226,8 +231,14 @@ def post_history(thread_id: str, body: HistoryRequest, request: Request) -> list
 
 
 @router.get("/threads/{thread_id}/history")
-def get_history(thread_id: str, request: Request, limit: int = 10, before: str | None = None) -> list[dict[str, Any]]:
-    return _history(ctx_of(request), thread_id, HistoryRequest(limit=limit, before=before))
+def get_history(
+    thread_id: str, request: Request, limit: int = Query(10, ge=1, le=1000), before: str | None = None
+) -> list[dict[str, Any]]:
+    try:
+        body = HistoryRequest(limit=limit, before=before)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    return _history(ctx_of(request), thread_id, body)
 
 
 @router.post("/threads/{thread_id}/copy")

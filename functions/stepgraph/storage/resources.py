@@ -44,12 +44,43 @@ class Conflict(Exception):
     """A conditional write lost: the resource was not in the expected state."""
 
 
+# A DynamoDB item holds at most 400 KB. An assistant, thread or run is one JSON document in one
+# item, so the document may take this much, leaving the rest for keys and queue attributes.
+# Documents are refused, not spilled: they hold what clients send (input, metadata, config),
+# and 350 KB of that is far beyond what a run request needs (graph state lives in checkpoints).
+MAX_DOCUMENT_BYTES = 350_000
+
+
+class DocumentTooLarge(Exception):
+    """A resource's document does not fit in one item: nothing was written."""
+
+    def __init__(self, size: int):
+        super().__init__(
+            f"Request too large: it would be stored as a {size}-byte document, over the limit of "
+            f"{MAX_DOCUMENT_BYTES} bytes per assistant, thread or run (DynamoDB items hold 400 KB)"
+        )
+        self.size = size
+
+
 def _s(value: str) -> dict[str, str]:
     return {"S": value}
 
 
+def _doc_json(doc: dict[str, Any]) -> str:
+    text = serde.dumps_str(doc)
+    size = len(text.encode())
+    if size > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(size)
+    return text
+
+
+def check_document_size(doc: dict[str, Any]) -> None:
+    """Raise DocumentTooLarge now for a document that could not be written later."""
+    _doc_json(doc)
+
+
 def _doc_item(doc: dict[str, Any], **top: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {"doc": _s(serde.dumps_str(doc))}
+    item: dict[str, Any] = {"doc": _s(_doc_json(doc))}
     for name, value in top.items():
         if value is not None:
             item[name] = _s(value) if isinstance(value, str) else {"N": str(value)}
@@ -182,7 +213,7 @@ class ThreadStore:
     def update_doc(self, thread_id: str, doc: dict[str, Any], *, status: str | None = None) -> None:
         """Rewrite the document (metadata, timestamps); conditions on existence only."""
         names = {"#d": "doc"}
-        values: dict[str, Any] = {":d": _s(serde.dumps_str(_strip_top(doc)))}
+        values: dict[str, Any] = {":d": _s(_doc_json(_strip_top(doc)))}
         expr = "SET #d = :d"
         if status:
             names["#s"] = "status"
