@@ -66,6 +66,7 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         metadata=body.metadata,
         multitask_strategy=body.multitask_strategy,
         assistant_config=assistant.get("config") or {},
+        assistant_context=assistant.get("context") or {},
     )
     # Refuse a run too large to store before anything is written (no thread created for it).
     check_document_size(run)
