@@ -127,7 +127,10 @@ class Clients:
             from botocore import UNSIGNED
             from botocore.config import Config
 
-            config = client_config(None if self.settings.sign_requests else Config(signature_version=UNSIGNED))
+            # Unsigned requests save the local emulator a SigV4 signature per call; S3 is always
+            # signed: moto answers an anonymous GetObject with 403 (a spilled checkpoint unreadable).
+            unsigned = not self.settings.sign_requests and service != "s3"
+            config = client_config(Config(signature_version=UNSIGNED) if unsigned else None)
             session: Any = boto3  # its default session: the process's credentials (a role's on Lambda)
             credentials = {}
             if self.settings.access_key_id:

@@ -23,13 +23,17 @@ def client(server) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture
-def done(client) -> str:
+def finished(client: httpx.Client) -> str:
     """A thread whose `chain` run has finished."""
     thread_id = client.post("/threads", json={}).json()["thread_id"]
     out = client.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": "chain", "input": {"items": []}})
     assert out.status_code == 200 and out.json()["items"] == ["a", "b", "c"]
     return thread_id
+
+
+@pytest.fixture
+def done(client) -> str:
+    return finished(client)
 
 
 def refused(response: httpx.Response, status: int = 422) -> str:
@@ -204,3 +208,28 @@ def test_well_formed_command_still_resumes(client):
     )
     assert resumed.status_code == 200, resumed.text
     assert "__interrupt__" not in resumed.json() and "__error__" not in resumed.json()
+
+
+@pytest.mark.parametrize("mode", ["batched", "strict"])
+def test_a_run_whose_input_its_reducer_refuses_errs_and_leaves_the_thread_as_it_was(request, flavor, mode):
+    # Strict mode commits the input checkpoint on its own and applies the input one invocation later.
+    url = request.getfixturevalue("server" if mode == "batched" else "strict_server").url
+    with removing_what_is_created(url), httpx.Client(base_url=url, timeout=30) as client:
+        done = finished(client)
+        before = state_of(client, done)
+        out = client.post(f"/threads/{done}/runs/wait", json={"assistant_id": "chain", "input": {"items": 5}})
+        assert out.status_code == 200 and out.json()["__error__"]["error"] == "TypeError"
+        assert client.get(f"/threads/{done}").status_code == 200
+        after = state_of(client, done)
+        assert after["checkpoint"] == before["checkpoint"] and after["values"] == before["values"]
+        # The thread still takes runs.
+        again = client.post(f"/threads/{done}/runs/wait", json={"assistant_id": "chain", "input": {"items": ["z"]}})
+        assert again.json()["items"] == ["a", "b", "c", "z", "a", "b", "c"]
+
+
+def test_state_values_over_the_item_limit_spill_and_read_back(client, done):
+    out = client.post(f"/threads/{done}/state", json={"values": {"items": [BIG]}, "as_node": "c"})
+    assert out.status_code == 200, out.text
+    assert state_of(client, done)["values"]["items"][-1] == BIG
+    history = client.post(f"/threads/{done}/history", json={"limit": 2}).json()
+    assert history[0]["values"]["items"][-1] == BIG

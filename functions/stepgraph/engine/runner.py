@@ -277,6 +277,8 @@ def run_supersteps(
             raise
         except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
             drive.graph_error = exc
+        if drive.input_rejected:
+            saver.abandon()  # the input never applied: none of the run's writes stay on the thread
         saver.commit()  # what is still pending, the error's own writes included; a cancel fails it
     except HeadConflict as conflict:
         _close_quietly(writer)
@@ -297,6 +299,10 @@ def run_supersteps(
     finally:
         saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
     if drive.graph_error is not None:
+        if drive.input_rejected and drive.last_checkpoint_id:
+            # Its input checkpoint may have been committed already (strict mode, or the linger
+            # timer): left there, every read of the thread would apply the bad input again.
+            ctx.checkpointer.delete_checkpoint(thread_id, drive.last_checkpoint_id)
         payload = error_payload(drive.graph_error)
         logger.warning("run %s raised %s", run_id, payload["error"], exc_info=drive.graph_error)
         with contextlib.suppress(SeqTaken):
@@ -331,8 +337,25 @@ class _Drive:
         self.start_id, self.replaying, self.strict = start_id, replaying, strict
         self.exit_durability, self.deadline = exit_durability, deadline
         self.last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
+        self.last_checkpoint_id: str | None = None  # the newest checkpoint of this run seen
+        self.last_source: str | None = None  # its metadata "source": input, loop, update...
         self.stopped_early = self.cancelled = False
         self.graph_error: Exception | None = None
+
+    def _newest(self, chunk: dict[str, Any]) -> None:
+        """Remember the run's newest checkpoint (the one it resumed from counts: strict mode
+        stops right after the input checkpoint, and the input applies in the next invocation)."""
+        metadata = chunk.get("metadata") or {}
+        # A checkpoint the stream just wrote carries no run_id in its chunk; a stored one does.
+        mine = metadata.get("run_id", self.run_id) == self.run_id
+        self.last_checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"] if mine else None
+        self.last_source = metadata.get("source") if mine else None
+
+    @property
+    def input_rejected(self) -> bool:
+        """The graph raised while applying the run's input (a reducer refused it, say): its input
+        checkpoint is the newest it wrote, and no node has run."""
+        return self.graph_error is not None and self.last_source == "input"
 
     async def run(
         self, opened: AbstractAsyncContextManager[Any], parts_of: Callable[[Any], AsyncIterator[Any]]
@@ -348,6 +371,7 @@ class _Drive:
                     self.emitter.event(chunk)
                     continue
                 if mode == "checkpoints" and not ns:
+                    self._newest(chunk)
                     if chunk["config"]["configurable"]["checkpoint_id"] == self.start_id:
                         self.replaying = False  # LangGraph re-announces the checkpoint it resumed from
                         continue

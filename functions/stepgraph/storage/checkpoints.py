@@ -457,11 +457,19 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 ProjectionExpression="pk, checkpoint_ns, checkpoint_id",
             ):
                 thread_id, (ns, cid) = item["pk"]["S"], _where(item)
-                mine = {":p": _s(f"C#{ns}#{cid}")}  # the checkpoint and its writes
-                self._delete_items(self._query(thread_id, "begins_with(sk, :p)", mine, projection=_KEYS))
+                self._delete_checkpoint_items(thread_id, ns, cid)
                 touched.add((thread_id, ns))
         for thread_id, ns in touched:
             self._repair_head(thread_id, ns)
+
+    def delete_checkpoint(self, thread_id: str, checkpoint_id: str, checkpoint_ns: str = "") -> None:
+        """Delete one checkpoint and its pending writes; a head that named it names the newest survivor."""
+        self._delete_checkpoint_items(thread_id, checkpoint_ns, checkpoint_id)
+        self._repair_head(thread_id, checkpoint_ns)
+
+    def _delete_checkpoint_items(self, thread_id: str, ns: str, checkpoint_id: str) -> None:
+        mine = {":p": _s(f"C#{ns}#{checkpoint_id}")}  # the checkpoint and its writes
+        self._delete_items(self._query(thread_id, "begins_with(sk, :p)", mine, projection=_KEYS))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         src, dst = _s3_prefix(source_thread_id), _s3_prefix(target_thread_id)
