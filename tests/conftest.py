@@ -10,10 +10,30 @@ import pytest
 
 from harness import FLAVORS, Server
 
+STEP_MODES = ("batched", "strict")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every sync-flavour test, then every async one (and within each, batched before strict): a
+    session server is started once per flavour, not again each time the items switch flavour."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        flavor, mode = params.get("flavor"), params.get("step_mode")
+        return (-1 if flavor is None else FLAVORS.index(flavor), -1 if mode is None else STEP_MODES.index(mode))
+
+    items.sort(key=rank)  # stable: within a flavour and step mode, the collected order
+
 
 @pytest.fixture(scope="session", params=FLAVORS)
 def flavor(request: pytest.FixtureRequest) -> str:
     """`sync` or `async`: how the example graphs' nodes are written (examples/flavors.py)."""
+    return request.param
+
+
+@pytest.fixture(scope="session", params=STEP_MODES)
+def step_mode(request: pytest.FixtureRequest) -> str:
+    """For modules that run their tests in both step modes (their `server` picks the one)."""
     return request.param
 
 

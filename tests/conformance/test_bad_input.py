@@ -233,3 +233,16 @@ def test_state_values_over_the_item_limit_spill_and_read_back(client, done):
     assert state_of(client, done)["values"]["items"][-1] == BIG
     history = client.post(f"/threads/{done}/history", json={"limit": 2}).json()
     assert history[0]["values"]["items"][-1] == BIG
+
+
+def test_a_resume_whose_update_its_reducer_refuses_errs_and_leaves_the_thread_interrupted(client):
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    client.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": "approval", "input": {"items": ["x"]}})
+    before = state_of(client, thread_id)
+    bad = {"assistant_id": "approval", "command": {"resume": "yes", "update": {"items": 5}}}
+    assert client.post(f"/threads/{thread_id}/runs/wait", json=bad).json()["__error__"]["error"] == "TypeError"
+    after = state_of(client, thread_id)
+    assert after["checkpoint"] == before["checkpoint"] and after["next"] == ["review"]
+    good = {"assistant_id": "approval", "command": {"resume": "yes"}}
+    out = client.post(f"/threads/{thread_id}/runs/wait", json=good).json()
+    assert out["items"] == ["x", "draft", "review:yes", "published"]

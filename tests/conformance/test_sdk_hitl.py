@@ -14,6 +14,12 @@ from langgraph_sdk import get_client
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 
+@pytest.fixture
+def server(request, step_mode, server):
+    """Both step modes: many supersteps per Step invocation, or one (each resumed from its checkpoint)."""
+    return server if step_mode == "batched" else request.getfixturevalue("strict_server")
+
+
 async def _interrupted(client, graph: str = "approval", **kwargs) -> tuple[str, dict]:
     thread = await client.threads.create()
     result = await client.runs.wait(thread["thread_id"], graph, input={"items": []}, **kwargs)

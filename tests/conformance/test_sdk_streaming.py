@@ -12,6 +12,12 @@ from langgraph_sdk import get_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
+
+@pytest.fixture
+def server(request, step_mode, server):
+    """Both step modes: many supersteps per Step invocation, or one (each resumed from its checkpoint)."""
+    return server if step_mode == "batched" else request.getfixturevalue("strict_server")
+
 HI = {"messages": [{"role": "user", "content": "one two three four five"}]}
 REPLY = "You said: one two three four five"
 

@@ -26,7 +26,7 @@ from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
-from stepgraph.storage.checkpoints import HeadConflict, LeaseCondition
+from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
 from stepgraph.storage.events import SeqTaken
 from stepgraph.storage.resources import Conflict
 
@@ -40,6 +40,10 @@ _PUBLIC_ERRORS = {
     "TimeoutError", "InvalidUpdateError", "GraphBubbleUp", "EmptyInputError", "HTTPException",
     "UserInterrupt", "GraphRecursionError",
 }
+
+
+# The channel of LangGraph's write that records a task's exception (private in LangGraph 1.x).
+_ERROR_CHANNEL = "__error__"
 
 
 def error_payload(exc: BaseException) -> dict[str, str]:
@@ -246,9 +250,12 @@ def run_supersteps(
     if remaining_ms is not None:
         deadline = min(deadline, time.monotonic() + max(remaining_ms() - 5_000, 1_000) / 1000)
 
+    interrupt_before = run_option(run, "interrupt_before", assistant)
+    interrupt_after = run_option(run, "interrupt_after", assistant)
     drive = _Drive(
         ctx, run_id, thread_id, writer, emitter, start_id=start_id, replaying=not first, strict=strict,
-        exit_durability=exit_durability, deadline=deadline,
+        exit_durability=exit_durability, deadline=deadline, interrupts=(interrupt_before, interrupt_after),
+        saver=saver,
     )
     try:
         try:
@@ -264,8 +271,8 @@ def run_supersteps(
                     events=emitter.events,
                     continuation=not first,
                     durability="exit" if exit_durability else "sync",
-                    interrupt_before=run_option(run, "interrupt_before", assistant),
-                    interrupt_after=run_option(run, "interrupt_after", assistant),
+                    interrupt_before=interrupt_before,
+                    interrupt_after=interrupt_after,
                     context=context,
                 )
 
@@ -277,8 +284,12 @@ def run_supersteps(
             raise
         except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
             drive.graph_error = exc
-        if drive.input_rejected:
-            saver.abandon()  # the input never applied: none of the run's writes stay on the thread
+        saver.settle()  # a checkpoint put the stopped graph did not wait for lands (or fails) first
+        if drive.graph_error is not None and _ERROR_CHANNEL not in saver.pending_channels():
+            # No node failed (LangGraph records a node's exception as an ERROR write): what raised
+            # is the application of writes, the run's input or command or a node's output that a
+            # reducer refuses. Left pending, every read of the thread would apply them again.
+            saver.abandon()
         saver.commit()  # what is still pending, the error's own writes included; a cancel fails it
     except HeadConflict as conflict:
         _close_quietly(writer)
@@ -332,10 +343,14 @@ class _Drive:
     def __init__(
         self, ctx: Context, run_id: str, thread_id: str, writer: EventWriter, emitter: StreamEmitter, *,
         start_id: str | None, replaying: bool, strict: bool, exit_durability: bool, deadline: float,
+        interrupts: tuple[Any, Any], saver: DynamoDBSaver,
     ):
         self.ctx, self.run_id, self.thread_id, self.writer, self.emitter = ctx, run_id, thread_id, writer, emitter
         self.start_id, self.replaying, self.strict = start_id, replaying, strict
         self.exit_durability, self.deadline = exit_durability, deadline
+        self.interrupt_before, self.interrupt_after = interrupts
+        self.saver = saver
+        self._ran: list[str] = []  # the tasks of the superstep that the next checkpoint closes
         self.last_next: list[str] | None = None  # `next` of the newest checkpoint this invocation wrote
         self.last_checkpoint_id: str | None = None  # the newest checkpoint of this run seen
         self.last_source: str | None = None  # its metadata "source": input, loop, update...
@@ -350,6 +365,27 @@ class _Drive:
         mine = metadata.get("run_id", self.run_id) == self.run_id
         self.last_checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"] if mine else None
         self.last_source = metadata.get("source") if mine else None
+
+    async def _stored(self, checkpoint_id: str) -> None:
+        """Wait until the saver has the checkpoint the step stops after. LangGraph announces a
+        checkpoint as it starts writing it, and astream_events runs the graph in a task of its
+        own: stopping the stream at once can cancel the write, and the next invocation would
+        then start the run over."""
+        deadline = time.monotonic() + 10
+        while not self.saver.holds(checkpoint_id) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+
+    def _graph_interrupts(self, ran: list[str], pending: list[str]) -> bool:
+        """Whether interrupt_after (of the tasks just run) or interrupt_before (of the tasks next)
+        stops the graph on this checkpoint. Then the step lets LangGraph stop it: a continuation
+        invocation starts with no input, which LangGraph takes for a resume past the interrupt."""
+
+        def hits(option: Any, names: list[str]) -> bool:
+            if option == "*":
+                return any(name != "__start__" for name in names)
+            return bool(option) and any(name in option for name in names)
+
+        return hits(self.interrupt_after, ran) or hits(self.interrupt_before, pending)
 
     @property
     def input_rejected(self) -> bool:
@@ -372,6 +408,7 @@ class _Drive:
                     continue
                 if mode == "checkpoints" and not ns:
                     self._newest(chunk)
+                    ran, self._ran = self._ran, list(chunk["next"])
                     if chunk["config"]["configurable"]["checkpoint_id"] == self.start_id:
                         self.replaying = False  # LangGraph re-announces the checkpoint it resumed from
                         continue
@@ -386,7 +423,10 @@ class _Drive:
                         # checkpoint write's lease condition is this check; "exit" writes none.
                         self.cancelled = True
                         return
+                    if self._graph_interrupts(ran, chunk["next"]):
+                        continue  # LangGraph stops here itself; the next invocation must not resume past it
                     if chunk["next"] and (self.strict or time.monotonic() >= self.deadline):
+                        await self._stored(chunk["config"]["configurable"]["checkpoint_id"])
                         self.stopped_early = True
                         return
                     continue

@@ -4,6 +4,7 @@ head so that a Step Lambda invoked twice for the same superstep can never fork t
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import threading
 import time
@@ -24,6 +25,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 __all__ = ["DynamoDBSaver", "HeadConflict", "LeaseCondition"]
 
+# The async twins' calls that reach AWS run here (sized like the clients' connection pools).
+_IO = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="stepgraph-checkpoint-io")
 _BATCH = 25  # BatchWriteItem's maximum
 _IN_MAX = 100  # operands a DynamoDB IN (...) accepts
 _S3_BATCH = 1000  # DeleteObjects' maximum
@@ -88,6 +91,9 @@ class _Fence:
         # A transaction action the first commit carries along; its condition failing counts as a
         # lost lease.
         self.riders: list[dict[str, Any]] = [rider] if rider else []
+        # Calls that reach AWS from the async twins, in worker threads: one whose awaiting task
+        # was cancelled (the graph stopped under it) still runs to its end; settle() waits for it.
+        self.inflight: set[concurrent.futures.Future[Any]] = set()
 
 
 class DynamoDBSaver(BaseCheckpointSaver[str]):
@@ -281,6 +287,13 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 raise error
             while fence.pending:
                 self._commit_first(fence)
+
+    def pending_channels(self) -> set[str]:
+        """The channels of the writes a batched fence holds uncommitted."""
+        if self._fence is None:
+            return set()
+        with self._fence.lock:
+            return {item["channel"]["S"] for g in self._fence.pending for item in g.items if "channel" in item}
 
     def abandon(self) -> None:
         """Forget what is pending: the invocation is ending without committing it."""
@@ -532,6 +545,36 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     # first read, a put or write that lingers for the group commit) runs inline: in batched mode
     # that is every call of a superstep, and a thread hop each would cost more than the call.
 
+    async def _off_loop(self, call: Any, *args: Any) -> Any:
+        """`call(*args)` in a worker thread; a fenced saver keeps track of it until settle()."""
+        future = _IO.submit(call, *args)
+        fence = self._fence
+        if fence is not None:
+            with fence.lock:
+                fence.inflight.add(future)
+            future.add_done_callback(fence.inflight.discard)
+        return await asyncio.wrap_future(future)
+
+    def holds(self, checkpoint_id: str) -> bool:
+        """A fenced saver has committed, or holds for its group commit, this root checkpoint."""
+        fence = self._fence
+        if fence is None:
+            return False
+        with fence.lock:
+            return fence.expected_head == checkpoint_id or any(g.heads.get("") == checkpoint_id for g in fence.pending)
+
+    def settle(self) -> None:
+        """Wait for the async twins' calls still running (the graph may have stopped without
+        awaiting them: astream_events runs it in a task of its own); raise what one met."""
+        fence = self._fence
+        if fence is None:
+            return
+        with fence.lock:
+            running = list(fence.inflight)
+        for future in running:
+            if not future.cancelled():
+                future.result()
+
     def _answers_from_memory(self, config: RunnableConfig) -> bool:
         fence = self._fence
         if fence is None or fence.pending or fence.error is not None or fence.latest_of is None:
@@ -548,7 +591,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         if self._answers_from_memory(config):
             return self.get_tuple(config)
-        return await asyncio.to_thread(self.get_tuple, config)
+        return await self._off_loop(self.get_tuple, config)
 
     async def alist(
         self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
@@ -568,14 +611,14 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         # to S3 on the loop, which is rare and no slower than the hop it saves elsewhere.
         if self._lingers(put=True):
             return self.put(config, checkpoint, metadata, new_versions)
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+        return await self._off_loop(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         if self._lingers(put=False):
             return self.put_writes(config, writes, task_id, task_path)
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+        await self._off_loop(self.put_writes, config, writes, task_id, task_path)
 
     async def ahead(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
         return await asyncio.to_thread(self.head, thread_id, checkpoint_ns)
