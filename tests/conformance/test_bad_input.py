@@ -56,6 +56,7 @@ def test_history_limit_must_be_positive(client, done):
     refused(client.get(f"/threads/{done}/history", params={"limit": -6086}))
     refused(client.post(f"/threads/{done}/history", json={"limit": 0}))
     assert len(client.get(f"/threads/{done}/history", params={"limit": 2}).json()) == 2
+    assert len(client.get(f"/threads/{done}/history").json()) == 1  # the peer's default for GET
 
 
 @pytest.mark.parametrize("delay", ["1e12", "Infinity", "NaN", "-1"])

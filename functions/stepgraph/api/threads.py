@@ -232,7 +232,7 @@ def post_history(thread_id: str, body: HistoryRequest, request: Request) -> list
 
 @router.get("/threads/{thread_id}/history")
 def get_history(
-    thread_id: str, request: Request, limit: int = Query(10, ge=1, le=1000), before: str | None = None
+    thread_id: str, request: Request, limit: int = Query(1, ge=1, le=1000), before: str | None = None
 ) -> list[dict[str, Any]]:
     try:
         body = HistoryRequest(limit=limit, before=before)

@@ -168,8 +168,10 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     def head(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
         key = _key(thread_id, f"H#{checkpoint_ns}")
-        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
-        return item["head"]["S"] if item else None
+        item = self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item") or {}
+        # No `head` attribute: no head. (moto applies a transaction's update in steps, so a read
+        # racing a commit can see the item before its attribute; DynamoDB never shows that.)
+        return item.get("head", {}).get("S")
 
     # --- reads ---------------------------------------------------------------------------------
 
