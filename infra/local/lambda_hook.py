@@ -1,4 +1,4 @@
-"""The one hook into moto: invoking a Lambda function runs our Python handler in-process.
+"""The hook into moto's Lambda: invoking a Lambda function runs our Python handler in-process.
 
 moto (without Docker) cannot run Lambda code. `LambdaFunction.invoke` is the single point where
 it would start a container, and every path goes through it: boto3 `Invoke`, Step Functions

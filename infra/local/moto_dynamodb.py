@@ -1,4 +1,4 @@
-"""Two fixes to moto's DynamoDB that the local runtime needs (written against moto 5.2.5).
+"""Three fixes to moto's DynamoDB that the local runtime needs (written against moto 5.2.5).
 
 1. moto's backend is not thread-safe, and the local runtime calls it from many threads at once
    (Step Functions executions, the API's worker threads, event writers). Every DynamoDB request

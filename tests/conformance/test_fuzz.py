@@ -18,7 +18,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings

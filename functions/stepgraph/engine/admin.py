@@ -4,7 +4,6 @@ count the queue. The API's administrative routes call these; nothing here is on 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import abandon_parked_run, cancel_run

@@ -24,7 +24,7 @@ from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
 from stepgraph.engine.state import get_thread_state
 from stepgraph.storage.queue import ThreadMissing, entry_due_ms, entry_run_id, queue_entry
-from stepgraph.storage.resources import INFLIGHT, Conflict, now_iso
+from stepgraph.storage.resources import Conflict, now_iso
 
 logger = logging.getLogger(__name__)
 
@@ -393,10 +393,6 @@ def _cause(error: dict[str, Any]) -> str:
         return str(parsed.get("errorMessage") or cause)
     except (ValueError, AttributeError):
         return str(cause)
-
-
-def run_is_inflight(run: dict[str, Any]) -> bool:
-    return run.get("status") in INFLIGHT
 
 
 def base_run(thread_id: str, assistant: dict[str, Any], kwargs: dict[str, Any], **extra: Any) -> dict[str, Any]:
