@@ -12,7 +12,8 @@ import pytest
 
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
-from stepgraph.api.threads import delete_thread_everywhere, new_thread
+from stepgraph.api.threads import new_thread
+from stepgraph.engine.admin import delete_thread
 from stepgraph.engine.lifecycle import execution_arn
 from stepgraph.engine.state import get_thread_state
 from stepgraph_local.runtime import LocalRuntime
@@ -184,7 +185,7 @@ def test_deleting_a_parked_thread_releases_its_execution(runtime):
     first = _start(runtime, thread_id, assistant_id="approval", input={"items": []})
     _ended(runtime, first)
     _parked(runtime, thread_id)
-    delete_thread_everywhere(runtime.ctx, thread_id)
+    delete_thread(runtime.ctx, thread_id)
     status, events = _execution(runtime, first["run_id"])
     assert status == "SUCCEEDED" and _states(events)[-1] == "Abandoned"
 

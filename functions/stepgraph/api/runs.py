@@ -16,8 +16,8 @@ from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistant
 from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
-from stepgraph.api.threads import delete_thread_everywhere, load_thread, new_thread
-from stepgraph.engine.admin import RunsMissing, cancel_runs
+from stepgraph.api.threads import load_thread, new_thread
+from stepgraph.engine import admin
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
 from stepgraph.engine.state import get_thread_state
@@ -45,13 +45,18 @@ def run_to_wire(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False) -> dict[str, Any]:
-    """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
+def checked_assistant(ctx: Context, body: RunCreate, *, stateless: bool) -> dict[str, Any]:
+    """The assistant a run body names, once the body passes the peer's checks (400 otherwise)."""
     if body.config and body.config.get("configurable") and body.context:
         raise HTTPException(400, "Cannot specify both configurable and context. Prefer setting context alone.")
     if stateless and body.command and body.command.resume is not None:
         raise HTTPException(400, "You must provide a thread_id when resuming.")
-    assistant = resolve_assistant(ctx, body.assistant_id)
+    return resolve_assistant(ctx, body.assistant_id)
+
+
+def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False) -> dict[str, Any]:
+    """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
+    assistant = checked_assistant(ctx, body, stateless=stateless)
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
     if "durability" not in kwargs and isinstance((body.model_extra or {}).get("checkpoint_during"), bool):
         # The deprecated boolean form, as the peer maps it.
@@ -124,7 +129,7 @@ async def _cancel_quietly(ctx: Context, run: dict[str, Any]) -> None:
 
 def _cleanup_stateless(ctx: Context, run: dict[str, Any]) -> None:
     if run.get("kwargs", {}).get("on_completion") == "delete":
-        delete_thread_everywhere(ctx, run["thread_id"])
+        admin.delete_thread(ctx, run["thread_id"])
 
 
 async def _wait_response(ctx: Context, run: dict[str, Any], on_disconnect: str) -> Response:
@@ -325,11 +330,7 @@ async def stateless_stream(body: RunCreate, request: Request) -> StreamingRespon
 def _create_batch(ctx: Context, bodies: list[RunCreate]) -> list[dict[str, Any]]:
     # Every body is checked before any run is queued: a bad item creates nothing.
     for body in bodies:
-        if body.config and body.config.get("configurable") and body.context:
-            raise HTTPException(400, "Cannot specify both configurable and context. Prefer setting context alone.")
-        if body.command and body.command.resume is not None:
-            raise HTTPException(400, "You must provide a thread_id when resuming.")
-        resolve_assistant(ctx, body.assistant_id)
+        checked_assistant(ctx, body, stateless=True)
     keep = {"on_completion": "keep"}  # background stateless runs keep their thread, as POST /runs does
     return [create_run(ctx, _stateless_thread(), b.model_copy(update=keep), stateless=True) for b in bodies]
 
@@ -352,13 +353,13 @@ async def cancel_many(body: RunsCancel, request: Request, action: str = "interru
             check_uuid(run_id, "run")
     try:
         await run_in_threadpool(
-            cancel_runs,
+            admin.cancel_runs,
             ctx_of(request),
             thread_id=body.thread_id,
             run_ids=body.run_ids,
             status=body.status,
             action=action,
         )
-    except RunsMissing as exc:
+    except admin.RunsMissing as exc:
         raise HTTPException(404, f"Run not found: {exc}") from None
     return Response(status_code=204)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from langgraph.errors import InvalidUpdateError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -16,8 +17,6 @@ from stepgraph.api.schemas import (
     CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch,
 )
 from stepgraph.engine import admin
-from langgraph.errors import InvalidUpdateError
-
 from stepgraph.engine.context import Context
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
 from stepgraph.storage.resources import INFLIGHT, now_iso
@@ -66,10 +65,6 @@ def load_thread(ctx: Context, thread_id: str) -> dict[str, Any]:
 def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
     graph_id = (thread.get("metadata") or {}).get("graph_id")
     return graph_id if graph_id in ctx.graphs.specs else None
-
-
-def delete_thread_everywhere(ctx: Context, thread_id: str) -> None:
-    admin.delete_thread(ctx, thread_id)
 
 
 @router.post("/threads")
@@ -139,7 +134,7 @@ def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[st
 def delete_thread(thread_id: str, request: Request) -> Response:
     ctx = ctx_of(request)
     load_thread(ctx, thread_id)
-    delete_thread_everywhere(ctx, thread_id)
+    admin.delete_thread(ctx, thread_id)
     return Response(status_code=204)
 
 

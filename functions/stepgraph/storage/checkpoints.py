@@ -182,8 +182,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         fence = self._fence
         if fence is not None and fence.latest_of is not None:
             # One-shot: only the first read may use it.
-            (latest, of), fence.latest, fence.latest_of = (fence.latest, fence.latest_of), None, None
-            if not checkpoint_id and ns == "" and of == thread_id:
+            primed, latest = self._primed(config), fence.latest
+            fence.latest = fence.latest_of = None
+            if primed:
                 return latest
         prefix = f"C#{ns}#{checkpoint_id or ''}"
         # Small pages: the newest checkpoint comes right after its own, usually few, pending
@@ -577,12 +578,16 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             if not future.cancelled():
                 future.result()
 
-    def _answers_from_memory(self, config: RunnableConfig) -> bool:
+    def _primed(self, config: RunnableConfig) -> bool:
+        """`config` asks for what the fence was primed with: its thread's newest root checkpoint."""
         fence = self._fence
-        if fence is None or fence.pending or fence.error is not None or fence.latest_of is None:
-            return False
         thread_id, ns = _thread_ns(config)
-        return not get_checkpoint_id(config) and ns == "" and fence.latest_of == thread_id
+        return fence is not None and fence.latest_of == thread_id and ns == "" and not get_checkpoint_id(config)
+
+    def _answers_from_memory(self, config: RunnableConfig) -> bool:
+        """get_tuple would answer without a request: primed, and nothing to commit first."""
+        fence = self._fence
+        return self._primed(config) and fence is not None and not fence.pending and fence.error is None
 
     def _lingers(self, put: bool) -> bool:
         fence = self._fence
