@@ -19,10 +19,8 @@ import time
 from collections import defaultdict
 from datetime import datetime
 
-from langgraph_sdk import get_client
-
 from common import Server, summary
-
+from langgraph_sdk import get_client
 
 
 def ts(value: str) -> float:

@@ -47,30 +47,46 @@ def measure(calls: int, repeats: int, speedups: bool = True) -> dict[str, float]
         for key in ("t", "u", "c"):
             ddb.put_item(TableName=threads, Item={"thread_id": {"S": key}, "v": {"S": "y" * 200}})
         for n in range(20):
-            ddb.put_item(TableName=checkpoints, Item={
-                "pk": {"S": "p"}, "sk": {"S": f"{n:04}"}, "n": {"N": str(n)}, "b": {"B": b"x" * 64},
-            })
+            ddb.put_item(
+                TableName=checkpoints,
+                Item={
+                    "pk": {"S": "p"},
+                    "sk": {"S": f"{n:04}"},
+                    "n": {"N": str(n)},
+                    "b": {"B": b"x" * 64},
+                },
+            )
         s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 1024)
 
         def transact(i: int) -> None:
-            ddb.transact_write_items(TransactItems=[
-                {"Put": {"TableName": threads, "Item": {"thread_id": {"S": f"a{i}"}, "v": {"N": "1"}}}},
-                {"Update": {
-                    "TableName": threads, "Key": {"thread_id": {"S": "u"}},
-                    "UpdateExpression": "SET w = :w", "ExpressionAttributeValues": {":w": {"N": str(i)}},
-                }},
-                {"ConditionCheck": {
-                    "TableName": threads, "Key": {"thread_id": {"S": "c"}},
-                    "ConditionExpression": "attribute_exists(thread_id)",
-                }},
-            ])
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": threads, "Item": {"thread_id": {"S": f"a{i}"}, "v": {"N": "1"}}}},
+                    {
+                        "Update": {
+                            "TableName": threads,
+                            "Key": {"thread_id": {"S": "u"}},
+                            "UpdateExpression": "SET w = :w",
+                            "ExpressionAttributeValues": {":w": {"N": str(i)}},
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": threads,
+                            "Key": {"thread_id": {"S": "c"}},
+                            "ConditionExpression": "attribute_exists(thread_id)",
+                        }
+                    },
+                ]
+            )
 
         def receive_delete(i: int) -> None:
             sqs.send_message(QueueUrl=queue, MessageBody="m", MessageGroupId="g", MessageDeduplicationId=str(i))
             got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1)
-            sqs.delete_message_batch(QueueUrl=queue, Entries=[
-                {"Id": "0", "ReceiptHandle": m["ReceiptHandle"]} for m in got.get("Messages", [])
-            ])
+            sqs.delete_message_batch(
+                QueueUrl=queue,
+                Entries=[{"Id": "0", "ReceiptHandle": m["ReceiptHandle"]} for m in got.get("Messages", [])],
+            )
 
         operations: dict[str, Callable[[int], Any]] = {
             "GetItem": lambda i: ddb.get_item(TableName=threads, Key={"thread_id": {"S": "t"}}, ConsistentRead=True),
@@ -79,12 +95,16 @@ def measure(calls: int, repeats: int, speedups: bool = True) -> dict[str, float]
             ),
             "TransactWriteItems(3)": transact,
             "Query(20 items)": lambda i: ddb.query(
-                TableName=checkpoints, KeyConditionExpression="pk = :p",
+                TableName=checkpoints,
+                KeyConditionExpression="pk = :p",
                 ExpressionAttributeValues={":p": {"S": "p"}},
             ),
             "UpdateItem": lambda i: ddb.update_item(
-                TableName=threads, Key={"thread_id": {"S": "t"}}, UpdateExpression="SET c = :c",
-                ExpressionAttributeValues={":c": {"N": str(i)}}, ReturnValues="ALL_NEW",
+                TableName=threads,
+                Key={"thread_id": {"S": "t"}},
+                UpdateExpression="SET c = :c",
+                ExpressionAttributeValues={":c": {"N": str(i)}},
+                ReturnValues="ALL_NEW",
             ),
             "Lambda Invoke": lambda i: lam.invoke(FunctionName="StepFunction", Payload=b"{}")["Payload"].read(),
             "SQS send+receive+delete": receive_delete,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import Server  # noqa: E402,F401  (the same launcher the tests use)
+from harness import Server  # noqa: F401  (the same launcher the tests use)
 
 
 def summary(samples: list[float], digits: int = 2) -> dict[str, float]:

@@ -18,10 +18,8 @@ import statistics
 import time
 from pathlib import Path
 
-from langgraph_sdk import get_client
-
 from common import Server, summary
-
+from langgraph_sdk import get_client
 
 
 def rss_mb(pid: int) -> float:
@@ -89,8 +87,13 @@ async def throughput(client, runs: int, concurrency: int) -> dict[str, float]:
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - start
-    return {"runs": runs, "concurrency": concurrency, "wall_s": round(wall, 2),
-            "runs_per_s": round(runs / wall, 1), "latency_ms": summary(latencies)}
+    return {
+        "runs": runs,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 2),
+        "runs_per_s": round(runs / wall, 1),
+        "latency_ms": summary(latencies),
+    }
 
 
 async def measure(server: Server, args: argparse.Namespace, full: bool) -> dict:
@@ -124,7 +127,9 @@ async def main() -> None:
     parser.add_argument("--throughput-runs", type=int, default=200)
     parser.add_argument("--runs-for-memory", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="fewer samples, for a smoke run")
-    parser.add_argument("--flavor", choices=["async", "sync"], default="async", help="how the graphs' nodes are written")
+    parser.add_argument(
+        "--flavor", choices=["async", "sync"], default="async", help="how the graphs' nodes are written"
+    )
     args = parser.parse_args()
     if args.quick:
         args.reps, args.sequential, args.streams, args.throughput_runs, args.runs_for_memory = 2, 20, 10, 48, 100

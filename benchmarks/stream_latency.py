@@ -20,10 +20,8 @@ import json
 import time
 import uuid
 
-from langgraph_sdk import get_client
-
 from common import Server, summary
-
+from langgraph_sdk import get_client
 
 
 async def writer_to_client(url: str, runs: int, count: int, interval: float) -> list[float]:

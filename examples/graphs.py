@@ -6,11 +6,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
+from flavors import node
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import interrupt
 from typing_extensions import TypedDict  # pydantic builds its JSON schemas on Python 3.11 too
-
-from flavors import node
 
 
 class Items(TypedDict, total=False):

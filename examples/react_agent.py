@@ -42,7 +42,7 @@ class ScriptedToolModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted-tool-model"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> "ScriptedToolModel":
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedToolModel:
         return self  # the script names its tools; binding changes nothing
 
     def _reply(self, messages: list[BaseMessage]) -> AIMessage:

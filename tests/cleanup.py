@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -13,7 +13,7 @@ import httpx
 def removing_what_is_created(url: str) -> Iterator[None]:
     """Tests that create resources by the hundred (fuzzing) must not change what later tests on
     the same session server search or count."""
-    since = datetime.now(timezone.utc).isoformat()
+    since = datetime.now(UTC).isoformat()
     try:
         yield
     finally:

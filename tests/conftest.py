@@ -7,7 +7,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from harness import FLAVORS, Server
 
 STEP_MODES = ("batched", "strict")

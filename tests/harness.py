@@ -24,18 +24,29 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(
-        self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None, flavor: str = "sync"
-    ):
+    def __init__(self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None, flavor: str = "sync"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
-            sys.executable, "-m", "stepgraph_local.cli", "dev", "--config", str(config), "--port", str(self.port), *args,
+            sys.executable,
+            "-m",
+            "stepgraph_local.cli",
+            "dev",
+            "--config",
+            str(config),
+            "--port",
+            str(self.port),
+            *args,
         ]
         # A file, not a pipe: a chatty server must never block on a full pipe.
         self.output = tempfile.NamedTemporaryFile("w+", prefix="stepgraph-server-", suffix=".log")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})}, stdout=self.output, stderr=subprocess.STDOUT, text=True
+            cmd,
+            cwd=ROOT,
+            env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def read_output(self) -> str:
@@ -43,7 +54,7 @@ class Server:
         self.output.seek(0)
         return self.output.read()
 
-    def wait_ready(self, timeout: float = 60) -> "Server":
+    def wait_ready(self, timeout: float = 60) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

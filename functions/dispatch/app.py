@@ -4,7 +4,6 @@ import json
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
-
 from stepgraph.engine import admit_next_run, current_context
 
 logger = Logger()

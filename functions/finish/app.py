@@ -1,7 +1,6 @@
 """finish: final run status, free the thread lease, ring the doorbell for the next pending run."""
 
 from aws_lambda_powertools import Logger
-
 from stepgraph.engine import current_context, finish_run
 from stepgraph.models import FinishEvent
 

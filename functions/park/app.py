@@ -1,7 +1,6 @@
 """park: the run stopped on an interrupt; store the task token with the thread and free it."""
 
 from aws_lambda_powertools import Logger
-
 from stepgraph.engine import current_context, park_run
 from stepgraph.models import ParkEvent
 

@@ -1,7 +1,6 @@
 """step: runs the run's next supersteps and returns continue | interrupted | done | error."""
 
 from aws_lambda_powertools import Logger
-
 from stepgraph.engine import current_context, run_supersteps
 from stepgraph.models import StepEvent
 

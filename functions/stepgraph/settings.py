@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-
 # Names stepgraph's own AWS calls (User-Agent `app/stepgraph`); the local runtime's emulator
 # answers these calls only, so a graph node's own boto3 clients stay the user's.
 APP_ID = "stepgraph"
@@ -88,7 +87,7 @@ class Settings:
     sign_requests: bool = True
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         return cls(
             checkpoints_table=_env("CHECKPOINTS_TABLE", cls.checkpoints_table),
             assistants_table=_env("ASSISTANTS_TABLE", cls.assistants_table),

@@ -21,18 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 # moto imports each service's backend on its first request; importing them here keeps that
 # cost (~1 s, mostly the Step Functions interpreter) in `import`, out of `LocalAWS.start()`.
-import moto.awslambda.models  # noqa: F401
-import moto.awslambda.responses  # noqa: F401
-import moto.dynamodb.responses  # noqa: F401
-import moto.iam.responses  # noqa: F401
-import moto.s3.responses  # noqa: F401
-import moto.sqs.responses  # noqa: F401
-import moto.stepfunctions.parser.models  # noqa: F401
+import moto.awslambda.models
+import moto.awslambda.responses
+import moto.dynamodb.responses
+import moto.iam.responses
+import moto.s3.responses
+import moto.sqs.responses
+import moto.stepfunctions.parser.models
 import moto.stepfunctions.responses  # noqa: F401
+from botocore.exceptions import ClientError
 
 from . import lambda_hook, moto_dynamodb, moto_scope, moto_speed, moto_stepfunctions
 from .template import load_template
@@ -114,8 +113,7 @@ class LocalAWS:
         if unknown:
             raise ValueError(f"unknown template parameters: {sorted(unknown)}")
         self.parameters: dict[str, str] = {
-            name: str((parameters or {}).get(name, spec.get("Default", "")))
-            for name, spec in declared.items()
+            name: str((parameters or {}).get(name, spec.get("Default", ""))) for name, spec in declared.items()
         }
         functions = self._of_type("AWS::Serverless::Function")
         unknown = set(handlers or {}) - set(functions)
@@ -157,8 +155,15 @@ class LocalAWS:
         moto_speed.install()  # work moto, botocore and werkzeug redo on every request, done once
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-        for mapping in (self.resources, self.queue_urls, self.state_machine_arns, self.environment,
-                        self.function_environments, self._attrs, self.exported_environment):
+        for mapping in (
+            self.resources,
+            self.queue_urls,
+            self.state_machine_arns,
+            self.environment,
+            self.function_environments,
+            self._attrs,
+            self.exported_environment,
+        ):
             mapping.clear()
         self.state_machine_arn = None
 
@@ -257,14 +262,15 @@ class LocalAWS:
             }
             self.function_environments[logical_id] = variables
             if variables:
-                lam.update_function_configuration(
-                    FunctionName=logical_id, Environment={"Variables": variables}
-                )
+                lam.update_function_configuration(FunctionName=logical_id, Environment={"Variables": variables})
             for key, value in variables.items():
                 if self.environment.setdefault(key, value) != value:
                     _log.warning(
                         "%s sets %s=%r but another function sets %r; os.environ keeps the first",
-                        logical_id, key, value, self.environment[key],
+                        logical_id,
+                        key,
+                        value,
+                        self.environment[key],
                     )
 
     def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
@@ -379,8 +385,7 @@ class LocalAWS:
                 raise ValueError(f"{logical_id}: only a local DefinitionUri file is supported, got {uri!r}")
             definition = json.loads((self.template_path.parent / uri).read_text(encoding="utf-8"))
         substitutions = {
-            key: str(self._resolve(value))
-            for key, value in (props.get("DefinitionSubstitutions") or {}).items()
+            key: str(self._resolve(value)) for key, value in (props.get("DefinitionSubstitutions") or {}).items()
         }
         definition = _substitute(definition, substitutions)
         name = self._resolve(props.get("Name", logical_id))
@@ -402,9 +407,7 @@ class LocalAWS:
         def running() -> list[str]:
             arns = []
             for sm_arn in self.state_machine_arns.values():
-                pages = sfn.get_paginator("list_executions").paginate(
-                    stateMachineArn=sm_arn, statusFilter="RUNNING"
-                )
+                pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=sm_arn, statusFilter="RUNNING")
                 arns += [e["executionArn"] for page in pages for e in page["executions"]]
             return arns
 
@@ -457,9 +460,7 @@ class LocalAWS:
             "AWS::AccountId": self.account_id,
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"
-            ),
+            "AWS::StackId": (f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"),
         }.get(name)
 
     def _ref(self, name: str) -> str:
@@ -485,7 +486,7 @@ class LocalAWS:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._ref(arg)
             if key == "Fn::GetAtt":

@@ -14,7 +14,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stepgraph", description="serverless LangGraph Agent Server")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="run the local server (AWS emulated in-process)")
-    dev.add_argument("--config", type=Path, default=None, help="langgraph.json (default: ./langgraph.json, else the examples)")
+    dev.add_argument(
+        "--config", type=Path, default=None, help="langgraph.json (default: ./langgraph.json, else the examples)"
+    )
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=2024)
     dev.add_argument("--step-mode", choices=["batched", "strict"], default=None, help="supersteps per Step invocation")
@@ -36,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "aws":
         from stepgraph_local.split import serve_aws
 
-        serve_aws(port=args.port, worker_url=args.worker_url, env_file=args.env_file,
-                  config_path=args.config, step_mode=args.step_mode)
+        serve_aws(
+            port=args.port,
+            worker_url=args.worker_url,
+            env_file=args.env_file,
+            config_path=args.config,
+            step_mode=args.step_mode,
+        )
         return 0
     if args.command == "worker":
         from stepgraph_local.split import serve_worker

@@ -30,10 +30,10 @@ __all__ = [
     "MOTO_VERSION",
     "LambdaContext",
     "install",
-    "uninstall",
     "installed",
     "register",
     "register_source",
+    "uninstall",
     "unregister",
 ]
 
@@ -151,9 +151,7 @@ def _resolve(function_name: str) -> Handler | None:
 def _load_handler(code_dir: Path, spec: str) -> Handler:
     module_path, _, attr = spec.rpartition(".")
     if not module_path or not attr:
-        raise _HandlerLoadError(
-            "Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function"
-        )
+        raise _HandlerLoadError("Runtime.MalformedHandlerName", f"Bad handler '{spec}': expected module.function")
     file = code_dir.joinpath(*re.split(r"[./]", module_path)).with_suffix(".py")
     module = _modules.get(file)
     if module is None:
@@ -181,9 +179,7 @@ def _load_handler(code_dir: Path, spec: str) -> Handler:
         _modules[file] = module
     handler = getattr(module, attr, None)
     if not callable(handler):
-        raise _HandlerLoadError(
-            "Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_path}'"
-        )
+        raise _HandlerLoadError("Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_path}'")
     return handler
 
 

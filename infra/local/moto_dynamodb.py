@@ -62,8 +62,17 @@ def _query(
         _partition.table, _partition.hash_key = self, hash_key
     try:
         return _originals["query"](
-            self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
-            projection_expressions, index_name, *args, **kwargs,
+            self,
+            hash_key,
+            range_comparison,
+            range_objs,
+            limit,
+            exclusive_start_key,
+            scan_index_forward,
+            projection_expressions,
+            index_name,
+            *args,
+            **kwargs,
         )
     finally:
         _partition.table = None

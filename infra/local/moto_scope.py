@@ -34,10 +34,9 @@ from moto.core.base_backend import BackendDict
 from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 from moto.core.config import default_user_config
 from moto.core.model_instances import reset_model_data
-
 from stepgraph.settings import APP_ID, client_config, own_session
 
-__all__ = ["MOTO_VERSION", "CREDENTIALS", "InProcess", "active", "client", "is_stepgraph_request"]
+__all__ = ["CREDENTIALS", "MOTO_VERSION", "InProcess", "active", "client", "is_stepgraph_request"]
 
 MOTO_VERSION = "5.2.5"
 # What stepgraph's own clients sign with locally: never the user's keys, never os.environ.

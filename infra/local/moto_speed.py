@@ -81,17 +81,16 @@ import werkzeug.sansio.request
 import werkzeug.test
 from botocore import useragent
 from botocore.context import get_context
-from moto.core import base_backend
-from moto.core import utils as moto_utils
+from moto.core import base_backend, serialize
 from moto.core import responses as moto_responses
-from moto.core import serialize
+from moto.core import utils as moto_utils
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.parsing import ast_nodes
-from moto.dynamodb.parsing import validators as update_validators
 from moto.dynamodb.parsing import expressions as update_expressions
+from moto.dynamodb.parsing import validators as update_validators
 
-__all__ = ["MOTO_VERSION", "BOTOCORE_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
+__all__ = ["BOTOCORE_VERSION", "MOTO_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
 
 MOTO_VERSION = "5.2.5"
 BOTOCORE_VERSION = "1.43.127"
@@ -220,10 +219,20 @@ def _user_agent_key(ua: useragent.UserAgentString) -> tuple[Any, ...] | None:
     if sum(len(f) + 1 for f in features) > 1000:  # near its 1024-byte cap botocore truncates (and logs)
         return None
     return (
-        ua._platform_name, ua._platform_version, ua._platform_machine, ua._python_version,
-        ua._python_implementation, ua._execution_env, ua._crt_version,
-        ua._session_user_agent_name, ua._session_user_agent_version, ua._session_user_agent_extra,
-        config_key, tuple(features), useragent.modify_components, useragent.botocore_version,
+        ua._platform_name,
+        ua._platform_version,
+        ua._platform_machine,
+        ua._python_version,
+        ua._python_implementation,
+        ua._execution_env,
+        ua._crt_version,
+        ua._session_user_agent_name,
+        ua._session_user_agent_version,
+        ua._session_user_agent_extra,
+        config_key,
+        tuple(features),
+        useragent.modify_components,
+        useragent.botocore_version,
     )
 
 
@@ -341,7 +350,8 @@ def _camelcase_to_underscores(argument: Any) -> Any:
 def _moto_modules_using(function: Any) -> list[Any]:
     """moto's modules import camelcase_to_underscores by name: each holds its own reference."""
     return [
-        module for name, module in list(sys.modules.items())
+        module
+        for name, module in list(sys.modules.items())
         if (name == "moto" or name.startswith("moto."))
         and getattr(module, "camelcase_to_underscores", None) is function
     ]
@@ -416,7 +426,10 @@ def _supported(library: str, found: str, expected: str) -> bool:
         _warned.add(library)
         _log.warning(
             "stepgraph's %s speed-ups were written against %s %s, found %s: left out (calls are slower)",
-            library, library, expected, found,
+            library,
+            library,
+            expected,
+            found,
         )
     return False
 

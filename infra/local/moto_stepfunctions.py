@@ -87,7 +87,8 @@ def _boto_client_for(region: str, service: str, state_credentials: Any = None) -
 def _modules_using(function: Any) -> list[Any]:
     """moto's modules import boto_client_for by name: each holds its own reference."""
     return [
-        m for name, m in list(sys.modules.items())
+        m
+        for name, m in list(sys.modules.items())
         if name.startswith("moto.stepfunctions.parser") and getattr(m, "boto_client_for", None) is function
     ]
 

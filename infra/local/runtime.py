@@ -57,9 +57,9 @@ class QueuePoller(threading.Thread):
         self.wait_seconds = wait_seconds
         self.sqs = client("sqs")
         self.lambda_ = client("lambda")
-        self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -123,7 +123,7 @@ class LocalRuntime:
     parameters: dict[str, str] = field(default_factory=dict)
     ttl_sweep_seconds: float = float(os.environ.get("STEPGRAPH_LOCAL_TTL_SWEEP_SECONDS", "60"))
 
-    def start(self) -> "LocalRuntime":
+    def start(self) -> LocalRuntime:
         from stepgraph.api.assistants import ensure_system_assistants
         from stepgraph.engine.context import Context, set_context
         from stepgraph.settings import Settings
@@ -171,7 +171,6 @@ def _function_for_queue(aws: Any, queue_url: str) -> str:
 def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:
     """Start the local runtime and serve the API until interrupted."""
     import uvicorn
-
     from stepgraph.api import create_app
 
     check_port(host, port)

@@ -66,7 +66,9 @@ class LambdaForwarder:
                 # The function's Timeout, as Lambda enforces it. Lambda would also stop the
                 # sandbox; here the late invocation runs on in the worker, a harsher test of
                 # the fenced writes than the real service.
-                with urllib.request.urlopen(request, timeout=max(0.01, context.get_remaining_time_in_millis() / 1000)) as resp:
+                with urllib.request.urlopen(
+                    request, timeout=max(0.01, context.get_remaining_time_in_millis() / 1000)
+                ) as resp:
                     reply = json.loads(resp.read())
                 break
             except TimeoutError:
@@ -100,7 +102,6 @@ def serve_aws(
 ) -> None:
     """Run the emulated AWS until SIGTERM/SIGINT; write the workers' environment to env_file."""
     from moto.server import ThreadedMotoServer
-
     from stepgraph_local.aws import LocalAWS
     from stepgraph_local.runtime import _function_for_queue
     from stepgraph_local.template import load_template
@@ -183,7 +184,9 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
                 self._reply(200, {"errorType": "ResourceNotFoundException", "errorMessage": name})
                 return
             context = LambdaContext(
-                name, request.get("function_arn", name), request.get("memory_mb", 128),
+                name,
+                request.get("function_arn", name),
+                request.get("memory_mb", 128),
                 request.get("remaining_ms", 900_000) / 1000,
             )
             try:
@@ -212,7 +215,6 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     print(f"stepgraph worker: http://{host}:{port}", flush=True)
     if api_port is not None:
         import uvicorn
-
         from stepgraph.api import create_app
 
         uvicorn.run(create_app(ctx), host=host, port=api_port, log_level="warning", access_log=False)

@@ -42,4 +42,4 @@ def load_template(path: str | Path) -> dict[str, Any]:
     (`!Ref X` -> `{"Ref": "X"}`, `!GetAtt A.B` -> `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` ->
     `{"Fn::Sub": s}`, ...)."""
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_TemplateLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(f, Loader=_TemplateLoader)

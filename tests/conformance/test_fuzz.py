@@ -20,12 +20,11 @@ from typing import Any
 import httpx
 import requests
 import schemathesis
+from cleanup import removing_what_is_created
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
-
-from cleanup import removing_what_is_created
 
 # Generated requests per operation and flavor: schema-valid, then schema-violating.
 POSITIVE_EXAMPLES = 10
@@ -193,7 +192,10 @@ def _fuzz_everything(server, flavor, record_counts):
     tally.problems = []
     session = requests.Session()
     for operation in operations:
-        for mode, examples in ((GenerationMode.POSITIVE, POSITIVE_EXAMPLES), (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)):
+        for mode, examples in (
+            (GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
+            (GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES),
+        ):
             _fuzz_operation(operation, mode, examples, flavor, pool, session, tally)
     seconds = round(time.monotonic() - started, 1)
     counts = {

@@ -63,7 +63,10 @@ async def test_resume_with_command_through_wait_stream_and_create(server):
         (p.event, p.data)
         async for p in client.runs.stream(thread_id, "approval", command={"resume": "yes"}, stream_mode="updates")
     ]
-    assert parts[1:] == [("updates", {"review": {"items": ["review:yes"]}}), ("updates", {"publish": {"items": ["published"]}})]
+    assert parts[1:] == [
+        ("updates", {"review": {"items": ["review:yes"]}}),
+        ("updates", {"publish": {"items": ["published"]}}),
+    ]
     assert (await client.threads.get(thread_id))["status"] == "idle"
 
     thread_id, _ = await _interrupted(client)
@@ -121,7 +124,9 @@ async def test_interrupt_before_and_after_per_run(server):
     assert (await client.threads.get_state(thread_id))["next"] == ["c"]
     assert await client.runs.wait(thread_id, "chain", input=None) == {"items": ["x", "a", "b", "c"]}
     assert (await client.threads.get(thread_id))["status"] == "idle"
-    everything = await client.runs.wait((await client.threads.create())["thread_id"], "chain", input={"items": []}, interrupt_before="*")
+    everything = await client.runs.wait(
+        (await client.threads.create())["thread_id"], "chain", input={"items": []}, interrupt_before="*"
+    )
     assert everything == {"items": []}
 
 
@@ -139,7 +144,9 @@ async def test_interrupt_before_and_after_in_assistant_config(server):
     assert await client.runs.wait(thread_id, assistant["assistant_id"], input=None) == {"items": ["a", "b", "c"]}
     before = await client.assistants.create("chain", config={"interrupt_before": ["c"]}, name="stop-before-c")
     thread = await client.threads.create()
-    assert await client.runs.wait(thread["thread_id"], before["assistant_id"], input={"items": []}) == {"items": ["a", "b"]}
+    assert await client.runs.wait(thread["thread_id"], before["assistant_id"], input={"items": []}) == {
+        "items": ["a", "b"]
+    }
     await client.assistants.delete(assistant["assistant_id"])
     await client.assistants.delete(before["assistant_id"])
 
@@ -197,7 +204,9 @@ async def test_deadline_for_human_input_resumes_with_a_value(server):
 async def test_deadline_for_human_input_ends_the_run(server):
     """Per run (through `config`, which the SDK passes as is): the parked run ends `timeout`."""
     client = get_client(url=server.url)
-    thread_id, _ = await _interrupted(client, config={"interrupt_deadline_seconds": 1, "on_interrupt_deadline": {"action": "end"}})
+    thread_id, _ = await _interrupted(
+        client, config={"interrupt_deadline_seconds": 1, "on_interrupt_deadline": {"action": "end"}}
+    )
 
     async def timed_out():
         [run] = await client.runs.list(thread_id)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
-
 from harness import Server
+from langgraph_sdk import get_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -99,7 +98,8 @@ async def test_enqueue_runs_after_the_first_ends(graphs_server):
     assert (await client.runs.join(thread, second["run_id"]))["items"] == ["r1", "slept", "r2", "slept"]
     assert (await client.runs.get(thread, first["run_id"]))["status"] == "success"
     assert [r["run_id"] for r in await client.runs.list(thread, status="success")] == [
-        second["run_id"], first["run_id"]
+        second["run_id"],
+        first["run_id"],
     ]
 
 
@@ -121,9 +121,7 @@ async def test_rollback_deletes_the_first_run_and_its_checkpoints(graphs_server)
     client = get_client(url=graphs_server.url)
     thread = (await client.threads.create())["thread_id"]
     first = await _busy(client, thread, "r1", 5.0)
-    second = await client.runs.create(
-        thread, "nap", input={"items": ["r2"], "pause": 0}, multitask_strategy="rollback"
-    )
+    second = await client.runs.create(thread, "nap", input={"items": ["r2"], "pause": 0}, multitask_strategy="rollback")
     with pytest.raises(httpx.HTTPStatusError) as err:
         await client.runs.get(thread, first["run_id"])
     assert err.value.response.status_code == 404
@@ -242,7 +240,9 @@ async def test_race_reject(graphs_server, record_counts):
     assert accepted_busy == [] and refused_busy == [409] * RACE
     await client.runs.join(thread, accepted[0]["run_id"])
     assert [r["run_id"] for r in await client.runs.list(thread, limit=100)] == [accepted[0]["run_id"]]
-    record_counts("reject race", {"accepted": len(accepted), "got_409": len(refused), "busy_thread_got_409": len(refused_busy)})
+    record_counts(
+        "reject race", {"accepted": len(accepted), "got_409": len(refused), "busy_thread_got_409": len(refused_busy)}
+    )
 
 
 async def test_race_enqueue(graphs_server, record_counts):
@@ -258,7 +258,9 @@ async def test_race_enqueue(graphs_server, record_counts):
     assert [r["created_at"] for r in in_order] == sorted(r["created_at"] for r in in_order)
     expected = ["busy", "slept"] + [x for r in in_order for x in (_tag(r), "slept")]
     assert (await client.threads.get_state(thread))["values"]["items"] == expected
-    record_counts("enqueue race", {"accepted": len(accepted), "ran_in_order": sum(r["status"] == "success" for r in runs) - 1})
+    record_counts(
+        "enqueue race", {"accepted": len(accepted), "ran_in_order": sum(r["status"] == "success" for r in runs) - 1}
+    )
 
 
 async def test_race_interrupt(graphs_server, record_counts):

@@ -26,13 +26,17 @@ async def test_system_assistants_have_peer_ids(server):
 
 async def test_assistant_lifecycle(server):
     client = get_client(url=server.url)
-    created = await client.assistants.create("chain", config={"configurable": {"k": 1}}, name="mine", metadata={"team": "x"})
+    created = await client.assistants.create(
+        "chain", config={"configurable": {"k": 1}}, name="mine", metadata={"team": "x"}
+    )
     assert created["graph_id"] == "chain" and created["version"] == 1
     assert (await client.assistants.get(created["assistant_id"]))["name"] == "mine"
     patched = await client.assistants.update(created["assistant_id"], name="renamed", metadata={"more": True})
     assert patched["version"] == 2 and patched["name"] == "renamed"
     assert patched["metadata"] == {"team": "x", "more": True}
-    assert [a["assistant_id"] for a in await client.assistants.search(metadata={"team": "x"})] == [created["assistant_id"]]
+    assert [a["assistant_id"] for a in await client.assistants.search(metadata={"team": "x"})] == [
+        created["assistant_id"]
+    ]
     # A run through a user assistant works like one through the graph id.
     thread = await client.threads.create()
     assert await client.runs.wait(thread["thread_id"], created["assistant_id"], input={"items": []}) == {

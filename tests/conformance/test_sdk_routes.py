@@ -117,7 +117,9 @@ async def _(client):
 
 @covers("assistants", "search")
 async def _(client):
-    assert [a["assistant_id"] for a in await client.assistants.search(graph_id="chain", metadata={"created_by": "system"})] == [CHAIN_ID]
+    assert [
+        a["assistant_id"] for a in await client.assistants.search(graph_id="chain", metadata={"created_by": "system"})
+    ] == [CHAIN_ID]
 
 
 @covers("assistants", "set_latest")
@@ -431,9 +433,13 @@ async def test_new_routes_refuse_bad_input(server):
             assert response.status_code == status, (method, path, body, response.text)
             assert "detail" in response.json()
         # Protocol failures come back in the protocol's envelope.
-        reply = (await http.post(f"/threads/{thread_id}/commands", json={"id": 1, "method": "nope", "params": {}})).json()
+        reply = (
+            await http.post(f"/threads/{thread_id}/commands", json={"id": 1, "method": "nope", "params": {}})
+        ).json()
         assert reply == {"type": "error", "id": 1, "error": "unknown_command", "message": reply["message"]}
-        reply = (await http.post(f"/threads/{thread_id}/commands", json={"id": 2, "method": "run.start", "params": {}})).json()
+        reply = (
+            await http.post(f"/threads/{thread_id}/commands", json={"id": 2, "method": "run.start", "params": {}})
+        ).json()
         assert reply["error"] == "invalid_argument"
 
 

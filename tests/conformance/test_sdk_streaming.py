@@ -18,6 +18,7 @@ def server(request, step_mode, server):
     """Both step modes: many supersteps per Step invocation, or one (each resumed from its checkpoint)."""
     return server if step_mode == "batched" else request.getfixturevalue("strict_server")
 
+
 HI = {"messages": [{"role": "user", "content": "one two three four five"}]}
 REPLY = "You said: one two three four five"
 
@@ -60,7 +61,10 @@ async def test_messages_tuple_tokens_arrive_while_the_node_runs(server):
     thread = await client.threads.create()
     arrivals: list[tuple[float, str, object]] = []
     async for part in client.runs.stream(
-        thread["thread_id"], "chat", input=HI, stream_mode=["messages-tuple", "updates"],
+        thread["thread_id"],
+        "chat",
+        input=HI,
+        stream_mode=["messages-tuple", "updates"],
         config={"configurable": {"token_delay": 0.1}},
     ):
         arrivals.append((time.monotonic(), part.event, part.data))
@@ -124,7 +128,12 @@ async def test_stream_subgraphs_names_events_by_namespace(server):
     flat = await _stream(client, "nested", {"items": []}, stream_mode=["updates"])
     assert all(e == "updates" for e, _ in flat[1:]) and len(flat) == 3
     chat = await _stream(
-        client, "chat", HI, stream_mode=["messages-tuple"], stream_subgraphs=True, config={"configurable": {"token_delay": 0}}
+        client,
+        "chat",
+        HI,
+        stream_mode=["messages-tuple"],
+        stream_subgraphs=True,
+        config={"configurable": {"token_delay": 0}},
     )
     assert {e for e, _ in chat[1:]} == {"messages"}  # no namespace at the root
 
@@ -135,7 +144,11 @@ async def test_resumable_stream_join_with_last_event_id(server):
     thread_id = thread["thread_id"]
     seen: list = []
     async for part in client.runs.stream(
-        thread_id, "writer", input={"count": 30, "interval": 0.02}, stream_mode=["custom", "values"], stream_resumable=True
+        thread_id,
+        "writer",
+        input={"count": 30, "interval": 0.02},
+        stream_mode=["custom", "values"],
+        stream_resumable=True,
     ):
         if part.event == "metadata":
             run_id = part.data["run_id"]

@@ -100,7 +100,9 @@ async def test_update_state_forks_and_a_run_continues_the_fork(server):
     assert old_final["values"] == {"items": ["x", "a", "b", "c"]}
     # update_state through a checkpoint object, on the head
     again = await client.threads.update_state(thread_id, {"items": ["tail"]}, checkpoint=history[0]["checkpoint"])
-    assert (await client.threads.get_state(thread_id, checkpoint_id=again["checkpoint"]["checkpoint_id"]))["values"]["items"][-1] == "tail"
+    assert (await client.threads.get_state(thread_id, checkpoint_id=again["checkpoint"]["checkpoint_id"]))["values"][
+        "items"
+    ][-1] == "tail"
 
 
 async def test_run_from_a_checkpoint_replays_and_keeps_the_original_branch(server):

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from langgraph_sdk import get_client
-
 from aws_recorder import USER_BUCKET, USER_TABLE, AwsRecorder
 from harness import Server
+from langgraph_sdk import get_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -27,8 +26,11 @@ def recorder() -> Iterator[AwsRecorder]:
 
 async def test_a_nodes_own_clients_get_the_servers_aws_environment(recorder):
     user = {
-        "AWS_ACCESS_KEY_ID": "AKIAUSERKEY", "AWS_SECRET_ACCESS_KEY": "user-secret", "AWS_DEFAULT_REGION": "eu-west-3",
-        "AWS_ENDPOINT_URL_S3": recorder.url, "AWS_ENDPOINT_URL_DYNAMODB": recorder.url,
+        "AWS_ACCESS_KEY_ID": "AKIAUSERKEY",
+        "AWS_SECRET_ACCESS_KEY": "user-secret",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+        "AWS_ENDPOINT_URL_S3": recorder.url,
+        "AWS_ENDPOINT_URL_DYNAMODB": recorder.url,
     }
     server = Server(config=CONFIG, env=user).wait_ready()
     try:
@@ -44,5 +46,9 @@ async def test_a_nodes_own_clients_get_the_servers_aws_environment(recorder):
         assert report[service]["endpoint_url"] == recorder.url, report
     assert report["s3"]["answer"]["Buckets"][0]["Name"] == USER_BUCKET, report
     assert report["dynamodb"]["answer"] == {"TableNames": [USER_TABLE]}, report
-    assert report["environ"] == {"AWS_ACCESS_KEY_ID": "AKIAUSERKEY", "AWS_REGION": None, "AWS_DEFAULT_REGION": "eu-west-3"}
+    assert report["environ"] == {
+        "AWS_ACCESS_KEY_ID": "AKIAUSERKEY",
+        "AWS_REGION": None,
+        "AWS_DEFAULT_REGION": "eu-west-3",
+    }
     assert [("Credential=AKIAUSERKEY/" in r["headers"]["Authorization"]) for r in recorder.requests] == [True, True]

@@ -6,14 +6,13 @@ import textwrap
 
 import httpx
 import pytest
-from langgraph_sdk import get_client
-
 from harness import Server
+from langgraph_sdk import get_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 GRAPH = textwrap.dedent(
-    '''
+    """
     from typing import TypedDict
 
     from langgraph.graph import END, START, StateGraph
@@ -39,7 +38,7 @@ GRAPH = textwrap.dedent(
 
     def make_graph(config):
         return builder.compile(name="made")
-    '''
+    """
 )
 
 

@@ -17,9 +17,8 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from langgraph_sdk import get_client
-
 from harness import ROOT, Server
+from langgraph_sdk import get_client
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
 
@@ -101,7 +100,10 @@ async def test_every_graph_form_runs(forms_server):
     # The label says which form answered; "hello" comes from the inline `env` mapping and "ann"
     # from the run's context, through `Runtime[Who]`.
     for graph_id, label in {
-        "compiled": "graph", "uncompiled": "graph", "by_module": "graph", "factory_plain": "factory_plain",
+        "compiled": "graph",
+        "uncompiled": "graph",
+        "by_module": "graph",
+        "factory_plain": "factory_plain",
     }.items():
         out = await wait(client, graph_id, {"text": "hi"}, context={"name": "ann"})
         assert out == {"text": f"hello ann from {label}: hi"}, graph_id
@@ -167,7 +169,9 @@ async def test_pydantic_state(forms_server):
     parts = [
         (part.event, part.data)
         async for part in client.runs.stream(
-            thread["thread_id"], "pydantic_state", input={"item": "jam", "quantity": 2},
+            thread["thread_id"],
+            "pydantic_state",
+            input={"item": "jam", "quantity": 2},
             stream_mode=["values", "updates"],
         )
     ]
@@ -207,11 +211,13 @@ async def test_react_agent_messages_tuple_streams_tokens_tool_calls_and_answer(s
     assert all(len([c for c in turn if c["content"]]) >= 5 for turn in turns)  # one chunk per word
     calls = [c for turn in turns for chunk in turn for c in chunk.get("tool_call_chunks") or []]
     assert [(c["name"], json.loads(c["args"])) for c in calls] == [
-        ("add", {"a": 2, "b": 3}), ("multiply", {"a": 5, "b": 4}),
+        ("add", {"a": 2, "b": 3}),
+        ("multiply", {"a": 5, "b": 4}),
     ]
     tool_messages = [chunks[i][0] for i in order if chunks[i][0]["type"] == "tool"]
     assert [(m["name"], m["content"], m["tool_call_id"]) for m in tool_messages] == [
-        ("add", "5", "call_add"), ("multiply", "20", "call_multiply"),
+        ("add", "5", "call_add"),
+        ("multiply", "20", "call_multiply"),
     ]
     assert "".join(c["content"] for c in turns[-1]) == ANSWER
     state = await client.threads.get_state(thread["thread_id"])

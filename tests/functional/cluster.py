@@ -43,10 +43,22 @@ class Cluster:
         out = open(self.dir / log, "a")  # noqa: SIM115 - the child owns it
         return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def start(self) -> "Cluster":
+    def start(self) -> Cluster:
         self.aws = self._spawn(
-            [str(FAULTY_AWS), "aws", "--port", str(self.aws_port), "--worker-url", self.worker_url,
-             "--env-file", str(self.env_file), "--config", str(self.config), "--step-mode", self.step_mode],
+            [
+                str(FAULTY_AWS),
+                "aws",
+                "--port",
+                str(self.aws_port),
+                "--worker-url",
+                self.worker_url,
+                "--env-file",
+                str(self.env_file),
+                "--config",
+                str(self.config),
+                "--step-mode",
+                self.step_mode,
+            ],
             "aws.log",
         )
         self._until(self.env_file.exists, "stepgraph aws did not start", self.aws)

@@ -18,7 +18,6 @@ from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, gen
 from langgraph.graph import END, START, StateGraph
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
-
 from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
 
 REGION = "us-east-1"
@@ -313,7 +312,9 @@ def _loop(steps: int) -> StateGraph:
 
 def _items(ddb: Any, thread_id: str) -> int:
     return ddb.query(
-        TableName=CHECKPOINTS, KeyConditionExpression="pk = :t", ExpressionAttributeValues={":t": {"S": thread_id}},
+        TableName=CHECKPOINTS,
+        KeyConditionExpression="pk = :t",
+        ExpressionAttributeValues={":t": {"S": thread_id}},
         Select="COUNT",
     )["Count"]
 

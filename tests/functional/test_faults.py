@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-
 from cluster import Cluster
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
@@ -49,7 +48,9 @@ def start(c: Cluster, graph: str, payload: dict[str, Any], thread_id: str | None
 def wait_ended(c: Cluster, runs: list[dict[str, Any]], timeout: float = 60) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
-        statuses = {r["run_id"]: (c.ctx.runs.get(r["thread_id"], r["run_id"]) or {}).get("status", "deleted") for r in runs}
+        statuses = {
+            r["run_id"]: (c.ctx.runs.get(r["thread_id"], r["run_id"]) or {}).get("status", "deleted") for r in runs
+        }
         if all(s not in ("pending", "running") for s in statuses.values()) or time.monotonic() > deadline:
             return statuses
         time.sleep(0.05)
@@ -103,9 +104,13 @@ def sqs_record(thread_id: str) -> dict[str, Any]:
         "receiptHandle": uuid.uuid4().hex,
         "body": json.dumps({"thread_id": thread_id}),
         "attributes": {
-            "ApproximateReceiveCount": "2", "SentTimestamp": now, "SenderId": "test",
-            "ApproximateFirstReceiveTimestamp": now, "MessageGroupId": thread_id,
-            "MessageDeduplicationId": uuid.uuid4().hex, "SequenceNumber": "1",
+            "ApproximateReceiveCount": "2",
+            "SentTimestamp": now,
+            "SenderId": "test",
+            "ApproximateFirstReceiveTimestamp": now,
+            "MessageGroupId": thread_id,
+            "MessageDeduplicationId": uuid.uuid4().hex,
+            "SequenceNumber": "1",
         },
         "messageAttributes": {},
         "md5OfBody": "",
@@ -130,9 +135,12 @@ def test_killed_worker_mid_superstep_loses_nothing(cluster, record_counts):
     crashed = 0
     sfn = cluster.client("stepfunctions")
     for r in runs:
-        events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, r["run_id"]), maxResults=1000)["events"]
+        events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, r["run_id"]), maxResults=1000)[
+            "events"
+        ]
         crashed += sum(
-            e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Runtime.ExitError" for e in events
+            e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Runtime.ExitError"
+            for e in events
         )
     counts = report(record_counts, "killed worker", cluster, runs, statuses, invocations_crashed=crashed)
     assert counts["started"] == counts["finished"] == len(runs) and counts["lost"] == 0
@@ -165,7 +173,9 @@ def test_duplicate_step_invocations_write_one_checkpoint_per_superstep(cluster, 
         done.set()
         for f in futures:
             f.result()
-    counts = report(record_counts, "duplicate step invocations", cluster, [run], statuses, duplicate_invocations=invoked[0])
+    counts = report(
+        record_counts, "duplicate step invocations", cluster, [run], statuses, duplicate_invocations=invoked[0]
+    )
     assert counts["finished"] == 1 and counts["lost"] == 0 and counts["duplicate_supersteps"] == 0
     assert invoked[0] >= steps
     tuples = history(cluster, run["thread_id"])
@@ -203,7 +213,11 @@ def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster, recor
     time.sleep(0.5)
     per_run = executions(cluster, {r["run_id"] for r in runs})
     counts = report(
-        record_counts, "duplicated and reordered doorbells", cluster, runs, statuses,
+        record_counts,
+        "duplicated and reordered doorbells",
+        cluster,
+        runs,
+        statuses,
         executed_twice=sum(n > 1 for n in per_run.values()),
     )
     assert counts["started"] == counts["finished"] == len(runs) and counts["lost"] == 0
@@ -238,8 +252,12 @@ def test_step_timing_out_is_retried_from_the_last_checkpoint(cluster, tmp_path, 
     finally:
         lam.update_function_configuration(FunctionName="StepFunction", Timeout=configured)
     sfn = cluster.client("stepfunctions")
-    events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, run["run_id"]), maxResults=1000)["events"]
-    timed_out = sum(e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Sandbox.Timedout" for e in events)
+    events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, run["run_id"]), maxResults=1000)[
+        "events"
+    ]
+    timed_out = sum(
+        e["type"] == "TaskFailed" and e["taskFailedEventDetails"].get("error") == "Sandbox.Timedout" for e in events
+    )
     counts = report(record_counts, "step timed out", cluster, [run], statuses, invocations_timed_out=timed_out)
     assert timed_out == 1
     assert counts["finished"] == 1 and counts["lost"] == 0 and counts["duplicate_supersteps"] == 0
@@ -267,14 +285,23 @@ def test_cancelled_run_writes_nothing_after_and_a_late_finish_keeps_the_cancel(c
     late_step = json.loads(lam.invoke(FunctionName="StepFunction", Payload=json.dumps(ids).encode())["Payload"].read())
     late_finishes = [
         lam.invoke(FunctionName="FinishFunction", Payload=json.dumps({**ids, **extra}).encode())
-        for extra in ({"outcome": "done"}, {"outcome": "error"}, {"error": {"Error": "States.TaskFailed", "Cause": "late"}})
+        for extra in (
+            {"outcome": "done"},
+            {"outcome": "error"},
+            {"error": {"Error": "States.TaskFailed", "Cause": "late"}},
+        )
     ]
     assert all("FunctionError" not in f for f in late_finishes)
     after = [t.config["configurable"]["checkpoint_id"] for t in history(cluster, thread_id)]
     record = ctx.runs.get(thread_id, run_id)
-    record_counts(f"cancel fence [{cluster.step_mode}]", {
-        "checkpoints_at_cancel": len(at_cancel), "written_after": len(after) - len(at_cancel), "status": record["status"],
-    })
+    record_counts(
+        f"cancel fence [{cluster.step_mode}]",
+        {
+            "checkpoints_at_cancel": len(at_cancel),
+            "written_after": len(after) - len(at_cancel),
+            "status": record["status"],
+        },
+    )
     assert after == at_cancel  # neither the in-flight superstep nor a late step wrote
     assert late_step["status"] == "done"
     assert record["status"] == "interrupted" and not record.get("error")
@@ -341,8 +368,8 @@ def test_dispatch_finishes_work_a_crash_left_behind(cluster):
     other = str(uuid.uuid4())
     new_thread(ctx, other, {})
     state = ctx.queue.state(other)
-    from stepgraph.engine.lifecycle import base_run, new_run_id  # noqa: PLC0415
-    from stepgraph.storage.queue import queue_entry  # noqa: PLC0415
+    from stepgraph.engine.lifecycle import base_run, new_run_id
+    from stepgraph.storage.queue import queue_entry
 
     run = base_run(other, ctx.assistants.get(first["assistant_id"]), {"input": {"items": ["late"], "pause": 0}})
     run["run_id"] = new_run_id(after=state.tail)
@@ -369,7 +396,10 @@ def test_cancelling_a_parked_run_goes_through_its_task_token(cluster):
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
         assert time.monotonic() < deadline, "the parked execution was not released"
         time.sleep(0.05)
-    states = [e["stateEnteredEventDetails"]["name"] for e in sfn.get_execution_history(executionArn=arn)["events"]
-              if "stateEnteredEventDetails" in e]
+    states = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in sfn.get_execution_history(executionArn=arn)["events"]
+        if "stateEnteredEventDetails" in e
+    ]
     assert states[-1] == "Abandoned"
     assert "task_token" not in ctx.threads.get(run["thread_id"])

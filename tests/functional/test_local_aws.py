@@ -11,9 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from stepgraph_local import LocalAWS, load_template
-from stepgraph_local import lambda_hook
+from stepgraph_local import LocalAWS, lambda_hook, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -115,7 +113,10 @@ def test_provisions_every_template_resource(local_aws):
         }
         ttl = ddb.describe_time_to_live(TableName=table["TableName"])["TimeToLiveDescription"]
         if props.get("TimeToLiveSpecification", {}).get("Enabled"):
-            assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": props["TimeToLiveSpecification"]["AttributeName"]}
+            assert ttl == {
+                "TimeToLiveStatus": "ENABLED",
+                "AttributeName": props["TimeToLiveSpecification"]["AttributeName"],
+            }
         else:
             assert ttl["TimeToLiveStatus"] == "DISABLED"
 
@@ -124,7 +125,9 @@ def test_provisions_every_template_resource(local_aws):
 
     sqs = _client("sqs")
     queues = _resources("AWS::SQS::Queue")
-    assert set(sqs.list_queues()["QueueUrls"]) == {aws.queue_urls[q] for q in queues} == {aws.resources[q] for q in queues}
+    assert (
+        set(sqs.list_queues()["QueueUrls"]) == {aws.queue_urls[q] for q in queues} == {aws.resources[q] for q in queues}
+    )
     for logical_id, props in queues.items():
         attributes = sqs.get_queue_attributes(QueueUrl=aws.queue_urls[logical_id], AttributeNames=["All"])["Attributes"]
         assert attributes.get("FifoQueue", "false") == str(props.get("FifoQueue", False)).lower()
@@ -282,7 +285,9 @@ def test_run_loops_step_until_done(local_aws):
 
 def test_step_crash_is_retried_on_task_failed(local_aws):
     # Costs real seconds: the ASL's Retry waits 1 s, then 2 s.
-    rec = Recorder(RuntimeError("lost the lease"), RuntimeError("again"), {"status": "done", "park_timeout_seconds": 60})
+    rec = Recorder(
+        RuntimeError("lost the lease"), RuntimeError("again"), {"status": "done", "park_timeout_seconds": 60}
+    )
     aws = local_aws(handlers=rec.handlers)
 
     description, history = _run(aws, "retry")
@@ -303,7 +308,9 @@ def test_parked_run_resumes_with_send_task_success(local_aws):
     )
     aws = local_aws(handlers=rec.handlers)
     sfn = _client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, name="r1", input=json.dumps(RUN_INPUT))["executionArn"]
+    arn = sfn.start_execution(stateMachineArn=aws.state_machine_arn, name="r1", input=json.dumps(RUN_INPUT))[
+        "executionArn"
+    ]
 
     assert rec.parked.wait(10)
     token = rec.calls["park"][0]["task_token"]
@@ -328,7 +335,9 @@ def test_park_expires_after_timeout_seconds_path(local_aws):
     assert 1.0 <= time.monotonic() - started < 5
     scheduled = [e["taskScheduledEventDetails"] for e in history if e["type"] == "TaskScheduled"]
     assert scheduled[1]["timeoutInSeconds"] == 1  # Park's TimeoutSecondsPath
-    assert [e["taskTimedOutEventDetails"]["error"] for e in history if e["type"] == "TaskTimedOut"] == ["States.Timeout"]
+    assert [e["taskTimedOutEventDetails"]["error"] for e in history if e["type"] == "TaskTimedOut"] == [
+        "States.Timeout"
+    ]
     assert rec.calls["finish"] == [{"run_id": "r1", "thread_id": "t1", "outcome": "expired"}]
     assert _states(history) == ["Step", "Route", "Park", "Expire", "AfterExpire", "Done"]
 

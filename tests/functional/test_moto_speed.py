@@ -21,7 +21,6 @@ from moto.core import responses as moto_responses
 from moto.core.request import Request
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-
 from stepgraph_local import LocalAWS, moto_speed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,7 +77,7 @@ def _item(n: int) -> dict[str, Any]:
     return {
         "pk": {"S": "p"},
         "sk": {"S": f"{n:04}"},
-        "s": {"S": "text \u00e9\u20ac \"quoted\" <RequestId>x</RequestId>"},
+        "s": {"S": 'text \u00e9\u20ac "quoted" <RequestId>x</RequestId>'},
         "empty": {"S": ""},
         "n": {"N": str(n * 1.5)},
         "big": {"N": "123456789012345678901234567890"},
@@ -110,43 +109,84 @@ def _dynamodb_traffic(aws: LocalAWS) -> None:
     ddb.get_item(TableName=checkpoints, Key=key, ReturnConsumedCapacity="INDEXES")
     for values in ("ALL_NEW", "UPDATED_OLD", "ALL_OLD", "UPDATED_NEW", "NONE"):
         ddb.update_item(
-            TableName=checkpoints, Key=key, ReturnValues=values,
+            TableName=checkpoints,
+            Key=key,
+            ReturnValues=values,
             UpdateExpression="SET #c = if_not_exists(#c, :zero) + :one, l[0].k = :t ADD ns :ns REMOVE yes",
             ExpressionAttributeNames={"#c": "count"},
             ExpressionAttributeValues={
-                ":zero": {"N": "0"}, ":one": {"N": "1"}, ":t": {"BOOL": True}, ":ns": {"NS": ["7"]},
+                ":zero": {"N": "0"},
+                ":one": {"N": "1"},
+                ":t": {"BOOL": True},
+                ":ns": {"NS": ["7"]},
             },
         )
     ddb.query(TableName=checkpoints, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "p"}})
     ddb.query(
-        TableName=checkpoints, KeyConditionExpression="pk = :p AND begins_with(sk, :s)", Limit=3,
-        ScanIndexForward=False, ExpressionAttributeValues={":p": {"S": "p"}, ":s": {"S": "00"}},
+        TableName=checkpoints,
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        Limit=3,
+        ScanIndexForward=False,
+        ExpressionAttributeValues={":p": {"S": "p"}, ":s": {"S": "00"}},
     )
-    ddb.query(TableName=checkpoints, KeyConditionExpression="pk = :p", Select="COUNT",
-              ExpressionAttributeValues={":p": {"S": "p"}})
+    ddb.query(
+        TableName=checkpoints,
+        KeyConditionExpression="pk = :p",
+        Select="COUNT",
+        ExpressionAttributeValues={":p": {"S": "p"}},
+    )
     ddb.query(TableName=checkpoints, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "none"}})
     ddb.scan(TableName=threads)
     ddb.batch_get_item(RequestItems={checkpoints: {"Keys": [key, {"pk": {"S": "p"}, "sk": {"S": "0004"}}]}})
     ddb.batch_write_item(RequestItems={threads: [{"PutRequest": {"Item": {"thread_id": {"S": "w"}}}}]})
     ddb.transact_get_items(TransactItems=[{"Get": {"TableName": checkpoints, "Key": key}}])
-    ddb.transact_write_items(TransactItems=[
-        {"Put": {"TableName": threads, "Item": {"thread_id": {"S": "x"}, "b": {"B": BLOB}}}},
-        {"Update": {"TableName": checkpoints, "Key": key, "UpdateExpression": "SET z = :z",
-                    "ExpressionAttributeValues": {":z": {"S": "z"}}}},
-        {"ConditionCheck": {"TableName": threads, "Key": {"thread_id": {"S": "t"}},
-                            "ConditionExpression": "attribute_exists(thread_id)"}},
-    ])
+    ddb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": threads, "Item": {"thread_id": {"S": "x"}, "b": {"B": BLOB}}}},
+            {
+                "Update": {
+                    "TableName": checkpoints,
+                    "Key": key,
+                    "UpdateExpression": "SET z = :z",
+                    "ExpressionAttributeValues": {":z": {"S": "z"}},
+                }
+            },
+            {
+                "ConditionCheck": {
+                    "TableName": threads,
+                    "Key": {"thread_id": {"S": "t"}},
+                    "ConditionExpression": "attribute_exists(thread_id)",
+                }
+            },
+        ]
+    )
     failures = [
-        lambda: ddb.transact_write_items(TransactItems=[  # cancellation reasons, one with the old item
-            {"Put": {"TableName": threads, "Item": {"thread_id": {"S": "x"}},
-                     "ConditionExpression": "attribute_not_exists(thread_id)",
-                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-            {"Delete": {"TableName": checkpoints, "Key": key}},
-            {"ConditionCheck": {"TableName": threads, "Key": {"thread_id": {"S": "t"}},
-                                "ConditionExpression": "attribute_not_exists(thread_id)"}},
-        ]),
-        lambda: ddb.put_item(TableName=checkpoints, Item=_item(3), ConditionExpression="attribute_not_exists(pk)",
-                             ReturnValuesOnConditionCheckFailure="ALL_OLD"),
+        lambda: ddb.transact_write_items(
+            TransactItems=[  # cancellation reasons, one with the old item
+                {
+                    "Put": {
+                        "TableName": threads,
+                        "Item": {"thread_id": {"S": "x"}},
+                        "ConditionExpression": "attribute_not_exists(thread_id)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                {"Delete": {"TableName": checkpoints, "Key": key}},
+                {
+                    "ConditionCheck": {
+                        "TableName": threads,
+                        "Key": {"thread_id": {"S": "t"}},
+                        "ConditionExpression": "attribute_not_exists(thread_id)",
+                    }
+                },
+            ]
+        ),
+        lambda: ddb.put_item(
+            TableName=checkpoints,
+            Item=_item(3),
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ),
         lambda: ddb.get_item(TableName="NoSuchTable", Key=key),
         lambda: ddb.update_item(TableName=checkpoints, Key=key, UpdateExpression="SET"),
         lambda: ddb.query(TableName=checkpoints, KeyConditionExpression="pk = :p"),
@@ -164,13 +204,21 @@ def _other_traffic(aws: LocalAWS) -> None:
     sqs, lam, sfn = aws.client("sqs"), aws.client("lambda"), aws.client("stepfunctions")
     s3, iam = aws.client("s3"), aws.client("iam")
     queue = aws.queue_urls["RunQueue"]
-    sqs.send_message(QueueUrl=queue, MessageBody='{"a": "<b>\\r"}', MessageGroupId="g", MessageDeduplicationId="1",
-                     MessageAttributes={"k": {"DataType": "Binary", "BinaryValue": BLOB}})
-    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
-                              MessageSystemAttributeNames=["All"])
-    sqs.delete_message_batch(QueueUrl=queue, Entries=[
-        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got["Messages"])
-    ] + [{"Id": "bad", "ReceiptHandle": "nope"}])
+    sqs.send_message(
+        QueueUrl=queue,
+        MessageBody='{"a": "<b>\\r"}',
+        MessageGroupId="g",
+        MessageDeduplicationId="1",
+        MessageAttributes={"k": {"DataType": "Binary", "BinaryValue": BLOB}},
+    )
+    got = sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"]
+    )
+    sqs.delete_message_batch(
+        QueueUrl=queue,
+        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got["Messages"])]
+        + [{"Id": "bad", "ReceiptHandle": "nope"}],
+    )
     sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])
     sqs.list_queues()
     with pytest.raises(ClientError):
@@ -199,9 +247,16 @@ def test_serialised_responses_are_byte_identical_to_moto(aws: LocalAWS) -> None:
     assert not check.mismatches, check.mismatches[:3]
     dynamodb = {op for op in check.compared if op.startswith("dynamodb.")}
     assert {
-        "dynamodb.PutItem", "dynamodb.GetItem", "dynamodb.UpdateItem", "dynamodb.Query", "dynamodb.Scan",
-        "dynamodb.BatchGetItem", "dynamodb.TransactGetItems", "dynamodb.TransactWriteItems",
-        "dynamodb.DeleteItem", "dynamodb.DescribeTable",
+        "dynamodb.PutItem",
+        "dynamodb.GetItem",
+        "dynamodb.UpdateItem",
+        "dynamodb.Query",
+        "dynamodb.Scan",
+        "dynamodb.BatchGetItem",
+        "dynamodb.TransactGetItems",
+        "dynamodb.TransactWriteItems",
+        "dynamodb.DeleteItem",
+        "dynamodb.DescribeTable",
     } <= dynamodb
     # DynamoDB's errors (cancellation reasons included) are JSON moto builds itself; SQS's go through the serializer.
     assert "__type" in check.bodies["sqs.GetQueueUrl"][2]
@@ -214,6 +269,7 @@ def test_action_lookup_matches_inspect_getmembers() -> None:
 
     class Patched(moto_responses.BaseResponse):
         def get_item(self) -> None: ...
+
         put_item = staticmethod(lambda: None)
         query = classmethod(lambda cls: None)
         scan = property(lambda self: None)
@@ -277,14 +333,17 @@ def _tree(node: Any, parent: Any = None) -> Any:
     return type(node), state, children
 
 
-@pytest.mark.parametrize("expression", [
-    "SET a = :a",
-    "SET active_run_id = :r, #s = :busy DELETE pending :e REMOVE task_token, parked_run_id",
-    "SET #s = :running, updated_at = :u REMOVE pending_key",
-    "SET tail = :r, #s = :busy ADD pending :e",
-    "SET l[1] = list_append(l, :x), m.#n.o = if_not_exists(m.#n.o, :z) + :one REMOVE l[3], l[0]",
-    "SET a = b - :c ADD s :s DELETE t :t",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "SET a = :a",
+        "SET active_run_id = :r, #s = :busy DELETE pending :e REMOVE task_token, parked_run_id",
+        "SET #s = :running, updated_at = :u REMOVE pending_key",
+        "SET tail = :r, #s = :busy ADD pending :e",
+        "SET l[1] = list_append(l, :x), m.#n.o = if_not_exists(m.#n.o, :z) + :one REMOVE l[3], l[0]",
+        "SET a = b - :c ADD s :s DELETE t :t",
+    ],
+)
 def test_update_expression_trees_match_a_fresh_parse(aws: LocalAWS, expression: str) -> None:
     original = moto_speed._originals["make_update_expression"].__func__
     expected = _tree(original(UpdateExpressionParser, expression))
@@ -304,13 +363,16 @@ def test_invalid_update_expressions_raise_as_before(aws: LocalAWS, expression: s
         assert str(got.value) == str(expected.value)
 
 
-@pytest.mark.parametrize("expression", [
-    "attribute_not_exists(thread_id)",
-    "attribute_not_exists(active_run_id) AND contains(pending, :es) AND parked_run_id = :p",
-    "#s IN (:e0, :e1, :e2)",
-    "(a.b[1] <> :x OR NOT begins_with(#n, :p)) AND size(l) BETWEEN :lo AND :hi",
-    "a=:a",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "attribute_not_exists(thread_id)",
+        "attribute_not_exists(active_run_id) AND contains(pending, :es) AND parked_run_id = :p",
+        "#s IN (:e0, :e1, :e2)",
+        "(a.b[1] <> :x OR NOT begins_with(#n, :p)) AND size(l) BETWEEN :lo AND :hi",
+        "a=:a",
+    ],
+)
 def test_condition_expression_tokens_match_the_lexer(aws: LocalAWS, expression: str) -> None:
     lex = moto_speed._originals["lex_condition_expression"]
     expected = lex(ConditionExpressionParser(expression, {}, {}))
@@ -336,8 +398,22 @@ def test_camel_case_conversion_matches_moto(aws: LocalAWS) -> None:
 
     original = moto_speed._originals["camelcase_to_underscores"]
     assert sqs_models.camelcase_to_underscores is moto_speed._camelcase_to_underscores
-    names = [*Queue.BASE_ATTRIBUTES, *Queue.FIFO_ATTRIBUTES, "TransactWriteItems", "GetItem", "DBInstanceIdentifier",
-             "ABC", "aB", "a b C", "X", "", "\u00c9t\u00e9Long", "V2Thing", "listQueues", "x_y Z"]
+    names = [
+        *Queue.BASE_ATTRIBUTES,
+        *Queue.FIFO_ATTRIBUTES,
+        "TransactWriteItems",
+        "GetItem",
+        "DBInstanceIdentifier",
+        "ABC",
+        "aB",
+        "a b C",
+        "X",
+        "",
+        "\u00c9t\u00e9Long",
+        "V2Thing",
+        "listQueues",
+        "x_y Z",
+    ]
     for name in names * 2:
         assert sqs_models.camelcase_to_underscores(name) == original(name)
     assert sqs_models.camelcase_to_underscores(None) is None
@@ -367,19 +443,30 @@ def test_request_environ_unchanged_by_url_caches(aws: LocalAWS) -> None:
 
 
 _UPDATES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
-    ("SET #c = if_not_exists(#c, :zero) + :one, l = list_append(l, :l) REMOVE yes, #e",
-     {"#c": "count", "#e": "empty"}, {":zero": {"N": "0"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "new"}]}}),
-    ("SET m.#i.l[1] = :x, m.#n = :x, n = n - :one ADD ss :ss, ns :ns DELETE bs :bs",
-     {"#n": "added", "#i": "inner"},
-     {":x": {"S": "x"}, ":one": {"N": "1"}, ":ss": {"SS": ["c", "a"]}, ":ns": {"NS": ["9"]}, ":bs": {"BS": [b"\x00"]}}),
+    (
+        "SET #c = if_not_exists(#c, :zero) + :one, l = list_append(l, :l) REMOVE yes, #e",
+        {"#c": "count", "#e": "empty"},
+        {":zero": {"N": "0"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "new"}]}},
+    ),
+    (
+        "SET m.#i.l[1] = :x, m.#n = :x, n = n - :one ADD ss :ss, ns :ns DELETE bs :bs",
+        {"#n": "added", "#i": "inner"},
+        {
+            ":x": {"S": "x"},
+            ":one": {"N": "1"},
+            ":ss": {"SS": ["c", "a"]},
+            ":ns": {"NS": ["9"]},
+            ":bs": {"BS": [b"\x00"]},
+        },
+    ),
     ("SET a = :m, b = :e REMOVE l[0], l[2]", {}, {":m": {"M": {"k": {"NS": ["1"]}}}, ":e": {"S": ""}}),
-    ("SET a = :missing", {}, {":other": {"S": "x"}}),                  # a value not defined
-    ("SET a = list_append(nothing, :l)", {}, {":l": {"L": []}}),      # a path that does not exist
-    ("ADD s :one", {}, {":one": {"N": "1"}}),                          # a type mismatch
-    ("SET sk = :x", {}, {":x": {"S": "x"}}),                           # a key attribute
-    ("SET a = :x, a = :x", {}, {":x": {"S": "x"}}),                    # overlapping paths
-    ("SET #u = :x", {"#v": "v"}, {":x": {"S": "x"}}),                  # a name not defined
-    ("SET n = n + :s", {}, {":s": {"S": "x"}}),                        # arithmetic on a string
+    ("SET a = :missing", {}, {":other": {"S": "x"}}),  # a value not defined
+    ("SET a = list_append(nothing, :l)", {}, {":l": {"L": []}}),  # a path that does not exist
+    ("ADD s :one", {}, {":one": {"N": "1"}}),  # a type mismatch
+    ("SET sk = :x", {}, {":x": {"S": "x"}}),  # a key attribute
+    ("SET a = :x, a = :x", {}, {":x": {"S": "x"}}),  # overlapping paths
+    ("SET #u = :x", {"#v": "v"}, {":x": {"S": "x"}}),  # a name not defined
+    ("SET n = n + :s", {}, {":s": {"S": "x"}}),  # arithmetic on a string
 ]
 
 
@@ -411,9 +498,9 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
         outcomes.append((expression, response, stored))
         # Inside a transaction too, on an item that does not exist yet (validated twice by moto).
         fresh = {"pk": {"S": "updates"}, "sk": {"S": f"{sk}{n:02}-new"}}
-        failure = _outcome(lambda: ddb.transact_write_items(
-            TransactItems=[{"Update": {"TableName": table, "Key": fresh, **kwargs}}]
-        ))
+        failure = _outcome(
+            lambda: ddb.transact_write_items(TransactItems=[{"Update": {"TableName": table, "Key": fresh, **kwargs}}])
+        )
         created = ddb.get_item(TableName=table, Key=fresh, ConsistentRead=True).get("Item", {})
         created.pop("sk", None)
         outcomes.append((failure if isinstance(failure, tuple) else "committed", created))
@@ -451,19 +538,36 @@ def _projected_reads(aws: LocalAWS) -> list[Any]:
     key = {"pk": {"S": "projections"}, "sk": {"S": "0001"}}
     out = []
     for projection, names in [
-        ("s, n, ss, ns, bs", {}), ("#m, l, null, yes, no, empty", {"#m": "m"}), ("b, missing, big", {}),
-        ("pk, sk", {}), ("m.inner.l[1], l[0]", {}), ("sk, sk", {}), ("#a", {"#a": "absent"}),
+        ("s, n, ss, ns, bs", {}),
+        ("#m, l, null, yes, no, empty", {"#m": "m"}),
+        ("b, missing, big", {}),
+        ("pk, sk", {}),
+        ("m.inner.l[1], l[0]", {}),
+        ("sk, sk", {}),
+        ("#a", {"#a": "absent"}),
     ]:
         extra: dict[str, Any] = {"ProjectionExpression": projection}
         if names:
             extra["ExpressionAttributeNames"] = names
         out.append(_outcome(lambda: ddb.get_item(TableName=table, Key=key, **extra).get("Item")))
-        out.append(_outcome(lambda: ddb.query(
-            TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "projections"}},
-            **extra)["Items"]))
+        out.append(
+            _outcome(
+                lambda: ddb.query(
+                    TableName=table,
+                    KeyConditionExpression="pk = :p",
+                    ExpressionAttributeValues={":p": {"S": "projections"}},
+                    **extra,
+                )["Items"]
+            )
+        )
         out.append(_outcome(lambda: ddb.batch_get_item(RequestItems={table: {"Keys": [key], **extra}})["Responses"]))
-        out.append(_outcome(lambda: ddb.transact_get_items(
-            TransactItems=[{"Get": {"TableName": table, "Key": key, **extra}}])["Responses"]))
+        out.append(
+            _outcome(
+                lambda: ddb.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key, **extra}}])[
+                    "Responses"
+                ]
+            )
+        )
     return _sets_sorted(out)
 
 

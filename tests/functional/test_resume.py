@@ -9,7 +9,6 @@ import time
 import uuid
 
 import pytest
-
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
@@ -101,7 +100,11 @@ def test_resume_continues_the_parked_execution(runtime):
     assert _states(events) == ["Step", "Route", "Park", "Resume", "Step", "Route", "Finish", "Done"]
     kinds = [e["type"] for e in events]
     assert "TaskSubmitted" in kinds and "TaskSucceeded" in kinds
-    park_submitted = next(e for e in events if e["type"] == "TaskScheduled" and "waitForTaskToken" in e["taskScheduledEventDetails"]["resource"])
+    park_submitted = next(
+        e
+        for e in events
+        if e["type"] == "TaskScheduled" and "waitForTaskToken" in e["taskScheduledEventDetails"]["resource"]
+    )
     succeeded = [e for e in events if e["type"] == "TaskSucceeded" and e["id"] > park_submitted["id"]][0]
     output = json.loads(succeeded["taskSucceededEventDetails"]["output"])
     assert output == {"run_id": resume["run_id"], "command": {"resume": "yes"}}  # never state
@@ -143,15 +146,28 @@ def test_new_input_abandons_the_parked_execution(runtime):
 def test_deadline_resumes_in_the_same_execution(runtime):
     thread_id = _thread(runtime)
     first = _start(
-        runtime, thread_id, assistant_id="approval", input={"items": []},
-        interrupt_deadline_seconds=1, on_interrupt_deadline={"action": "resume", "value": "auto"},
+        runtime,
+        thread_id,
+        assistant_id="approval",
+        input={"items": []},
+        interrupt_deadline_seconds=1,
+        on_interrupt_deadline={"action": "resume", "value": "auto"},
     )
     _ended(runtime, first)
     _parked(runtime, thread_id)
     status, events = _execution(runtime, first["run_id"])  # the deadline passes after 1 s
     assert status == "SUCCEEDED"
     assert _states(events) == [
-        "Step", "Route", "Park", "Expire", "AfterExpire", "ResumeAfterExpire", "Step", "Route", "Finish", "Done"
+        "Step",
+        "Route",
+        "Park",
+        "Expire",
+        "AfterExpire",
+        "ResumeAfterExpire",
+        "Step",
+        "Route",
+        "Finish",
+        "Done",
     ]
     assert any(e["type"] == "TaskTimedOut" for e in events)
     snapshot = get_thread_state(runtime.ctx, thread_id, "approval")

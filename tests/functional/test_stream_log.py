@@ -20,7 +20,6 @@ import httpx
 import pytest
 import uvicorn
 from langgraph_sdk import get_client
-
 from stepgraph.api import create_app
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
@@ -30,6 +29,7 @@ from stepgraph.engine.lifecycle import execution_arn
 from stepgraph.engine.runner import EventWriter
 from stepgraph.storage.events import END, EventLog, PollingNotifier, SeqTaken
 from stepgraph_local.runtime import LocalRuntime
+
 
 class _Api:
     """One API instance under uvicorn in a thread."""
@@ -70,7 +70,10 @@ async def test_killed_client_reconnects_through_another_instance_exactly_once(lo
     thread_id = thread["thread_id"]
     received = []
     stream = client_a.runs.stream(
-        thread_id, "writer", input={"count": 40, "interval": 0.02}, stream_mode=["custom", "values", "updates"],
+        thread_id,
+        "writer",
+        input={"count": 40, "interval": 0.02},
+        stream_mode=["custom", "values", "updates"],
         stream_resumable=True,
     )
     async for part in stream:
@@ -99,7 +102,8 @@ async def test_silent_stream_sends_heartbeats(local):
         thread = (await http.post("/threads", json={})).json()
         lines = []
         async with http.stream(
-            "POST", f"/threads/{thread['thread_id']}/runs/stream",
+            "POST",
+            f"/threads/{thread['thread_id']}/runs/stream",
             json={"assistant_id": "writer", "input": {"count": 2, "interval": 0.9}, "stream_mode": "custom"},
         ) as resp:
             async for line in resp.aiter_lines():
@@ -140,7 +144,8 @@ def test_event_log_entries_expire_and_the_local_runtime_deletes_them(local):
 
     def stored(run_id: str) -> list[dict]:
         return ddb.query(
-            TableName=ctx.settings.events_table, KeyConditionExpression="run_id = :r",
+            TableName=ctx.settings.events_table,
+            KeyConditionExpression="run_id = :r",
             ExpressionAttributeValues={":r": {"S": run_id}},
         )["Items"]
 
@@ -166,7 +171,9 @@ def test_events_mode_spans_step_invocations_as_one_run(local):
     ctx = runtime.ctx
     thread_id = str(uuid.uuid4())
     new_thread(ctx, thread_id, {})
-    run = create_run(ctx, thread_id, RunCreate(assistant_id="chain", input={"items": []}, stream_mode=["events", "updates"]))
+    run = create_run(
+        ctx, thread_id, RunCreate(assistant_id="chain", input={"items": []}, stream_mode=["events", "updates"])
+    )
     deadline = time.monotonic() + 15
     while ctx.runs.get(thread_id, run["run_id"])["status"] in ("pending", "running"):
         assert time.monotonic() < deadline
@@ -179,7 +186,11 @@ def test_events_mode_spans_step_invocations_as_one_run(local):
     root = [e["event"] for e in events if e["name"] == "LangGraph"]
     assert root[0] == "on_chain_start" and root.count("on_chain_start") == 1 and root[-1] == "on_chain_end"
     assert [e["name"] for e in events if e["event"] == "on_chain_start" and e["name"] != "LangGraph"] == ["a", "b", "c"]
-    assert [e.data for e in log if e.event == "updates"] == [{"a": {"items": ["a"]}}, {"b": {"items": ["b"]}}, {"c": {"items": ["c"]}}]
+    assert [e.data for e in log if e.event == "updates"] == [
+        {"a": {"items": ["a"]}},
+        {"b": {"items": ["b"]}},
+        {"c": {"items": ["c"]}},
+    ]
     # Graph-level stream parts never leak into `events` as the root's on_chain_stream.
     assert not any(e["event"] == "on_chain_stream" and e["name"] == "LangGraph" for e in events)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from aws_recorder import USER_BUCKET, USER_TABLE, AwsRecorder
 from cluster import Cluster
 from stepgraph.api.runs import create_run
@@ -23,9 +22,18 @@ from stepgraph_local.runtime import LocalRuntime
 
 CONFIG = Path(__file__).resolve().parents[1] / "graphs" / "user_clients.json"
 _AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION",
-    "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_DYNAMODB",
 )
 
 
@@ -41,12 +49,22 @@ def user_environment(how: str, recorder: AwsRecorder, directory: Path) -> dict[s
     their own endpoints (botocore's AWS_ENDPOINT_URL_<SERVICE>) point at the recorder."""
     endpoints = {"AWS_ENDPOINT_URL_S3": recorder.url, "AWS_ENDPOINT_URL_DYNAMODB": recorder.url}
     if how == "variables":
-        return {"AWS_ACCESS_KEY_ID": "AKIAUSERKEY", "AWS_SECRET_ACCESS_KEY": "user-secret",
-                "AWS_DEFAULT_REGION": "eu-west-3", **endpoints}
+        return {
+            "AWS_ACCESS_KEY_ID": "AKIAUSERKEY",
+            "AWS_SECRET_ACCESS_KEY": "user-secret",
+            "AWS_DEFAULT_REGION": "eu-west-3",
+            **endpoints,
+        }
     (directory / "config").write_text("[profile user]\nregion = eu-west-3\n")
-    (directory / "credentials").write_text("[user]\naws_access_key_id = AKIAUSERKEY\naws_secret_access_key = user-secret\n")
-    return {"AWS_PROFILE": "user", "AWS_CONFIG_FILE": str(directory / "config"),
-            "AWS_SHARED_CREDENTIALS_FILE": str(directory / "credentials"), **endpoints}
+    (directory / "credentials").write_text(
+        "[user]\naws_access_key_id = AKIAUSERKEY\naws_secret_access_key = user-secret\n"
+    )
+    return {
+        "AWS_PROFILE": "user",
+        "AWS_CONFIG_FILE": str(directory / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(directory / "credentials"),
+        **endpoints,
+    }
 
 
 def assert_the_users(report: dict, recorder: AwsRecorder, environ: dict[str, str | None]) -> None:
@@ -114,4 +132,6 @@ def test_split_mode_worker_leaves_a_nodes_clients_to_the_user(recorder, tmp_path
         report = get_thread_state(cluster.ctx, thread_id, "user_clients").values["report"]
     finally:
         cluster.stop()
-    assert_the_users(report, recorder, {"AWS_ACCESS_KEY_ID": "AKIAUSERKEY", "AWS_REGION": None, "AWS_DEFAULT_REGION": "eu-west-3"})
+    assert_the_users(
+        report, recorder, {"AWS_ACCESS_KEY_ID": "AKIAUSERKEY", "AWS_REGION": None, "AWS_DEFAULT_REGION": "eu-west-3"}
+    )

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 from botocore.exceptions import ClientError
+from flavors import node
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, interrupt
 from typing_extensions import TypedDict  # pydantic builds its JSON schemas on Python 3.11 too
-
-from flavors import node
 
 
 class Nap(TypedDict, total=False):

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from langgraph.pregel import Pregel
-
 from stepgraph.engine.graphs import ConfigError, GraphRegistry
 
 GRAPHS = textwrap.dedent(
-    '''
+    """
     from __future__ import annotations
 
     import contextlib
@@ -80,7 +79,7 @@ GRAPHS = textwrap.dedent(
 
 
     not_a_graph = 42
-    '''
+    """
 )
 
 

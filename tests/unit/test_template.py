@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from stepgraph_local import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,9 +21,7 @@ ASL_FILES = sorted(ROOT.glob("statemachine/**/*.asl.json"))
 
 def _tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
-    return subprocess.run(
-        [str(BIN / name), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([str(BIN / name), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_cfn_lint_passes():

@@ -23,7 +23,15 @@ from stepgraph.api.sse import HEARTBEAT
 from stepgraph.api.thread_stream import tail_thread
 from stepgraph.api.threads import thread_graph
 from stepgraph.engine.context import Context
-from stepgraph.engine.protocol import CHANNELS, RUN_STREAM_MODES, RunTranslator, matches, run_position, thread_ms, thread_seq
+from stepgraph.engine.protocol import (
+    CHANNELS,
+    RUN_STREAM_MODES,
+    RunTranslator,
+    matches,
+    run_position,
+    thread_ms,
+    thread_seq,
+)
 from stepgraph.engine.state import bound_graph, get_thread_state, state_config
 from stepgraph.storage.resources import INFLIGHT
 
@@ -47,9 +55,7 @@ def _protocol_run(run: dict[str, Any]) -> bool:
 
 def _start_run(ctx: Context, thread_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     try:
-        body = RunCreate(
-            **fields, stream_mode=RUN_STREAM_MODES, stream_subgraphs=True, if_not_exists="create"
-        )
+        body = RunCreate(**fields, stream_mode=RUN_STREAM_MODES, stream_subgraphs=True, if_not_exists="create")
     except ValidationError as exc:
         raise CommandError("invalid_argument", str(exc)) from None
     try:
@@ -83,8 +89,10 @@ def _input_respond(ctx: Context, thread_id: str, params: dict[str, Any]) -> tupl
     entries = params.get("responses")
     if entries is None:
         entries = [params]
-    if not isinstance(entries, list) or not entries or not all(
-        isinstance(e, dict) and isinstance(e.get("interrupt_id"), str) and "response" in e for e in entries
+    if (
+        not isinstance(entries, list)
+        or not entries
+        or not all(isinstance(e, dict) and isinstance(e.get("interrupt_id"), str) and "response" in e for e in entries)
     ):
         raise CommandError("invalid_argument", "input.respond needs interrupt_id and response")
     thread, graph_id = _thread_and_graph(ctx, thread_id)
@@ -121,12 +129,18 @@ def _list_checkpoints(ctx: Context, thread_id: str, params: dict[str, Any]) -> t
     _, graph_id = _thread_and_graph(ctx, thread_id)
     limit = params.get("limit") if isinstance(params.get("limit"), int) and params["limit"] > 0 else 10
     before = params.get("before")
-    before_config = {"configurable": {"thread_id": thread_id, "checkpoint_id": before}} if isinstance(before, str) else None
+    before_config = (
+        {"configurable": {"thread_id": thread_id, "checkpoint_id": before}} if isinstance(before, str) else None
+    )
     checkpoints = []
     for s in bound_graph(ctx, graph_id).get_state_history(state_config(thread_id), before=before_config, limit=limit):
         metadata = serde.to_jsonable(s.metadata or {})
-        summary = {"id": s.config["configurable"]["checkpoint_id"], "timestamp": s.created_at,
-                   "step": metadata.get("step", -1), "metadata": metadata}
+        summary = {
+            "id": s.config["configurable"]["checkpoint_id"],
+            "timestamp": s.created_at,
+            "step": metadata.get("step", -1),
+            "metadata": metadata,
+        }
         writes = metadata.get("writes")
         if isinstance(writes, dict) and len(writes) == 1:
             summary["node_name"] = next(iter(writes))
@@ -159,8 +173,7 @@ def _agent_tree(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[d
             raise CommandError("no_such_run", f"No run {params['run_id']} on this thread")
     status = _agent_status(ctx, runs[0], graph_id) if runs else "started"
     children = [
-        {"namespace": [ns], "status": status, "graph_name": ns}
-        for ns, _ in ctx.graphs.get(graph_id).get_subgraphs()
+        {"namespace": [ns], "status": status, "graph_name": ns} for ns, _ in ctx.graphs.get(graph_id).get_subgraphs()
     ]
     return {"tree": {"namespace": [], "status": status, "graph_name": graph_id, "children": children}}, {}
 
@@ -264,6 +277,11 @@ async def stream_events(thread_id: str, body: EventStreamRequest, request: Reque
 
 def _frame(message: dict[str, Any]) -> bytes:
     return (
-        b"event: " + message["method"].encode() + b"\r\ndata: " + serde.dumps(message)
-        + b"\r\nid: " + str(message["seq"]).encode() + b"\r\n\r\n"
+        b"event: "
+        + message["method"].encode()
+        + b"\r\ndata: "
+        + serde.dumps(message)
+        + b"\r\nid: "
+        + str(message["seq"]).encode()
+        + b"\r\n\r\n"
     )

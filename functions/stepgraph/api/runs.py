@@ -29,9 +29,23 @@ router = APIRouter(tags=["runs"])
 
 _REJECTED = "Thread is already running a task. Wait for it to finish or choose a different multitask strategy."
 _KWARGS = (
-    "input", "command", "config", "context", "stream_mode", "stream_subgraphs", "stream_resumable",
-    "interrupt_before", "interrupt_after", "checkpoint", "checkpoint_id", "durability", "webhook",
-    "on_disconnect", "feedback_keys", "interrupt_deadline_seconds", "on_interrupt_deadline",
+    "input",
+    "command",
+    "config",
+    "context",
+    "stream_mode",
+    "stream_subgraphs",
+    "stream_resumable",
+    "interrupt_before",
+    "interrupt_after",
+    "checkpoint",
+    "checkpoint_id",
+    "durability",
+    "webhook",
+    "on_disconnect",
+    "feedback_keys",
+    "interrupt_deadline_seconds",
+    "on_interrupt_deadline",
 )
 
 
@@ -39,8 +53,16 @@ def run_to_wire(run: dict[str, Any]) -> dict[str, Any]:
     return {
         k: run.get(k)
         for k in (
-            "run_id", "thread_id", "assistant_id", "created_at", "updated_at", "status", "metadata",
-            "kwargs", "multitask_strategy", "langsmith_session_name",
+            "run_id",
+            "thread_id",
+            "assistant_id",
+            "created_at",
+            "updated_at",
+            "status",
+            "metadata",
+            "kwargs",
+            "multitask_strategy",
+            "langsmith_session_name",
         )
     }
 
@@ -309,7 +331,9 @@ def _stateless_thread() -> str:
 @router.post("/runs")
 async def create_stateless(body: RunCreate, request: Request) -> Response:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body.model_copy(update={"on_completion": "keep"}), stateless=True)
+    run = await run_in_threadpool(
+        create_run, ctx, _stateless_thread(), body.model_copy(update={"on_completion": "keep"}), stateless=True
+    )
     return Response(serde.dumps(run_to_wire(run)), media_type="application/json", headers=_headers(run, ""))
 
 

@@ -253,7 +253,7 @@ class RunsCancel(_Body):
     status: Literal["pending", "running", "all"] | None = None
 
     @model_validator(mode="after")
-    def _one_selection(self) -> "RunsCancel":
+    def _one_selection(self) -> RunsCancel:
         by_ids = self.thread_id is not None or self.run_ids is not None
         if by_ids == (self.status is not None) or (by_ids and not (self.thread_id and self.run_ids)):
             raise ValueError("Provide either thread_id and run_ids, or status")

@@ -14,7 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
 from stepgraph.api.schemas import (
-    CheckpointRequest, HistoryRequest, StateUpdate, ThreadCreate, ThreadPatch, ThreadPrune, ThreadSearch,
+    CheckpointRequest,
+    HistoryRequest,
+    StateUpdate,
+    ThreadCreate,
+    ThreadPatch,
+    ThreadPrune,
+    ThreadSearch,
 )
 from stepgraph.engine import admin
 from stepgraph.engine.context import Context
@@ -103,7 +109,8 @@ def count_threads(body: ThreadSearch, request: Request) -> int:
     return sum(
         1
         for t in ctx.threads.all()
-        if (body.status is None or t.get("status") == body.status) and metadata_matches(t.get("metadata"), body.metadata)
+        if (body.status is None or t.get("status") == body.status)
+        and metadata_matches(t.get("metadata"), body.metadata)
     )
 
 
@@ -144,9 +151,14 @@ def _state(request: Request, thread_id: str, checkpoint: dict[str, Any] | None, 
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         return {
-            "values": {}, "next": [], "tasks": [], "metadata": {}, "created_at": None,
+            "values": {},
+            "next": [],
+            "tasks": [],
+            "metadata": {},
+            "created_at": None,
             "checkpoint": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": None, "checkpoint_map": None},
-            "parent_checkpoint": None, "interrupts": [],
+            "parent_checkpoint": None,
+            "interrupts": [],
         }
     snapshot = get_thread_state(ctx, thread_id, graph_id, checkpoint, subgraphs=subgraphs)
     if checkpoint and checkpoint.get("checkpoint_id") and snapshot.created_at is None:

@@ -93,7 +93,7 @@ class GraphRegistry:
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
-    def from_config(cls, path: str | Path) -> "GraphRegistry":
+    def from_config(cls, path: str | Path) -> GraphRegistry:
         path = Path(path).resolve()
         try:
             config = json.loads(path.read_text())
@@ -348,8 +348,6 @@ def _build_once(graph_id: str, made: Any) -> Pregel:
     if isinstance(made, (Pregel, StateGraph)):
         return _compiled(graph_id, made)
     return _compiled(graph_id, run_on_engine_loop(resolve(made)))
-
-
 
 
 def add_import_paths(root: Path, dependencies: list[Any]) -> None:

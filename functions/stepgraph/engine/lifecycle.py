@@ -15,7 +15,7 @@ import random
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -72,9 +72,7 @@ def ring_doorbell(ctx: Context, thread_id: str, dedup: str) -> None:
 _insert_locks = [threading.Lock() for _ in range(64)]
 
 
-def insert_run(
-    ctx: Context, run: dict[str, Any], *, reject: bool = False, after_seconds: float = 0
-) -> list[str]:
+def insert_run(ctx: Context, run: dict[str, Any], *, reject: bool = False, after_seconds: float = 0) -> list[str]:
     """Queue a pending run behind the thread's runs and ring the thread's doorbell.
 
     The insert is one transaction conditional on the thread's tail (the run inserted last), so
@@ -96,7 +94,7 @@ def insert_run(
             run["run_id"] = new_run_id(after=state.tail)
             due_ms = _id_parts(run["run_id"])[0] + int(after_seconds * 1000)
             run["created_at"] = run["updated_at"] = (
-                datetime.fromtimestamp(due_ms / 1000, timezone.utc).isoformat() if after_seconds else now_iso()
+                datetime.fromtimestamp(due_ms / 1000, UTC).isoformat() if after_seconds else now_iso()
             )
             try:
                 ctx.queue.insert(run, entry=queue_entry(run["run_id"], due_ms), tail=state.tail, reject=reject)
@@ -494,7 +492,7 @@ def _stop_execution(ctx: Context, run_id: str) -> None:
     """Best effort: the fence already keeps a cancelled run from writing; this saves its compute."""
     try:
         ctx.clients.sfn.stop_execution(executionArn=execution_arn(ctx, run_id), error="Cancelled")
-    except Exception:  # noqa: BLE001 - not started yet, already over, or a resumed parked execution
+    except Exception:
         logger.debug("stop_execution for %s did nothing", run_id, exc_info=True)
 
 
@@ -506,7 +504,9 @@ def _complete_rollback(ctx: Context, thread_id: str, run_id: str) -> None:
     ctx.events.delete_run(run_id)
     ctx.events.end(run_id, {"status": "interrupted"})  # a reader still tailing the run ends
     waiting = _waiting(ctx, thread_id)
-    settled = "busy" if waiting else _settled_thread_status(ctx, thread_id, _thread_graph(ctx, thread_id), "interrupted")
+    settled = (
+        "busy" if waiting else _settled_thread_status(ctx, thread_id, _thread_graph(ctx, thread_id), "interrupted")
+    )
     ctx.threads.release_lease(thread_id, ROLLBACK + run_id, status=settled)
     if waiting or _waiting(ctx, thread_id):
         ring_doorbell(ctx, thread_id, dedup=f"rollback:{run_id}")
@@ -557,8 +557,19 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
     kwargs = {
         k: v
         for k, v in (parked.get("kwargs") or {}).items()
-        if k in ("config", "context", "stream_mode", "stream_subgraphs", "stream_resumable", "durability",
-                 "interrupt_before", "interrupt_after", "interrupt_deadline_seconds", "on_interrupt_deadline")
+        if k
+        in (
+            "config",
+            "context",
+            "stream_mode",
+            "stream_subgraphs",
+            "stream_resumable",
+            "durability",
+            "interrupt_before",
+            "interrupt_after",
+            "interrupt_deadline_seconds",
+            "on_interrupt_deadline",
+        )
     }
     kwargs["command"] = {"resume": action["value"]}
     resume = base_run(

@@ -172,7 +172,11 @@ class RunTranslator:
         message_id = str(message.get("id") or f"{self.run_id}:{seq}")
         text = _text(message.get("content"))
         if kind == "tool":
-            result = {"event": "tool-finished", "tool_call_id": message.get("tool_call_id"), "output": message.get("content")}
+            result = {
+                "event": "tool-finished",
+                "tool_call_id": message.get("tool_call_id"),
+                "output": message.get("content"),
+            }
             return [self._event(seq, "tools", result, ns)]
         role = {"human": "human", "HumanMessageChunk": "human", "system": "system"}.get(kind, "ai")
         out = []
@@ -190,8 +194,12 @@ class RunTranslator:
         if not kind.endswith("Chunk"):  # a whole message: nothing more will come for it
             out.extend(self._finish_message(seq, message_id))
             for call in message.get("tool_calls") or ():
-                started = {"event": "tool-started", "tool_call_id": call.get("id"), "tool_name": call.get("name"),
-                           "input": call.get("args")}
+                started = {
+                    "event": "tool-started",
+                    "tool_call_id": call.get("id"),
+                    "tool_name": call.get("name"),
+                    "input": call.get("args"),
+                }
                 out.append(self._event(seq, "tools", started, ns))
         return out
 
@@ -220,7 +228,9 @@ class RunTranslator:
         else:
             message = self.error.get("message") if isinstance(self.error, dict) else None
             reason = message or ("run cancelled" if status == "interrupted" else f"run ended with status {status}")
-            out.append(self._event(_LAST, "lifecycle", {"event": "failed", "graph_name": self.graph_name, "error": reason}))
+            out.append(
+                self._event(_LAST, "lifecycle", {"event": "failed", "graph_name": self.graph_name, "error": reason})
+            )
         return out
 
 

@@ -36,9 +36,19 @@ logger = logging.getLogger(__name__)
 STREAM_MODES = GRAPH_MODES
 # Exception types whose message the peer passes to clients; others become a generic message.
 _PUBLIC_ERRORS = {
-    "ValueError", "TypeError", "KeyError", "AttributeError", "RuntimeError", "RecursionError",
-    "TimeoutError", "InvalidUpdateError", "GraphBubbleUp", "EmptyInputError", "HTTPException",
-    "UserInterrupt", "GraphRecursionError",
+    "ValueError",
+    "TypeError",
+    "KeyError",
+    "AttributeError",
+    "RuntimeError",
+    "RecursionError",
+    "TimeoutError",
+    "InvalidUpdateError",
+    "GraphBubbleUp",
+    "EmptyInputError",
+    "HTTPException",
+    "UserInterrupt",
+    "GraphRecursionError",
 }
 
 
@@ -48,7 +58,9 @@ _ERROR_CHANNEL = "__error__"
 
 def error_payload(exc: BaseException) -> dict[str, str]:
     name = type(exc).__name__
-    message = str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
+    message = (
+        str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
+    )
     return {"error": name, "message": message}
 
 
@@ -239,9 +251,13 @@ def run_supersteps(
     # The head pointer always names the newest root checkpoint, which we just read: a writer
     # that moved it since then makes our first commit fail, as a stale head read would.
     saver = ctx.checkpointer.fenced(
-        latest.config["configurable"]["checkpoint_id"] if latest else None, lease=lease,
-        latest=latest, latest_of=thread_id,
-        linger_seconds=ctx.settings.commit_linger_ms / 1000, linger_puts=not strict, rider=rider,
+        latest.config["configurable"]["checkpoint_id"] if latest else None,
+        lease=lease,
+        latest=latest,
+        latest_of=thread_id,
+        linger_seconds=ctx.settings.commit_linger_ms / 1000,
+        linger_puts=not strict,
+        rider=rider,
     )
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     writer = EventWriter(ctx, run_id)
@@ -253,8 +269,17 @@ def run_supersteps(
     interrupt_before = run_option(run, "interrupt_before", assistant)
     interrupt_after = run_option(run, "interrupt_after", assistant)
     drive = _Drive(
-        ctx, run_id, thread_id, writer, emitter, start_id=start_id, replaying=not first, strict=strict,
-        exit_durability=exit_durability, deadline=deadline, interrupts=(interrupt_before, interrupt_after),
+        ctx,
+        run_id,
+        thread_id,
+        writer,
+        emitter,
+        start_id=start_id,
+        replaying=not first,
+        strict=strict,
+        exit_durability=exit_durability,
+        deadline=deadline,
+        interrupts=(interrupt_before, interrupt_after),
         saver=saver,
     )
     try:
@@ -341,9 +366,20 @@ class _Drive:
     it after a superstep's checkpoint once the mode or the time budget says so."""
 
     def __init__(
-        self, ctx: Context, run_id: str, thread_id: str, writer: EventWriter, emitter: StreamEmitter, *,
-        start_id: str | None, replaying: bool, strict: bool, exit_durability: bool, deadline: float,
-        interrupts: tuple[Any, Any], saver: DynamoDBSaver,
+        self,
+        ctx: Context,
+        run_id: str,
+        thread_id: str,
+        writer: EventWriter,
+        emitter: StreamEmitter,
+        *,
+        start_id: str | None,
+        replaying: bool,
+        strict: bool,
+        exit_durability: bool,
+        deadline: float,
+        interrupts: tuple[Any, Any],
+        saver: DynamoDBSaver,
     ):
         self.ctx, self.run_id, self.thread_id, self.writer, self.emitter = ctx, run_id, thread_id, writer, emitter
         self.start_id, self.replaying, self.strict = start_id, replaying, strict
@@ -416,8 +452,10 @@ class _Drive:
                     self.last_next = chunk["next"]
                     if emit_checkpoints:
                         self.writer.append("checkpoints", chunk)
-                    if chunk["next"] and self.exit_durability and await asyncio.to_thread(
-                        _cancelled, self.ctx, self.thread_id, self.run_id
+                    if (
+                        chunk["next"]
+                        and self.exit_durability
+                        and await asyncio.to_thread(_cancelled, self.ctx, self.thread_id, self.run_id)
                     ):
                         # Between supersteps, as the peer stops a cancelled run. With "sync" the
                         # checkpoint write's lease condition is this check; "exit" writes none.

@@ -92,7 +92,11 @@ def _checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
     c = config["configurable"]
     if "thread_id" not in c or "checkpoint_id" not in c:
         return None
-    ref = {"thread_id": c["thread_id"], "checkpoint_ns": c.get("checkpoint_ns") or "", "checkpoint_id": c["checkpoint_id"]}
+    ref = {
+        "thread_id": c["thread_id"],
+        "checkpoint_ns": c.get("checkpoint_ns") or "",
+        "checkpoint_id": c["checkpoint_id"],
+    }
     if "checkpoint_map" in c:
         ref["checkpoint_map"] = c["checkpoint_map"]
     return ref
@@ -140,9 +144,7 @@ async def stream_parts(
             # checkpoint then) raises into whoever closes this iterator, not into the GC.
             await parts.aclose()
         return
-    agen = graph.astream_events(
-        stream_input, config, version="v2", stream_mode=modes, subgraphs=subgraphs, **kwargs
-    )
+    agen = graph.astream_events(stream_input, config, version="v2", stream_mode=modes, subgraphs=subgraphs, **kwargs)
     try:
         async for event in agen:
             root = not event.get("parent_ids")

@@ -18,8 +18,16 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP, BaseCheckpointSaver, ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple,
-    SerializerProtocol, get_checkpoint_id, get_checkpoint_metadata, writes_sort_key,
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -75,8 +83,13 @@ class _Fence:
     # Shared by reference: LangGraph clones its checkpointer (with_allowlist), and every clone must
     # see the head advance, or the run's second put would compare against a stale head.
     def __init__(
-        self, expected_head: str | None, lease: LeaseCondition | None, latest: CheckpointTuple | None = None,
-        latest_of: str | None = None, linger_seconds: float | None = None, linger_puts: bool = True,
+        self,
+        expected_head: str | None,
+        lease: LeaseCondition | None,
+        latest: CheckpointTuple | None = None,
+        latest_of: str | None = None,
+        linger_seconds: float | None = None,
+        linger_puts: bool = True,
         rider: dict[str, Any] | None = None,
     ):
         self.expected_head, self.lease, self.lock = expected_head, lease, threading.RLock()
@@ -115,8 +128,14 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     get_next_version = InMemorySaver.get_next_version
 
     def __init__(
-        self, *, dynamodb_client: Any, s3_client: Any, table: str, bucket: str,
-        spill_threshold_bytes: int = 350_000, serde: SerializerProtocol | None = None,
+        self,
+        *,
+        dynamodb_client: Any,
+        s3_client: Any,
+        table: str,
+        bucket: str,
+        spill_threshold_bytes: int = 350_000,
+        serde: SerializerProtocol | None = None,
     ) -> None:
         super().__init__(serde=serde)
         self.ddb, self.s3, self.table, self.bucket = dynamodb_client, s3_client, table, bucket
@@ -124,9 +143,15 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self._fence: _Fence | None = None
 
     def fenced(
-        self, expected_head: str | None, lease: LeaseCondition | None = None, *,
-        latest: CheckpointTuple | None = None, latest_of: str | None = None, linger_seconds: float | None = None,
-        linger_puts: bool = True, rider: dict[str, Any] | None = None,
+        self,
+        expected_head: str | None,
+        lease: LeaseCondition | None = None,
+        *,
+        latest: CheckpointTuple | None = None,
+        latest_of: str | None = None,
+        linger_seconds: float | None = None,
+        linger_puts: bool = True,
+        rider: dict[str, Any] | None = None,
     ) -> DynamoDBSaver:
         """A saver sharing this one's clients whose root-namespace puts commit only if the head is
         still `expected_head` (None: the thread has no checkpoint yet) and `lease` still holds.
@@ -193,8 +218,12 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         return next(self._tuples(thread_id, items, ns, checkpoint_id), None)
 
     def list(
-        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None, limit: int | None = None,
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         self.commit()
         ns = config["configurable"].get("checkpoint_ns") if config else None
@@ -211,8 +240,13 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         yield from islice(found(), None if limit is None else max(limit, 0))
 
     def _tuples(
-        self, thread_id: str, items: Iterable[dict], ns: str | None, checkpoint_id: str | None,
-        before_id: str | None = None, filter: dict[str, Any] | None = None,
+        self,
+        thread_id: str,
+        items: Iterable[dict],
+        ns: str | None,
+        checkpoint_id: str | None,
+        before_id: str | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Checkpoints of a newest-first item stream, each with the writes just before it."""
         writes: list[dict[str, Any]] = []
@@ -243,7 +277,10 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     # --- writes --------------------------------------------------------------------------------
 
     def put(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         thread_id, ns = _thread_ns(config)
@@ -398,9 +435,12 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 expected = fence.expected_head
                 values = {":new": _s(head), **({":expected": _s(expected)} if expected is not None else {})}
                 cas = {
-                    "TableName": self.table, "Key": _key(thread_id, "H#"), "UpdateExpression": "SET #h = :new",
+                    "TableName": self.table,
+                    "Key": _key(thread_id, "H#"),
+                    "UpdateExpression": "SET #h = :new",
                     "ConditionExpression": "attribute_not_exists(#h)" if expected is None else "#h = :expected",
-                    "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": values,
+                    "ExpressionAttributeNames": {"#h": "head"},
+                    "ExpressionAttributeValues": values,
                 }
                 ops.append({"Update": cas})
             else:  # subgraph namespaces: fenced by the lease only
@@ -419,15 +459,17 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             idx = WRITES_IDX_MAP.get(channel, idx)
             name = f"writes/{quote(task_id, safe='')}/{idx}"
             payload, s3_key = self._dump(value, thread_id, ns, checkpoint_id, name)
-            group.items.append({
-                **_key(thread_id, f"C#{ns}#{checkpoint_id}#W#{task_id}#{idx:010d}"),
-                **_ids(ns, checkpoint_id),
-                "task_id": _s(task_id),
-                "task_path": _s(task_path),
-                "channel": _s(channel),
-                "idx": {"N": str(idx)},
-                **payload,
-            })
+            group.items.append(
+                {
+                    **_key(thread_id, f"C#{ns}#{checkpoint_id}#W#{task_id}#{idx:010d}"),
+                    **_ids(ns, checkpoint_id),
+                    "task_id": _s(task_id),
+                    "task_path": _s(task_path),
+                    "channel": _s(channel),
+                    "idx": {"N": str(idx)},
+                    **payload,
+                }
+            )
             # Special channels (error, interrupt, ...) keep the latest value; a regular write is
             # first-writer-wins, so a duplicated task can't replace a result already stored.
             group.conditional.append(idx >= 0)
@@ -529,8 +571,11 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         items = self._query(thread_id, "begins_with(sk, :p)", {":p": _s(f"C#{ns}#")}, page=16, projection=_KEYS)
         newest = next((i["checkpoint_id"]["S"] for i in items if "task_id" not in i), None)
         kwargs: dict[str, Any] = {
-            "TableName": self.table, "Key": _key(thread_id, f"H#{ns}"), "ConditionExpression": "#h = :old",
-            "ExpressionAttributeNames": {"#h": "head"}, "ExpressionAttributeValues": {":old": _s(head)},
+            "TableName": self.table,
+            "Key": _key(thread_id, f"H#{ns}"),
+            "ConditionExpression": "#h = :old",
+            "ExpressionAttributeNames": {"#h": "head"},
+            "ExpressionAttributeValues": {":old": _s(head)},
         }
         try:
             if newest is None:
@@ -591,8 +636,11 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     def _lingers(self, put: bool) -> bool:
         fence = self._fence
-        return fence is not None and fence.linger_seconds is not None and fence.error is None and (
-            fence.linger_puts or not put
+        return (
+            fence is not None
+            and fence.linger_seconds is not None
+            and fence.error is None
+            and (fence.linger_puts or not put)
         )
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -601,8 +649,12 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         return await self._off_loop(self.get_tuple, config)
 
     async def alist(
-        self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None, limit: int | None = None,
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         # In batches, so a long history streams instead of loading whole before the first yield.
         found = self.list(config, filter=filter, before=before, limit=limit)
@@ -611,7 +663,10 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 yield tup
 
     async def aput(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         # Inline when it lingers; it may still commit a full transaction or spill a large value
@@ -668,10 +723,13 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     ) -> Iterator[dict[str, Any]]:
         """A thread's items, newest first, fetched page by page as the caller consumes them."""
         kwargs: dict[str, Any] = {
-            "TableName": self.table, "ScanIndexForward": False, "ConsistentRead": True,
+            "TableName": self.table,
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk" + (f" AND {cond}" if cond else ""),
             "ExpressionAttributeValues": {":pk": _s(thread_id), **(values or {})},
-            **({"Limit": page} if page else {}), **({"ProjectionExpression": projection} if projection else {}),
+            **({"Limit": page} if page else {}),
+            **({"ProjectionExpression": projection} if projection else {}),
         }
         return self._paginate(self.ddb.query, kwargs)
 
@@ -690,7 +748,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     def _thread_ids(self) -> list[str]:
         # Every namespace with a checkpoint has a head, so head items enumerate the threads.
         heads = self._scan(
-            FilterExpression="begins_with(sk, :h)", ExpressionAttributeValues={":h": _s("H#")},
+            FilterExpression="begins_with(sk, :h)",
+            ExpressionAttributeValues={":h": _s("H#")},
             ProjectionExpression="pk",
         )
         return list(dict.fromkeys(item["pk"]["S"] for item in heads))

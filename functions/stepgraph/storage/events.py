@@ -84,7 +84,7 @@ class _Wakeup:
     async def wait(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self.event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -281,9 +281,7 @@ class EventLog:
                 return
             for i in range(0, len(items), 25):
                 self.client.batch_write_item(
-                    RequestItems={
-                        self.table: [{"DeleteRequest": {"Key": it}} for it in items[i : i + 25]]
-                    }
+                    RequestItems={self.table: [{"DeleteRequest": {"Key": it}} for it in items[i : i + 25]]}
                 )
 
 

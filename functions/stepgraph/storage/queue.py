@@ -220,9 +220,7 @@ class ThreadQueue:
             {":s": _s(status)},
         )
 
-    def _update_if(
-        self, thread_id: str, expr: str, cond: str, values: dict[str, Any], *, names: bool = True
-    ) -> bool:
+    def _update_if(self, thread_id: str, expr: str, cond: str, values: dict[str, Any], *, names: bool = True) -> bool:
         kwargs: dict[str, Any] = {"ExpressionAttributeNames": {"#s": "status"}} if names else {}
         return update_if(
             self.client,

@@ -8,7 +8,7 @@ resource round-trips exactly and no Decimal conversion leaks into the API.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,7 +19,7 @@ INFLIGHT = ("pending", "running")
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def is_conditional_failure(exc: ClientError) -> bool:
@@ -323,14 +323,10 @@ class RunStore:
         }
         if status == "pending":
             item["pending_key"] = _s(doc["run_id"])
-        self.client.put_item(
-            TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)"
-        )
+        self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
 
     def get(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
-        resp = self.client.get_item(
-            TableName=self.table, Key=self._key(thread_id, run_id), ConsistentRead=True
-        )
+        resp = self.client.get_item(TableName=self.table, Key=self._key(thread_id, run_id), ConsistentRead=True)
         return _from_item(resp.get("Item"))
 
     def list(self, thread_id: str) -> list[dict[str, Any]]:
@@ -413,9 +409,7 @@ class RunStore:
         }
 
     def delete(self, thread_id: str, run_id: str) -> bool:
-        resp = self.client.delete_item(
-            TableName=self.table, Key=self._key(thread_id, run_id), ReturnValues="ALL_OLD"
-        )
+        resp = self.client.delete_item(TableName=self.table, Key=self._key(thread_id, run_id), ReturnValues="ALL_OLD")
         return "Attributes" in resp
 
     def delete_thread(self, thread_id: str) -> None:
