@@ -1,0 +1,82 @@
+"""One word for one thing: the statuses, outcomes and AWS error codes every layer speaks.
+
+Members are `StrEnum`s, so they equal, serialise and store as the plain strings of the wire
+format, DynamoDB items and the state machine's ASL.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from botocore.exceptions import ClientError
+
+__all__ = [
+    "INFLIGHT",
+    "AwsError",
+    "DoubleText",
+    "RunStatus",
+    "StepOutcome",
+    "ThreadStatus",
+    "error_code",
+]
+
+
+class RunStatus(StrEnum):
+    """A run's status, as the peer reports it."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"  # also a run that stopped on an interrupt
+    ERROR = "error"
+    TIMEOUT = "timeout"  # parked past its human-input deadline with action "end"
+    INTERRUPTED = "interrupted"  # cancelled
+
+
+# A run in flight: queued or executing. Only these can be cancelled or hold a thread.
+INFLIGHT: tuple[RunStatus, ...] = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class ThreadStatus(StrEnum):
+    IDLE = "idle"
+    BUSY = "busy"
+    INTERRUPTED = "interrupted"  # the graph waits on an interrupt or an interrupt_before/after
+    ERROR = "error"
+
+
+class StepOutcome(StrEnum):
+    """What one Step invocation tells the state machine (`run.asl.json` branches on these)."""
+
+    CONTINUE = "continue"  # more supersteps: invoke Step again
+    INTERRUPTED = "interrupted"  # park on a task token until a resume
+    DONE = "done"
+    ERROR = "error"
+    EXPIRED = "expired"  # Park timed out: the human-input deadline passed (Finish only)
+
+
+class DoubleText(StrEnum):
+    """A new run's multitask strategy on a busy thread; interrupt and rollback cancel with it."""
+
+    REJECT = "reject"
+    ENQUEUE = "enqueue"
+    INTERRUPT = "interrupt"
+    ROLLBACK = "rollback"
+
+
+class AwsError(StrEnum):
+    """The AWS error codes stepgraph decides on; read them with `error_code`."""
+
+    CONDITIONAL_CHECK_FAILED = "ConditionalCheckFailedException"
+    TRANSACTION_CANCELED = "TransactionCanceledException"
+    # A cancelled transaction's per-action reasons (`CancellationReasons[].Code`):
+    CONDITION_FAILED = "ConditionalCheckFailed"
+    TRANSACTION_CONFLICT = "TransactionConflict"  # a concurrent transaction on the same item
+    THROTTLED = "ThrottlingError"
+    THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceeded"
+    EXECUTION_ALREADY_EXISTS = "ExecutionAlreadyExists"
+    EXECUTION_DOES_NOT_EXIST = "ExecutionDoesNotExist"
+    NO_SUCH_KEY = "NoSuchKey"
+
+
+def error_code(exc: ClientError) -> str:
+    """The error code of an AWS call that failed ("" if the response carries none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
