@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
+from stepgraph.engine import base_run
 from stepgraph.engine.graphs import system_assistant_id
-from stepgraph.engine.lifecycle import base_run, new_run_id
+from stepgraph.engine.ids import new_run_id
 from stepgraph.storage.queue import queue_entry
 
 

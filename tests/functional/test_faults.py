@@ -21,7 +21,7 @@ from cluster import Cluster
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
-from stepgraph.engine.lifecycle import cancel_run, execution_arn, ring_doorbell
+from stepgraph.engine import cancel_run
 from stepgraph.storage.events import END
 
 pytestmark = pytest.mark.timeout(120)
@@ -135,7 +135,7 @@ def test_killed_worker_mid_superstep_loses_nothing(cluster, record_counts):
     crashed = 0
     sfn = cluster.client("stepfunctions")
     for r in runs:
-        events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, r["run_id"]), maxResults=1000)[
+        events = sfn.get_execution_history(executionArn=cluster.ctx.executions.arn(r["run_id"]), maxResults=1000)[
             "events"
         ]
         crashed += sum(
@@ -195,7 +195,7 @@ def test_duplicate_and_reordered_queue_messages_run_nothing_twice(cluster, recor
         # Early, late and duplicated doorbells through SQS, and batches delivered to dispatch
         # directly, twice and out of order (at-least-once delivery to the Lambda).
         for _ in range(n):
-            ring_doorbell(cluster.ctx, rng.choice(threads), dedup=uuid.uuid4().hex)
+            cluster.ctx.doorbell.ring(rng.choice(threads), dedup=uuid.uuid4().hex)
             batch = [sqs_record(rng.choice(threads)) for _ in range(rng.randint(1, 6))]
             payload = json.dumps({"Records": batch}).encode()
             for _ in range(2):
@@ -252,7 +252,7 @@ def test_step_timing_out_is_retried_from_the_last_checkpoint(cluster, tmp_path, 
     finally:
         lam.update_function_configuration(FunctionName="StepFunction", Timeout=configured)
     sfn = cluster.client("stepfunctions")
-    events = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, run["run_id"]), maxResults=1000)[
+    events = sfn.get_execution_history(executionArn=cluster.ctx.executions.arn(run["run_id"]), maxResults=1000)[
         "events"
     ]
     timed_out = sum(
@@ -337,7 +337,7 @@ def test_step_failing_past_its_retries_ends_the_run_in_error(cluster, record_cou
         time.sleep(0.02)
     assert [e.data for e in events if e.event == "error"] == [record["error"]]
     sfn = cluster.client("stepfunctions")
-    history_ = sfn.get_execution_history(executionArn=execution_arn(cluster.ctx, run["run_id"]), maxResults=1000)
+    history_ = sfn.get_execution_history(executionArn=cluster.ctx.executions.arn(run["run_id"]), maxResults=1000)
     failed = sum(e["type"] == "TaskFailed" for e in history_["events"])
     assert failed == 4  # the first attempt and the state machine's 3 retries
     assert cluster.ctx.threads.get(run["thread_id"])["status"] == "error"
@@ -368,7 +368,8 @@ def test_dispatch_finishes_work_a_crash_left_behind(cluster):
     other = str(uuid.uuid4())
     new_thread(ctx, other, {})
     state = ctx.queue.state(other)
-    from stepgraph.engine.lifecycle import base_run, new_run_id
+    from stepgraph.engine import base_run
+    from stepgraph.engine.ids import new_run_id
     from stepgraph.storage.queue import queue_entry
 
     run = base_run(other, ctx.assistants.get(first["assistant_id"]), {"input": {"items": ["late"], "pause": 0}})
@@ -376,7 +377,7 @@ def test_dispatch_finishes_work_a_crash_left_behind(cluster):
     entry = queue_entry(run["run_id"], int(time.time() * 1000))
     ctx.queue.insert(run, entry=entry, tail=state.tail, reject=False)  # queued, no doorbell rung
     assert ctx.queue.admit(other, run["run_id"], entry, task_token=None) == "admitted"  # ... and "crash"
-    ring_doorbell(ctx, other, dedup=uuid.uuid4().hex)  # the redelivery
+    ctx.doorbell.ring(other, dedup=uuid.uuid4().hex)  # the redelivery
     assert wait_ended(cluster, [run])[run["run_id"]] == "success"
 
 
@@ -389,7 +390,7 @@ def test_cancelling_a_parked_run_goes_through_its_task_token(cluster):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     sfn = cluster.client("stepfunctions")
-    arn = execution_arn(ctx, run["run_id"])
+    arn = ctx.executions.arn(run["run_id"])
     assert sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"  # parked on its token
     cancel_run(ctx, ctx.runs.get(run["thread_id"], run["run_id"]))
     deadline = time.monotonic() + 10

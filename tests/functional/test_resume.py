@@ -12,8 +12,7 @@ import pytest
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
-from stepgraph.engine.admin import delete_thread
-from stepgraph.engine.lifecycle import execution_arn
+from stepgraph.engine import delete_thread
 from stepgraph.engine.state import get_thread_state
 from stepgraph_local.runtime import LocalRuntime
 
@@ -62,7 +61,7 @@ def _parked(runtime, thread_id: str) -> dict:
 
 def _execution(runtime, run_id: str, *, finished: bool = True) -> tuple[str, list[dict]]:
     sfn = runtime.aws.client("stepfunctions")
-    arn = execution_arn(runtime.ctx, run_id)
+    arn = runtime.ctx.executions.arn(run_id)
     if finished:
         _until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", what="the execution to end")
     status = sfn.describe_execution(executionArn=arn)["status"]
@@ -76,7 +75,7 @@ def _states(events: list[dict]) -> list[str]:
 def _has_execution(runtime, run_id: str) -> bool:
     sfn = runtime.aws.client("stepfunctions")
     try:
-        sfn.describe_execution(executionArn=execution_arn(runtime.ctx, run_id))
+        sfn.describe_execution(executionArn=runtime.ctx.executions.arn(run_id))
     except sfn.exceptions.ExecutionDoesNotExist:
         return False
     return True
@@ -209,7 +208,7 @@ def test_deleting_a_parked_thread_releases_its_execution(runtime):
 @pytest.mark.parametrize("action", ["resume", "end"])
 def test_expire_is_idempotent(runtime, action):
     """Finish(expired) delivered twice does the same thing once."""
-    from stepgraph.engine.lifecycle import expire_parked_run
+    from stepgraph.engine.deadlines import expire_parked_run
 
     ctx = runtime.ctx
     thread_id = _thread(runtime)
@@ -231,6 +230,6 @@ def test_expire_is_idempotent(runtime, action):
 def _execution_token(runtime, run_id: str) -> str:
     from stepgraph_local.aws import _pending_task_tokens
 
-    arn = execution_arn(runtime.ctx, run_id)
+    arn = runtime.ctx.executions.arn(run_id)
     [token] = _pending_task_tokens(runtime.aws.account_id, runtime.aws.region, {arn})
     return token

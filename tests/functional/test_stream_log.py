@@ -25,7 +25,6 @@ from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
 from stepgraph.engine.context import Context
-from stepgraph.engine.lifecycle import execution_arn
 from stepgraph.engine.runner import EventWriter
 from stepgraph.storage.events import END, EventLog, PollingNotifier, SeqTaken
 from stepgraph_local.runtime import LocalRuntime
@@ -178,7 +177,7 @@ def test_events_mode_spans_step_invocations_as_one_run(local):
     while ctx.runs.get(thread_id, run["run_id"])["status"] in ("pending", "running"):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    history = runtime.aws.client("stepfunctions").get_execution_history(executionArn=execution_arn(ctx, run["run_id"]))
+    history = runtime.aws.client("stepfunctions").get_execution_history(executionArn=ctx.executions.arn(run["run_id"]))
     steps = [e for e in history["events"] if e.get("stateEnteredEventDetails", {}).get("name") == "Step"]
     assert len(steps) >= 3  # a superstep (or so) per invocation
     log = [e for e in ctx.events.read(run["run_id"]) if e.event != END]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from langgraph.pregel import Pregel
-from stepgraph.engine.graphs import ConfigError, GraphRegistry
+from stepgraph.engine import ConfigError
+from stepgraph.engine.graphs import GraphRegistry
 
 GRAPHS = textwrap.dedent(
     """

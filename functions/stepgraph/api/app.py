@@ -15,10 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
-from stepgraph.engine.admin import queue_counts
-from stepgraph.engine.context import Context
-from stepgraph.engine.graphs import ConfigError
-from stepgraph.storage.resources import DocumentTooLarge
+from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from stepgraph import serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
-from stepgraph.engine.context import Context
-from stepgraph.engine.graphs import system_assistant_id
-from stepgraph.storage.resources import now_iso
+from stepgraph.engine import Context, now_iso, system_assistant_id
 
 logger = logging.getLogger(__name__)
 

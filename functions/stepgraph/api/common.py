@@ -7,8 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 
-from stepgraph.engine.context import Context
-from stepgraph.engine.graphs import system_assistant_id
+from stepgraph.engine import Context, system_assistant_id
 
 
 def ctx_of(request: Request) -> Context:

@@ -22,18 +22,20 @@ from stepgraph.api.schemas import EventStreamRequest, ProtocolCommand, RunCreate
 from stepgraph.api.sse import HEARTBEAT
 from stepgraph.api.thread_stream import tail_thread
 from stepgraph.api.threads import thread_graph
-from stepgraph.engine.context import Context
-from stepgraph.engine.protocol import (
+from stepgraph.engine import (
     CHANNELS,
     RUN_STREAM_MODES,
+    Context,
     RunTranslator,
+    bound_graph,
+    get_thread_state,
     matches,
     run_position,
+    state_config,
     thread_ms,
     thread_seq,
 )
-from stepgraph.engine.state import bound_graph, get_thread_state, state_config
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 

@@ -17,13 +17,21 @@ from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistan
 from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import load_thread, new_thread
-from stepgraph.engine import admin
-from stepgraph.engine.context import Context
-from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
-from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.events import END_SEQ
-from stepgraph.storage.queue import ThreadMissing
-from stepgraph.storage.resources import INFLIGHT, Conflict, check_document_size
+from stepgraph.engine import (
+    END_SEQ,
+    Conflict,
+    Context,
+    RunsMissing,
+    ThreadMissing,
+    base_run,
+    cancel_run,
+    cancel_runs,
+    check_document_size,
+    delete_thread,
+    get_thread_state,
+    submit_run,
+)
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["runs"])
 
@@ -106,17 +114,14 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
         thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
         ctx.threads.update_doc(thread_id, thread)
-    strategy = body.multitask_strategy
     try:
         # reject is decided by the insert's own conditional write on the thread: nothing is
         # inserted when the thread holds or queues a run.
-        behind = insert_run(ctx, run, reject=strategy == "reject", after_seconds=body.after_seconds or 0)
+        submit_run(ctx, run, after_seconds=body.after_seconds or 0)
     except Conflict:
         raise HTTPException(409, _REJECTED) from None
     except ThreadMissing:
         raise HTTPException(404, "Thread or assistant not found.") from None
-    if strategy in ("interrupt", "rollback"):
-        cancel_inflight(ctx, thread_id, behind, strategy)
     return run
 
 
@@ -151,7 +156,7 @@ async def _cancel_quietly(ctx: Context, run: dict[str, Any]) -> None:
 
 def _cleanup_stateless(ctx: Context, run: dict[str, Any]) -> None:
     if run.get("kwargs", {}).get("on_completion") == "delete":
-        admin.delete_thread(ctx, run["thread_id"])
+        delete_thread(ctx, run["thread_id"])
 
 
 async def _wait_response(ctx: Context, run: dict[str, Any], on_disconnect: str) -> Response:
@@ -377,13 +382,13 @@ async def cancel_many(body: RunsCancel, request: Request, action: str = "interru
             check_uuid(run_id, "run")
     try:
         await run_in_threadpool(
-            admin.cancel_runs,
+            cancel_runs,
             ctx_of(request),
             thread_id=body.thread_id,
             run_ids=body.run_ids,
             status=body.status,
             action=action,
         )
-    except admin.RunsMissing as exc:
+    except RunsMissing as exc:
         raise HTTPException(404, f"Run not found: {exc}") from None
     return Response(status_code=204)

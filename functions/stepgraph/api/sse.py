@@ -9,9 +9,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
-from stepgraph.engine.context import Context
-from stepgraph.storage.events import END, Event
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.engine import END, Context, Event
+from stepgraph.vocabulary import INFLIGHT
 
 HEARTBEAT_SECONDS = 5.0  # default; Settings.heartbeat_seconds (STEPGRAPH_HEARTBEAT_SECONDS) wins
 

@@ -21,10 +21,8 @@ from stepgraph import serde
 from stepgraph.api.common import ctx_of
 from stepgraph.api.sse import HEARTBEAT, HEARTBEAT_SECONDS, frame
 from stepgraph.api.threads import load_thread, thread_graph
-from stepgraph.engine.context import Context
-from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.events import END, END_SEQ, Event
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.engine import END, END_SEQ, Context, Event, get_thread_state
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 

@@ -22,10 +22,17 @@ from stepgraph.api.schemas import (
     ThreadPrune,
     ThreadSearch,
 )
-from stepgraph.engine import admin
-from stepgraph.engine.context import Context
-from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
-from stepgraph.storage.resources import INFLIGHT, now_iso
+from stepgraph import engine
+from stepgraph.engine import (
+    Context,
+    bound_graph,
+    get_thread_state,
+    now_iso,
+    snapshot_to_wire,
+    state_config,
+    thread_graph,
+)
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 
@@ -35,9 +42,9 @@ _HIDDEN = ("active_run_id", "parked_run_id", "task_token")
 def thread_to_wire(ctx: Context, thread: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in thread.items() if k not in _HIDDEN}
     out.setdefault("config", {})
-    graph_id = (thread.get("metadata") or {}).get("graph_id")
+    graph_id = thread_graph(ctx, thread)
     out["values"], out["interrupts"] = None, {}
-    if graph_id and graph_id in ctx.graphs.specs:
+    if graph_id:
         snapshot = get_thread_state(ctx, thread["thread_id"], graph_id)
         if snapshot.created_at is not None:
             out["values"] = serde.to_jsonable(snapshot.values)
@@ -66,11 +73,6 @@ def load_thread(ctx: Context, thread_id: str) -> dict[str, Any]:
     if thread is None:
         raise not_found("Thread")
     return thread
-
-
-def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
-    graph_id = (thread.get("metadata") or {}).get("graph_id")
-    return graph_id if graph_id in ctx.graphs.specs else None
 
 
 @router.post("/threads")
@@ -117,7 +119,7 @@ def count_threads(body: ThreadSearch, request: Request) -> int:
 @router.post("/threads/prune")
 async def prune(body: ThreadPrune, request: Request) -> dict[str, int]:
     thread_ids = [check_uuid(t, "thread") for t in body.thread_ids]
-    pruned = await run_in_threadpool(admin.prune_threads, ctx_of(request), thread_ids, body.strategy)
+    pruned = await run_in_threadpool(engine.prune_threads, ctx_of(request), thread_ids, body.strategy)
     return {"pruned_count": pruned}
 
 
@@ -141,7 +143,7 @@ def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[st
 def delete_thread(thread_id: str, request: Request) -> Response:
     ctx = ctx_of(request)
     load_thread(ctx, thread_id)
-    admin.delete_thread(ctx, thread_id)
+    engine.delete_thread(ctx, thread_id)
     return Response(status_code=204)
 
 

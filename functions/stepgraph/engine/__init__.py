@@ -1,17 +1,75 @@
-"""The engine: what the Lambdas do to runs and threads."""
+"""The engine: what happens to runs and threads. The Lambda handlers and the HTTP API use only
+what this module exports; the rooms behind it:
 
+- `admission`: a new run queues on its thread (double-texting) and the first due run starts
+- `execution`: the one place that calls Step Functions and SQS (executions, task tokens, doorbell)
+- `runner`: a Step invocation runs supersteps of the graph and checkpoints them
+- `completion`: the state machine reports a run parked on an interrupt, or finished
+- `cancellation`: cancel and rollback
+- `deadlines`: a parked run's human-input deadline
+- `lease`: who holds a thread and the status it settles to
+- `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
+- `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
+"""
+
+from stepgraph.engine.admin import cancel_runs, delete_thread, prune_threads, queue_counts
+from stepgraph.engine.admission import admit_next_run, base_run, submit_run
+from stepgraph.engine.cancellation import cancel_run
+from stepgraph.engine.completion import finish_run, park_run
 from stepgraph.engine.context import Context, current_context, set_context
-from stepgraph.engine.lifecycle import admit_next_run, finish_run, insert_run, park_run
+from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, RunsMissing, ThreadMissing
+from stepgraph.engine.graphs import system_assistant_id
+from stepgraph.engine.protocol import (
+    CHANNELS,
+    RUN_STREAM_MODES,
+    RunTranslator,
+    matches,
+    run_position,
+    thread_ms,
+    thread_seq,
+)
 from stepgraph.engine.runner import StepResult, run_supersteps
+from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.storage.events import END, END_SEQ, Event
+from stepgraph.storage.resources import check_document_size, now_iso
 
 __all__ = [
+    "CHANNELS",
+    "END",
+    "END_SEQ",
+    "RUN_STREAM_MODES",
+    "ConfigError",
+    "Conflict",
     "Context",
+    "DocumentTooLarge",
+    "Event",
+    "RunTranslator",
+    "RunsMissing",
     "StepResult",
+    "ThreadMissing",
     "admit_next_run",
+    "base_run",
+    "bound_graph",
+    "cancel_run",
+    "cancel_runs",
+    "check_document_size",
     "current_context",
+    "delete_thread",
     "finish_run",
-    "insert_run",
+    "get_thread_state",
+    "matches",
+    "now_iso",
     "park_run",
+    "prune_threads",
+    "queue_counts",
+    "run_position",
     "run_supersteps",
     "set_context",
+    "snapshot_to_wire",
+    "state_config",
+    "submit_run",
+    "system_assistant_id",
+    "thread_graph",
+    "thread_ms",
+    "thread_seq",
 ]

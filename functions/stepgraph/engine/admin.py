@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from stepgraph.engine.cancellation import abandon_parked_run, cancel_run
 from stepgraph.engine.context import Context
-from stepgraph.engine.lifecycle import abandon_parked_run, cancel_run
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.engine.errors import RunsMissing
+from stepgraph.vocabulary import INFLIGHT, DoubleText, RunStatus
 
-__all__ = ["RunsMissing", "cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
-
-
-class RunsMissing(Exception):
-    """Some of the runs named for a bulk cancel do not exist on that thread."""
+__all__ = ["cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
 
 
 def delete_thread(ctx: Context, thread_id: str) -> None:
@@ -38,7 +35,7 @@ def prune_threads(ctx: Context, thread_ids: Sequence[str], strategy: str = "dele
             continue
         for run in ctx.runs.list(thread_id):
             if run["status"] in INFLIGHT:
-                cancel_run(ctx, run, "interrupt")
+                cancel_run(ctx, run, DoubleText.INTERRUPT)
         if strategy == "delete":
             delete_thread(ctx, thread_id)
         else:
@@ -53,7 +50,7 @@ def cancel_runs(
     thread_id: str | None = None,
     run_ids: Sequence[str] | None = None,
     status: str | None = None,
-    action: str = "interrupt",
+    action: str = DoubleText.INTERRUPT,
 ) -> int:
     """Cancel the named runs of one thread, or every run in `status` (pending, running or all
     inflight). Runs already over are left alone. Returns how many runs were cancelled."""
@@ -69,7 +66,9 @@ def cancel_runs(
     cancelled = 0
     # Pending runs first: cancelling a holder first would admit the next pending run just to
     # cancel it too.
-    for run in sorted((r for r in runs if r and r["status"] in INFLIGHT), key=lambda r: r["status"] != "pending"):
+    for run in sorted(
+        (r for r in runs if r and r["status"] in INFLIGHT), key=lambda r: r["status"] != RunStatus.PENDING
+    ):
         cancel_run(ctx, run, action)
         cancelled += 1
     return cancelled
@@ -79,6 +78,6 @@ def queue_counts(ctx: Context) -> dict[str, int]:
     """Runs waiting and running, across every thread."""
     runs = ctx.runs.with_status(INFLIGHT)
     return {
-        "n_pending": sum(1 for r in runs if r["status"] == "pending"),
-        "n_running": sum(1 for r in runs if r["status"] == "running"),
+        "n_pending": sum(1 for r in runs if r["status"] == RunStatus.PENDING),
+        "n_running": sum(1 for r in runs if r["status"] == RunStatus.RUNNING),
     }

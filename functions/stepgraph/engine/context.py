@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from stepgraph.engine.execution import Doorbell, Executions
 from stepgraph.engine.graphs import GraphRegistry
 from stepgraph.settings import Clients, Settings
 from stepgraph.storage.checkpoints import DynamoDBSaver
@@ -22,6 +23,14 @@ class Context:
     @cached_property
     def clients(self) -> Clients:
         return Clients(self.settings)
+
+    @cached_property
+    def executions(self) -> Executions:
+        return Executions(self.clients.sfn, self.settings)
+
+    @cached_property
+    def doorbell(self) -> Doorbell:
+        return Doorbell(self.clients.sqs, self.settings)
 
     @cached_property
     def graphs(self) -> GraphRegistry:

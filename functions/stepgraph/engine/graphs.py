@@ -31,6 +31,7 @@ from uuid import UUID, uuid5
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
+from stepgraph.engine.errors import ConfigError
 from stepgraph.engine.eventloop import run_on_engine_loop
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ AccessContext = Literal["threads.create_run", "threads.update", "threads.read", 
 
 def system_assistant_id(graph_id: str) -> str:
     return str(uuid5(ASSISTANT_NAMESPACE, graph_id))
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass

@@ -29,6 +29,7 @@ from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
 from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
 from stepgraph.storage.events import SeqTaken
 from stepgraph.storage.resources import Conflict
+from stepgraph.vocabulary import RunStatus, StepOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ def error_payload(exc: BaseException) -> dict[str, str]:
 
 @dataclass
 class StepResult:
-    status: str  # continue | interrupted | done | error
+    status: StepOutcome
     park_timeout_seconds: int = DEFAULT_PARK_TIMEOUT_SECONDS
 
     def to_payload(self) -> dict[str, Any]:
-        return {"status": self.status, "park_timeout_seconds": self.park_timeout_seconds}
+        return {"status": self.status.value, "park_timeout_seconds": self.park_timeout_seconds}
 
 
 class EventWriter:
@@ -195,9 +196,9 @@ def run_supersteps(
     remaining_ms: Callable[[], int] | None = None,
 ) -> StepResult:
     run = ctx.runs.get(thread_id, run_id)
-    if run is None or run["status"] != "running":
+    if run is None or run["status"] != RunStatus.RUNNING:
         # Cancelled, rolled back or already finished: a late or duplicate step does nothing.
-        return StepResult("done")
+        return StepResult(StepOutcome.DONE)
     kwargs = run.get("kwargs", {})
     # The assistant's config as it was when the run was created (the peer resolves it then too).
     if "assistant_config" in run:
@@ -225,7 +226,7 @@ def run_supersteps(
     rider = None
     if first:
         rider = ctx.runs.transition_action(
-            thread_id, run_id, to="running", expected=("running",), patch={"start_step": step_now}
+            thread_id, run_id, to=RunStatus.RUNNING, expected=(RunStatus.RUNNING,), patch={"start_step": step_now}
         )
     else:
         config["recursion_limit"] = max(limit - (step_now - int(run.get("start_step", step_now))), 1)
@@ -320,14 +321,14 @@ def run_supersteps(
         _close_quietly(writer)
         if conflict.reason == "lease":
             logger.info("run %s lost its thread lease; stopping", run_id)
-            return StepResult("done")
+            return StepResult(StepOutcome.DONE)
         # A duplicate invocation advanced the thread first: continue from its checkpoint.
         logger.info("run %s: head moved under a duplicate step; continuing from the new head", run_id)
-        return StepResult("continue", park_timeout)
+        return StepResult(StepOutcome.CONTINUE, park_timeout)
     except SeqTaken:
         # Another invocation of this run is writing its log: let the state machine re-drive
         # from whatever checkpoint that invocation reaches.
-        return StepResult("continue", park_timeout)
+        return StepResult(StepOutcome.CONTINUE, park_timeout)
     except (BotoCoreError, ClientError):
         with contextlib.suppress(Exception):
             writer.close()
@@ -344,21 +345,23 @@ def run_supersteps(
         with contextlib.suppress(SeqTaken):
             writer.append("error", payload)
         if not _close_quietly(writer):
-            return StepResult("continue", park_timeout)
+            return StepResult(StepOutcome.CONTINUE, park_timeout)
         try:
-            ctx.runs.transition(thread_id, run_id, to="running", expected=("running",), patch={"error": payload})
+            ctx.runs.transition(
+                thread_id, run_id, to=RunStatus.RUNNING, expected=(RunStatus.RUNNING,), patch={"error": payload}
+            )
         except Conflict:
-            return StepResult("done")
-        return StepResult("error", park_timeout)
+            return StepResult(StepOutcome.DONE)
+        return StepResult(StepOutcome.ERROR, park_timeout)
     if not _close_quietly(writer) or drive.stopped_early:
-        return StepResult("continue", park_timeout)
+        return StepResult(StepOutcome.CONTINUE, park_timeout)
     if drive.cancelled:
-        return StepResult("done")
+        return StepResult(StepOutcome.DONE)
     last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
         bound = graph.copy(update={"checkpointer": saver})
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
-    return StepResult("interrupted" if last_next else "done", park_timeout)
+    return StepResult(StepOutcome.INTERRUPTED if last_next else StepOutcome.DONE, park_timeout)
 
 
 class _Drive:
@@ -478,7 +481,7 @@ class _Drive:
 
 def _cancelled(ctx: Context, thread_id: str, run_id: str) -> bool:
     run = ctx.runs.get(thread_id, run_id)
-    return run is None or run["status"] != "running"
+    return run is None or run["status"] != RunStatus.RUNNING
 
 
 def _close_quietly(writer: EventWriter) -> bool:

@@ -10,6 +10,12 @@ from stepgraph import serde
 from stepgraph.engine.context import Context
 
 
+def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
+    """The graph a thread was last run with (stamped in its metadata), if this deployment has it."""
+    graph_id = (thread.get("metadata") or {}).get("graph_id")
+    return graph_id if graph_id in ctx.graphs.specs else None
+
+
 def bound_graph(ctx: Context, graph_id: str) -> Any:
     return ctx.graphs.get(graph_id).copy(update={"checkpointer": ctx.checkpointer})
 

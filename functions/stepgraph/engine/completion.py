@@ -1,0 +1,79 @@
+"""A run's end as the state machine reports it: parked on an interrupt, or finished.
+
+Both are conditional on the run still running (a cancel's word stands), free the thread's lease
+and ring its doorbell when runs wait behind, so the next one is admitted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from stepgraph.engine.context import Context
+from stepgraph.engine.deadlines import expire_parked_run
+from stepgraph.engine.lease import release_thread, settled_status
+from stepgraph.storage.resources import Conflict
+from stepgraph.vocabulary import RunStatus, StepOutcome, ThreadStatus
+
+__all__ = ["finish_run", "park_run"]
+
+logger = logging.getLogger(__name__)
+
+
+def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None:
+    """The run stopped on an interrupt: it succeeds (as the peer reports it), the thread waits
+    with the execution's task token for a resume."""
+    try:
+        run = ctx.runs.transition(thread_id, run_id, to=RunStatus.SUCCESS, expected=(RunStatus.RUNNING,))
+    except Conflict:
+        # Cancelled while the state machine entered Park: end the execution through its token,
+        # or it would wait for its deadline (StopExecution cannot reach a token wait in moto).
+        logger.info("run %s ended before parking (cancelled?); abandoning its execution", run_id)
+        ctx.executions.abandon(task_token, "run cancelled")
+        return
+    waiting = release_thread(ctx, run, ThreadStatus.INTERRUPTED, park_token=task_token)
+    ctx.events.end(run_id, {"status": RunStatus.SUCCESS})
+    if waiting:
+        ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
+
+
+def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
+    """Final status (conditional: never overwrites a cancel), free the lease, admit the next run.
+
+    `outcome` is the last step's (`StepOutcome`); `expired` means Park timed out, handed to
+    the human-input deadline. Returns what the state machine needs next: the id of a run that
+    resumes this execution, or None."""
+    if outcome == StepOutcome.EXPIRED:
+        return {"resume_run_id": expire_parked_run(ctx, run_id, thread_id)}
+    failure = None
+    if error:
+        # The step crashed past its retries: the error never reached the event log.
+        failure = {"error": str(error.get("Error", "StepFailed")), "message": _cause(error)}
+    status = RunStatus.ERROR if (failure or outcome == StepOutcome.ERROR) else RunStatus.SUCCESS
+    try:
+        run = ctx.runs.transition(
+            thread_id, run_id, to=status, expected=(RunStatus.RUNNING,), patch={"error": failure} if failure else None
+        )
+    except Conflict:  # cancelled, rolled back or finished already: the first word stands
+        current = ctx.runs.get(thread_id, run_id)
+        if current is None:
+            return {"resume_run_id": None}
+        run, status = current, current["status"]
+    else:
+        if failure:
+            ctx.events.append(run_id, "error", failure)
+    waiting = release_thread(ctx, run, settled_status(ctx, run, status, outcome))
+    ctx.events.end(run_id, {"status": status})
+    if waiting:
+        ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
+    return {"resume_run_id": None}
+
+
+def _cause(error: dict[str, Any]) -> str:
+    cause = error.get("Cause") or ""
+    try:
+        parsed = json.loads(cause)
+        return str(parsed.get("errorMessage") or cause)
+    except (ValueError, AttributeError):
+        return str(cause)

@@ -1,0 +1,76 @@
+"""The human-input deadline: what happens when a parked run waited longer than allowed."""
+
+from __future__ import annotations
+
+import logging
+
+from stepgraph.engine.admission import base_run
+from stepgraph.engine.context import Context
+from stepgraph.engine.interrupts import deadline_action
+from stepgraph.storage.resources import Conflict
+from stepgraph.vocabulary import RunStatus
+
+__all__ = ["expire_parked_run"]
+
+logger = logging.getLogger(__name__)
+
+# What a deadline resume keeps of the parked run's options.
+_RESUME_KWARGS = (
+    "config",
+    "context",
+    "stream_mode",
+    "stream_subgraphs",
+    "stream_resumable",
+    "durability",
+    "interrupt_before",
+    "interrupt_after",
+    "interrupt_deadline_seconds",
+    "on_interrupt_deadline",
+)
+
+
+def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
+    """The deadline for human input passed while the run was parked (Park timed out).
+
+    Action "resume": a new run resumes the thread with the configured value and continues
+    this same execution (its id goes back to the state machine). Action "end": the parked run
+    ends with status `timeout`; the thread keeps its interrupt, and a later resume starts a
+    fresh execution. Nothing happens if someone moved first (resume, new input, delete).
+    Safe to run twice: a retry finds the resume run it already leased.
+    """
+    parked = ctx.runs.get(thread_id, run_id)
+    thread = ctx.threads.get(thread_id)
+    if parked is None or thread is None:
+        return None
+    holder = thread.get("active_run_id")
+    if holder and holder != run_id:
+        held = ctx.runs.get(thread_id, holder)
+        if held and (held.get("metadata") or {}).get("resumed_from") == run_id and held["status"] == RunStatus.RUNNING:
+            return holder  # this function ran before and its reply was lost
+    if thread.get("parked_run_id") != run_id:
+        return None
+    action = deadline_action(parked)
+    if action["action"] != "resume":
+        ctx.threads.forget_park(thread_id, run_id)
+        try:
+            ctx.runs.transition(thread_id, run_id, to=RunStatus.TIMEOUT, expected=(RunStatus.SUCCESS,))
+        except Conflict:
+            logger.info("parked run %s left `success` before its deadline ended it; it stays as it is", run_id)
+        return None
+    kwargs = {k: v for k, v in (parked.get("kwargs") or {}).items() if k in _RESUME_KWARGS}
+    kwargs["command"] = {"resume": action["value"]}
+    resume = base_run(
+        thread_id,
+        {"assistant_id": parked["assistant_id"], "graph_id": parked["graph_id"]},
+        kwargs,
+        metadata={**(parked.get("metadata") or {}), "resumed_from": run_id, "resumed_by": "interrupt_deadline"},
+        multitask_strategy=parked.get("multitask_strategy"),
+        **{k: parked[k] for k in ("assistant_config", "assistant_context") if k in parked},
+    )
+    resume["status"] = RunStatus.RUNNING
+    # Lease first: a crash before the run exists leaves a lease on a missing run, which
+    # admission frees; the other order could leave a running run nobody executes.
+    if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):
+        return None
+    ctx.runs.create(resume)
+    return resume["run_id"]

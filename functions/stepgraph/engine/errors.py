@@ -1,0 +1,17 @@
+"""What the engine raises to its callers (the API, the handlers): its own errors, and the
+storage errors that cross it unchanged."""
+
+from __future__ import annotations
+
+from stepgraph.storage.queue import ThreadMissing
+from stepgraph.storage.resources import Conflict, DocumentTooLarge
+
+__all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "RunsMissing", "ThreadMissing"]
+
+
+class ConfigError(ValueError):
+    """`langgraph.json` or a graph it names cannot be loaded as configured."""
+
+
+class RunsMissing(Exception):
+    """Some of the runs named for a bulk cancel do not exist on that thread."""
