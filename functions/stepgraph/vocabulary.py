@@ -44,8 +44,11 @@ class ThreadStatus(StrEnum):
 
 
 class StepOutcome(StrEnum):
-    """What one Step invocation tells the state machine (`run.asl.json` branches on these)."""
+    """Where a run's execution stands, as `run.asl.json` carries it in `$.step.status`: what the
+    last Step invocation returned, or how the execution entered its first Step."""
 
+    PENDING = "pending"  # a new execution's input: no step ran yet
+    RESUMED = "resumed"  # a parked execution continues with a resume run
     CONTINUE = "continue"  # more supersteps: invoke Step again
     INTERRUPTED = "interrupted"  # park on a task token until a resume
     DONE = "done"

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepgraph.settings import Settings
-from stepgraph.vocabulary import AwsError, error_code
+from stepgraph.vocabulary import AwsError, StepOutcome, error_code
 
 __all__ = ["Doorbell", "Executions"]
 
@@ -39,7 +39,7 @@ class Executions:
         execution_input = {
             "run_id": run["run_id"],
             "thread_id": run["thread_id"],
-            "step": {"status": "pending", "park_timeout_seconds": 0},
+            "step": {"status": StepOutcome.PENDING.value, "park_timeout_seconds": 0},
             "error": None,
         }
         try:
