@@ -682,9 +682,6 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             return self.put_writes(config, writes, task_id, task_path)
         await self._off_loop(self.put_writes, config, writes, task_id, task_path)
 
-    async def ahead(self, thread_id: str, checkpoint_ns: str = "") -> str | None:
-        return await asyncio.to_thread(self.head, thread_id, checkpoint_ns)
-
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
 

@@ -96,11 +96,7 @@ class ThreadQueue:
         (and, for reject, if the thread holds no run and queues none). Raises Conflict if not,
         ThreadMissing if the thread is gone."""
         thread_id, run_id = run["thread_id"], run["run_id"]
-        item = {
-            **_doc_item(_strip_top(run), status="pending"),
-            **self._run_key(thread_id, run_id),
-            "pending_key": _s(entry),  # the `pending` index lists a thread's queue in order
-        }
+        item = {**_doc_item(_strip_top(run), status="pending"), **self._run_key(thread_id, run_id)}
         cond = "attribute_exists(thread_id) AND " + ("tail = :tail" if tail else "attribute_not_exists(tail)")
         if reject:
             cond += " AND attribute_not_exists(active_run_id) AND attribute_not_exists(pending)"
@@ -147,7 +143,7 @@ class ThreadQueue:
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :running, updated_at = :u REMOVE pending_key",
+            "UpdateExpression": "SET #s = :running, updated_at = :u",
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":running": _s("running"), ":pending": _s("pending"), ":u": _s(now_iso())},
@@ -165,7 +161,7 @@ class ThreadQueue:
 
     def withdraw(self, thread_id: str, run_id: str, entry: str) -> bool:
         """A pending run leaves the queue as interrupted (cancel). False if it was not pending."""
-        run_update = self._interrupt_run(thread_id, run_id, was="pending", remove="pending_key")
+        run_update = self._interrupt_run(thread_id, run_id, was="pending")
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -194,12 +190,12 @@ class ThreadQueue:
         }
         return self._try([{"Update": run_update}, {"Update": thread_update}])
 
-    def _interrupt_run(self, thread_id: str, run_id: str, *, was: str, remove: str = "") -> dict[str, Any]:
+    def _interrupt_run(self, thread_id: str, run_id: str, *, was: str) -> dict[str, Any]:
         """The transaction item that ends a run `interrupted` if its status is still `was`."""
         return {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :interrupted, updated_at = :u" + (f" REMOVE {remove}" if remove else ""),
+            "UpdateExpression": "SET #s = :interrupted, updated_at = :u",
             "ConditionExpression": "#s = :was",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":interrupted": _s("interrupted"), ":was": _s(was), ":u": _s(now_iso())},

@@ -1,8 +1,8 @@
 """Assistants, threads and runs on DynamoDB.
 
-Each item keeps the attributes that conditions and indexes need (status, active_run_id,
-pending_key, ...) at the top level and the rest of the resource as one JSON document, so a
-resource round-trips exactly and no Decimal conversion leaks into the API.
+Each item keeps the attributes that conditions need (status, active_run_id, ...) at the top
+level and the rest of the resource as one JSON document, so a resource round-trips exactly and
+no Decimal conversion leaks into the API.
 """
 
 from __future__ import annotations
@@ -316,13 +316,10 @@ class RunStore:
         return {"thread_id": _s(thread_id), "run_id": _s(run_id)}
 
     def create(self, doc: dict[str, Any]) -> None:
-        status = doc["status"]
         item = {
-            **_doc_item(_strip_top(doc), status=status),
+            **_doc_item(_strip_top(doc), status=doc["status"]),
             **self._key(doc["thread_id"], doc["run_id"]),
         }
-        if status == "pending":
-            item["pending_key"] = _s(doc["run_id"])
         self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
 
     def get(self, thread_id: str, run_id: str) -> dict[str, Any] | None:
@@ -346,18 +343,6 @@ class RunStore:
             if "LastEvaluatedKey" not in resp:
                 return out
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
-
-    def oldest_pending(self, thread_id: str) -> str | None:
-        resp = self.client.query(
-            TableName=self.table,
-            IndexName="pending",
-            KeyConditionExpression="thread_id = :t",
-            ExpressionAttributeValues={":t": _s(thread_id)},
-            ScanIndexForward=True,
-            Limit=1,
-        )
-        items = resp.get("Items", [])
-        return items[0]["run_id"]["S"] if items else None
 
     def transition(
         self,
@@ -402,7 +387,7 @@ class RunStore:
         return {
             "TableName": self.table,
             "Key": self._key(thread_id, run_id),
-            "UpdateExpression": "SET " + ", ".join(sets) + (" REMOVE pending_key" if to != "pending" else ""),
+            "UpdateExpression": "SET " + ", ".join(sets),
             "ConditionExpression": "#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
