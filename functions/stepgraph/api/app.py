@@ -18,7 +18,7 @@ from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.engine.admin import queue_counts
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import ConfigError
-from stepgraph.storage.resources import DocumentTooLarge
+from stepgraph.storage import DocumentTooLarge
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import system_assistant_id
-from stepgraph.storage.resources import now_iso
+from stepgraph.storage import now_iso
 
 logger = logging.getLogger(__name__)
 

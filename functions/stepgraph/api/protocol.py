@@ -33,7 +33,7 @@ from stepgraph.engine.protocol import (
     thread_seq,
 )
 from stepgraph.engine.state import bound_graph, get_thread_state, state_config
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 

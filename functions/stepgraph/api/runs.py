@@ -21,9 +21,8 @@ from stepgraph.engine import admin
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import base_run, cancel_inflight, cancel_run, insert_run
 from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.events import END_SEQ
-from stepgraph.storage.queue import ThreadMissing
-from stepgraph.storage.resources import INFLIGHT, Conflict, check_document_size
+from stepgraph.storage import END_SEQ, Conflict, ThreadMissing, check_document_size
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["runs"])
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from stepgraph import serde
 from stepgraph.engine.context import Context
 from stepgraph.storage.events import END, Event
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT
 
 HEARTBEAT_SECONDS = 5.0  # default; Settings.heartbeat_seconds (STEPGRAPH_HEARTBEAT_SECONDS) wins
 

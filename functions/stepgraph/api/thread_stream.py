@@ -24,7 +24,7 @@ from stepgraph.api.threads import load_thread, thread_graph
 from stepgraph.engine.context import Context
 from stepgraph.engine.state import get_thread_state
 from stepgraph.storage.events import END, END_SEQ, Event
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 

@@ -25,7 +25,8 @@ from stepgraph.api.schemas import (
 from stepgraph.engine import admin
 from stepgraph.engine.context import Context
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config
-from stepgraph.storage.resources import INFLIGHT, now_iso
+from stepgraph.storage import now_iso
+from stepgraph.vocabulary import INFLIGHT
 
 router = APIRouter(tags=["threads"])
 

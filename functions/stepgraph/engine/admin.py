@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.lifecycle import abandon_parked_run, cancel_run
-from stepgraph.storage.resources import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT
 
 __all__ = ["RunsMissing", "cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
 

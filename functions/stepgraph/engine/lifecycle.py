@@ -23,8 +23,7 @@ from botocore.exceptions import ClientError
 from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
 from stepgraph.engine.state import get_thread_state
-from stepgraph.storage.queue import ThreadMissing, entry_due_ms, entry_run_id, queue_entry
-from stepgraph.storage.resources import Conflict, now_iso
+from stepgraph.storage import Conflict, ThreadMissing, entry_due_ms, entry_run_id, now_iso, queue_entry
 
 logger = logging.getLogger(__name__)
 

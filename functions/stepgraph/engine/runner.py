@@ -26,9 +26,7 @@ from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
-from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
-from stepgraph.storage.events import SeqTaken
-from stepgraph.storage.resources import Conflict
+from stepgraph.storage import Conflict, DynamoDBSaver, HeadConflict, LeaseCondition, SeqTaken
 
 logger = logging.getLogger(__name__)
 

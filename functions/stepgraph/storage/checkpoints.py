@@ -31,6 +31,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 
+from stepgraph.storage.errors import HeadConflict
+
 __all__ = ["DynamoDBSaver", "HeadConflict", "LeaseCondition"]
 
 # The async twins' calls that reach AWS run here (sized like the clients' connection pools).
@@ -42,14 +44,6 @@ _KEYS = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, task_id"  # enough to del
 # TransactWriteItems takes at most 100 actions and 4 MB; a commit stays below both.
 _TX_ACTIONS = 100
 _TX_BYTES = 3_500_000
-
-
-class HeadConflict(Exception):
-    """A fenced put was rejected: the head moved ("head") or the run lost its lease ("lease")."""
-
-    def __init__(self, reason: str, thread_id: str, expected_head: str | None):
-        super().__init__(f"thread {thread_id}: fenced put rejected ({reason}), expected head {expected_head}")
-        self.reason, self.thread_id, self.expected_head = reason, thread_id, expected_head
 
 
 @dataclass(frozen=True)
