@@ -10,7 +10,7 @@ What they raise is in `errors`; the DynamoDB helpers they share in `dynamo`.
 """
 
 from stepgraph.storage.assistants import AssistantStore
-from stepgraph.storage.checkpoints import DynamoDBSaver, LeaseCondition
+from stepgraph.storage.checkpoints import DynamoDBSaver, Fence, LeaseCondition
 from stepgraph.storage.documents import MAX_DOCUMENT_BYTES, check_document_size, now_iso
 from stepgraph.storage.errors import Conflict, DocumentTooLarge, HeadConflict, SeqTaken, ThreadMissing
 from stepgraph.storage.events import (
@@ -37,6 +37,7 @@ __all__ = [
     "DynamoDBSaver",
     "Event",
     "EventLog",
+    "Fence",
     "HeadConflict",
     "InProcessNotifier",
     "LeaseCondition",
