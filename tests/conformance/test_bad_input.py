@@ -13,7 +13,7 @@ import httpx
 import pytest
 from cleanup import removing_what_is_created
 
-BIG = "x" * 500_000  # over the 350,000-byte document limit (storage/resources.py), under 400 KB items
+BIG = "x" * 500_000  # over the 350,000-byte document limit (storage/documents.py), under 400 KB items
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from langgraph.checkpoint.conformance.test_utils import generate_checkpoint, gen
 from langgraph.graph import END, START, StateGraph
 from moto import mock_aws
 from moto.dynamodb.models import DynamoDBBackend
-from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
+from stepgraph.storage.checkpoints import DynamoDBSaver, Fence, HeadConflict, LeaseCondition
 
 REGION = "us-east-1"
 CHECKPOINTS, THREADS, BUCKET = "CheckpointsTable", "ThreadsTable", "stepgraph-checkpoints"
@@ -125,7 +125,7 @@ def test_duplicated_superstep_commits_exactly_once(saver: DynamoDBSaver) -> None
     observed = saver.head("t")
     assert observed == root["configurable"]["checkpoint_id"]
 
-    first, second = saver.fenced(observed), saver.fenced(observed)
+    first, second = saver.fenced(Fence(observed)), saver.fenced(Fence(observed))
     won = _put_child(first, root, 0, n=1)
     with pytest.raises(HeadConflict) as info:
         _put_child(second, root, 0, n=1)
@@ -150,7 +150,7 @@ def test_racing_invocations_have_one_winner(saver: DynamoDBSaver) -> None:
     barrier = threading.Barrier(racers)
 
     def invoke(i: int) -> str:
-        fenced = saver.fenced(observed)
+        fenced = saver.fenced(Fence(observed))
         barrier.wait()
         try:
             _put_child(fenced, root, 0, n=i)
@@ -167,7 +167,7 @@ def test_racing_invocations_have_one_winner(saver: DynamoDBSaver) -> None:
 
 
 def test_first_checkpoint_of_a_new_thread_is_fenced_too(saver: DynamoDBSaver) -> None:
-    a, b = saver.fenced(None), saver.fenced(None)
+    a, b = saver.fenced(Fence(None)), saver.fenced(Fence(None))
     _put_child(a, generate_config("t"), -1)
     with pytest.raises(HeadConflict):
         _put_child(b, generate_config("t"), -1)
@@ -178,11 +178,11 @@ def test_fork_is_fenced_against_the_observed_head_not_the_parent(saver: DynamoDB
     old = _put_child(saver, generate_config("t"), -1, n=0)
     head = _put_child(saver, old, 0, n=1)
     # Resuming from the older checkpoint: the parent is `old`, the head the run saw is `head`.
-    fork = _put_child(saver.fenced(head["configurable"]["checkpoint_id"]), old, 1, n=5)
+    fork = _put_child(saver.fenced(Fence(head["configurable"]["checkpoint_id"])), old, 1, n=5)
     assert saver.head("t") == fork["configurable"]["checkpoint_id"]
     assert saver.get_tuple(fork).parent_config == old
     with pytest.raises(HeadConflict):  # a run that saw `old` as the head is stale
-        _put_child(saver.fenced(old["configurable"]["checkpoint_id"]), old, 1, n=6)
+        _put_child(saver.fenced(Fence(old["configurable"]["checkpoint_id"])), old, 1, n=6)
 
 
 # --- 3. lease fencing ---------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_run_without_the_lease_writes_nothing(saver: DynamoDBSaver, aws: tuple[A
     ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "t"}, "active_run_id": {"S": "r2"}})
 
     with pytest.raises(HeadConflict) as info:
-        _put_child(saver.fenced(None, _lease("r1")), generate_config("t"), -1, n=0)
+        _put_child(saver.fenced(Fence(None, _lease("r1"))), generate_config("t"), -1, n=0)
     assert info.value.reason == "lease"
     assert saver.head("t") is None
     assert list(saver.list(generate_config("t"))) == []
@@ -202,7 +202,7 @@ def test_run_without_the_lease_writes_nothing(saver: DynamoDBSaver, aws: tuple[A
     )
     assert items["Count"] == 0
 
-    owner = saver.fenced(None, _lease("r2"))
+    owner = saver.fenced(Fence(None, _lease("r2")))
     cfg = _put_child(owner, generate_config("t"), -1, n=0)
     assert saver.head("t") == cfg["configurable"]["checkpoint_id"]
 
@@ -238,7 +238,7 @@ def test_large_values_spill_to_s3_and_round_trip(saver: DynamoDBSaver, aws: tupl
 
     # So does a losing fenced put.
     with pytest.raises(HeadConflict):
-        _put_child(saver.fenced(None), cfg, 0, big=big)
+        _put_child(saver.fenced(Fence(None)), cfg, 0, big=big)
     assert len(_objects(s3)) == 2
 
     saver.delete_thread("t")
@@ -284,7 +284,7 @@ async def test_fenced_graph_run_with_a_subgraph(saver: DynamoDBSaver, aws: tuple
     builder.add_edge("sub", END)
     config = {"configurable": {"thread_id": "g"}}
 
-    fenced = saver.fenced(None, _lease("r1", "g"))
+    fenced = saver.fenced(Fence(None, _lease("r1", "g")))
     result = await builder.compile(checkpointer=fenced).ainvoke({"steps": []}, config)
     assert result["steps"] == ["a", "a", "inner"]  # the subgraph returns its whole state
     assert fenced.expected_head == saver.head("g")
@@ -293,7 +293,7 @@ async def test_fenced_graph_run_with_a_subgraph(saver: DynamoDBSaver, aws: tuple
 
     # A duplicate of that run, which also saw an empty thread, cannot write.
     with pytest.raises(HeadConflict):
-        await builder.compile(checkpointer=saver.fenced(None, _lease("r1", "g"))).ainvoke({"steps": []}, config)
+        await builder.compile(checkpointer=saver.fenced(Fence(None, _lease("r1", "g")))).ainvoke({"steps": []}, config)
     assert len([s async for s in builder.compile(checkpointer=saver).aget_state_history(config)]) == 4
 
 
@@ -324,7 +324,7 @@ def test_group_commit_writes_nothing_until_commit_then_every_checkpoint(
 ) -> None:
     ddb, _ = aws
     ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "g"}, "active_run_id": {"S": "r1"}})
-    fenced = saver.fenced(None, _lease("r1", "g"), linger_seconds=HOUR)
+    fenced = saver.fenced(Fence(None, _lease("r1", "g"), linger_seconds=HOUR))
     config = {"configurable": {"thread_id": "g"}}
     steps = 120  # ~240 items with their writes: more than one transaction holds
     stream = _loop(steps).compile(checkpointer=fenced).stream({"steps": []}, config, durability="sync")
@@ -343,7 +343,7 @@ def test_group_commit_writes_nothing_until_commit_then_every_checkpoint(
 
 
 def test_group_commit_lingers_no_longer_than_asked(saver: DynamoDBSaver) -> None:
-    fenced = saver.fenced(None, linger_seconds=0.05)
+    fenced = saver.fenced(Fence(None, linger_seconds=0.05))
     cfg = _put_child(fenced, generate_config("t"), -1, n=0)
     fenced.put_writes(cfg, [("n", 1)], "task-1")
     assert saver.head("t") is None  # still waiting for company
@@ -358,7 +358,7 @@ def test_group_commit_of_a_duplicate_invocation_loses_whole(saver: DynamoDBSaver
     _, s3 = aws
     root = _put_child(saver, generate_config("t"), -1, n=0)
     observed = saver.head("t")
-    first, second = (saver.fenced(observed, linger_seconds=HOUR) for _ in range(2))
+    first, second = (saver.fenced(Fence(observed, linger_seconds=HOUR)) for _ in range(2))
     for fenced in (first, second):
         cfg = _put_child(fenced, root, 0, n=1)
         fenced.put_writes(cfg, [("n", 2), ("big", "x" * 500_000)], "task-1")  # one spilled to S3
@@ -377,7 +377,7 @@ def test_group_commit_of_a_duplicate_invocation_loses_whole(saver: DynamoDBSaver
 def test_group_commit_after_the_lease_moved_writes_nothing(saver: DynamoDBSaver, aws: tuple[Any, Any]) -> None:
     ddb, _ = aws
     ddb.put_item(TableName=THREADS, Item={"thread_id": {"S": "t"}, "active_run_id": {"S": "r1"}})
-    fenced = saver.fenced(None, _lease("r1"), linger_seconds=HOUR)
+    fenced = saver.fenced(Fence(None, _lease("r1"), linger_seconds=HOUR))
     cfg = _put_child(fenced, generate_config("t"), -1, n=0)
     fenced.commit()
     _put_child(fenced, cfg, 0, n=1)  # computed before the cancel, committed after it
@@ -391,7 +391,7 @@ def test_group_commit_after_the_lease_moved_writes_nothing(saver: DynamoDBSaver,
 def test_group_commit_keeps_a_stored_write_and_commits_the_rest(saver: DynamoDBSaver) -> None:
     root = _put_child(saver, generate_config("t"), -1, n=0)
     saver.put_writes(root, [("n", "first")], "task-1")  # an earlier invocation's result
-    fenced = saver.fenced(saver.head("t"), linger_seconds=HOUR)
+    fenced = saver.fenced(Fence(saver.head("t"), linger_seconds=HOUR))
     fenced.put_writes(root, [("n", "again")], "task-1")
     fenced.put_writes(root, [("n", "other")], "task-2")
     child = _put_child(fenced, root, 0, n=1)
@@ -401,7 +401,7 @@ def test_group_commit_keeps_a_stored_write_and_commits_the_rest(saver: DynamoDBS
 
 
 def test_reads_through_a_grouping_saver_see_its_own_writes(saver: DynamoDBSaver) -> None:
-    fenced = saver.fenced(None, linger_seconds=HOUR)
+    fenced = saver.fenced(Fence(None, linger_seconds=HOUR))
     cfg = _put_child(fenced, generate_config("t"), -1, n=7)
     assert fenced.get_tuple(generate_config("t")).config == cfg
     assert saver.head("t") == cfg["configurable"]["checkpoint_id"]
@@ -409,7 +409,7 @@ def test_reads_through_a_grouping_saver_see_its_own_writes(saver: DynamoDBSaver)
 
 def test_strict_grouping_commits_each_put_at_once_with_the_writes_before_it(saver: DynamoDBSaver) -> None:
     root = _put_child(saver, generate_config("t"), -1, n=0)
-    fenced = saver.fenced(saver.head("t"), linger_seconds=HOUR, linger_puts=False)
+    fenced = saver.fenced(Fence(saver.head("t"), linger_seconds=HOUR, linger_puts=False))
     fenced.put_writes(root, [("n", 1)], "task-1")
     assert saver.get_tuple(root).pending_writes == []  # a write waits for its superstep's checkpoint
     child = _put_child(fenced, root, 0, n=1)

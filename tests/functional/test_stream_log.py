@@ -26,7 +26,7 @@ from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
 from stepgraph.engine.context import Context
 from stepgraph.engine.runner import EventWriter
-from stepgraph.storage.events import END, EventLog, PollingNotifier, SeqTaken
+from stepgraph.storage import END, EventLog, PollingNotifier, SeqTaken
 from stepgraph_local.runtime import LocalRuntime
 
 

@@ -11,7 +11,7 @@ from langgraph.errors import InvalidUpdateError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from stepgraph import serde
+from stepgraph import engine, serde
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
 from stepgraph.api.schemas import (
     CheckpointRequest,
@@ -22,7 +22,6 @@ from stepgraph.api.schemas import (
     ThreadPrune,
     ThreadSearch,
 )
-from stepgraph import engine
 from stepgraph.engine import (
     Context,
     bound_graph,

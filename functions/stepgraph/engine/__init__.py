@@ -30,8 +30,7 @@ from stepgraph.engine.protocol import (
 )
 from stepgraph.engine.runner import StepResult, run_supersteps
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
-from stepgraph.storage.events import END, END_SEQ, Event
-from stepgraph.storage.resources import check_document_size, now_iso
+from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
 __all__ = [
     "CHANNELS",

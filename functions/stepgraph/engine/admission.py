@@ -20,8 +20,7 @@ from stepgraph.engine.cancellation import cancel_behind, complete_rollback
 from stepgraph.engine.context import Context
 from stepgraph.engine.ids import id_time_ms, new_run_id
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_thread_status
-from stepgraph.storage.queue import ThreadMissing, entry_due_ms, entry_run_id, queue_entry
-from stepgraph.storage.resources import Conflict, now_iso
+from stepgraph.storage import Conflict, ThreadMissing, entry_due_ms, entry_run_id, now_iso, queue_entry
 from stepgraph.vocabulary import DoubleText, RunStatus, ThreadStatus
 
 __all__ = ["admit_next_run", "base_run", "continues_thread", "insert_run", "submit_run"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_status, settled_thread_status
-from stepgraph.storage.resources import Conflict
+from stepgraph.storage import Conflict
 from stepgraph.vocabulary import DoubleText, RunStatus, ThreadStatus
 
 __all__ = ["abandon_parked_run", "cancel_behind", "cancel_run", "complete_rollback"]

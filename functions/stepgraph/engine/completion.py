@@ -13,7 +13,7 @@ from typing import Any
 from stepgraph.engine.context import Context
 from stepgraph.engine.deadlines import expire_parked_run
 from stepgraph.engine.lease import release_thread, settled_status
-from stepgraph.storage.resources import Conflict
+from stepgraph.storage import Conflict
 from stepgraph.vocabulary import RunStatus, StepOutcome, ThreadStatus
 
 __all__ = ["finish_run", "park_run"]

@@ -9,10 +9,16 @@ from functools import cached_property
 from stepgraph.engine.execution import Doorbell, Executions
 from stepgraph.engine.graphs import GraphRegistry
 from stepgraph.settings import Clients, Settings
-from stepgraph.storage.checkpoints import DynamoDBSaver
-from stepgraph.storage.events import EventLog, Notifier, PollingNotifier
-from stepgraph.storage.queue import ThreadQueue
-from stepgraph.storage.resources import AssistantStore, RunStore, ThreadStore
+from stepgraph.storage import (
+    AssistantStore,
+    DynamoDBSaver,
+    EventLog,
+    Notifier,
+    PollingNotifier,
+    RunStore,
+    ThreadQueue,
+    ThreadStore,
+)
 
 
 @dataclass

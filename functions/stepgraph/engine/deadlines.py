@@ -7,7 +7,7 @@ import logging
 from stepgraph.engine.admission import base_run
 from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
-from stepgraph.storage.resources import Conflict
+from stepgraph.storage import Conflict
 from stepgraph.vocabulary import RunStatus
 
 __all__ = ["expire_parked_run"]

@@ -3,8 +3,7 @@ storage errors that cross it unchanged."""
 
 from __future__ import annotations
 
-from stepgraph.storage.queue import ThreadMissing
-from stepgraph.storage.resources import Conflict, DocumentTooLarge
+from stepgraph.storage import Conflict, DocumentTooLarge, ThreadMissing
 
 __all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "RunsMissing", "ThreadMissing"]
 

@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from stepgraph.storage.events import END, Event
+from stepgraph.storage import END, Event
 
 __all__ = [
     "CHANNELS",

@@ -26,9 +26,7 @@ from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
-from stepgraph.storage.checkpoints import DynamoDBSaver, HeadConflict, LeaseCondition
-from stepgraph.storage.events import SeqTaken
-from stepgraph.storage.resources import Conflict
+from stepgraph.storage import Conflict, DynamoDBSaver, Fence, HeadConflict, LeaseCondition, SeqTaken
 from stepgraph.vocabulary import RunStatus, StepOutcome
 
 logger = logging.getLogger(__name__)
@@ -252,13 +250,15 @@ def run_supersteps(
     # The head pointer always names the newest root checkpoint, which we just read: a writer
     # that moved it since then makes our first commit fail, as a stale head read would.
     saver = ctx.checkpointer.fenced(
-        latest.config["configurable"]["checkpoint_id"] if latest else None,
-        lease=lease,
-        latest=latest,
-        latest_of=thread_id,
-        linger_seconds=ctx.settings.commit_linger_ms / 1000,
-        linger_puts=not strict,
-        rider=rider,
+        Fence(
+            latest.config["configurable"]["checkpoint_id"] if latest else None,
+            lease=lease,
+            latest=latest,
+            latest_of=thread_id,
+            linger_seconds=ctx.settings.commit_linger_ms / 1000,
+            linger_puts=not strict,
+            rider=rider,
+        )
     )
     subgraphs = bool(kwargs.get("stream_subgraphs"))
     writer = EventWriter(ctx, run_id)

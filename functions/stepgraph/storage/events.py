@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,7 +20,12 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from stepgraph import serde
-from stepgraph.storage.resources import is_conditional_failure
+from stepgraph.storage.dynamo import Item, batch_write, is_conditional_failure, paginate, s
+from stepgraph.storage.errors import SeqTaken
+
+__all__ = ["END", "END_SEQ", "Event", "EventLog", "InProcessNotifier", "Notifier", "PollingNotifier", "Subscription"]
+
+logger = logging.getLogger(__name__)
 
 # Internal marker written when a run stops (done, error, parked, cancelled); never sent to clients.
 # It sits at a fixed, maximal seq: writing it needs no read, a second writer (finish after a
@@ -85,7 +91,7 @@ class _Wakeup:
         try:
             await asyncio.wait_for(self.event.wait(), timeout)
         except TimeoutError:
-            pass
+            return  # no write within the timeout: the normal end of a quiet wait, the reader reads again
 
 
 class InProcessNotifier:
@@ -105,8 +111,9 @@ class InProcessNotifier:
         for waiter in waiters:
             try:
                 waiter.loop.call_soon_threadsafe(waiter.event.set)
-            except RuntimeError:  # loop closed
-                pass
+            except RuntimeError:
+                # Its loop closed without unsubscribing (a reader torn down mid-wait): nobody to wake.
+                logger.debug("event log reader of run %s: its event loop is closed, not woken", run_id)
 
     @contextlib.contextmanager
     def subscribe(self, run_id: str) -> Iterator[Subscription]:
@@ -125,6 +132,8 @@ class InProcessNotifier:
 
 
 class EventLog:
+    """Every run's stream events: each seq written once, readable from any seq until its TTL."""
+
     def __init__(
         self,
         client: Any,
@@ -165,7 +174,7 @@ class EventLog:
         resp = self.client.query(
             TableName=self.table,
             KeyConditionExpression="run_id = :r AND seq < :end",
-            ExpressionAttributeValues={":r": {"S": run_id}, ":end": {"N": str(END_SEQ)}},
+            ExpressionAttributeValues={":r": s(run_id), ":end": {"N": str(END_SEQ)}},
             ScanIndexForward=False,
             Limit=1,
             ConsistentRead=True,
@@ -174,18 +183,18 @@ class EventLog:
         items = resp.get("Items", [])
         return int(items[0]["seq"]["N"]) if items else 0
 
-    def _item(self, run_id: str, seq: int, event: str, data: Any, expires_at: int) -> dict[str, Any]:
+    def _item(self, run_id: str, seq: int, event: str, data: Any, expires_at: int) -> Item:
         body = serde.dumps(data)
-        item: dict[str, Any] = {
-            "run_id": {"S": run_id},
+        item: Item = {
+            "run_id": s(run_id),
             "seq": {"N": str(seq)},
-            "event": {"S": event},
+            "event": s(event),
             "expires_at": {"N": str(expires_at)},
         }
         if len(body) > self.spill_threshold_bytes and self.s3 is not None:
             key = f"events/{run_id}/{seq:012d}"
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-            item["s3_key"] = {"S": key}
+            item["s3_key"] = s(key)
         else:
             item["data"] = {"B": body}
         return item
@@ -250,7 +259,7 @@ class EventLog:
         resp = self.client.query(
             TableName=self.table,
             KeyConditionExpression="run_id = :r AND seq > :s",
-            ExpressionAttributeValues={":r": {"S": run_id}, ":s": {"N": str(after)}},
+            ExpressionAttributeValues={":r": s(run_id), ":s": {"N": str(after)}},
             ScanIndexForward=True,
             ConsistentRead=True,
             Limit=limit,
@@ -269,21 +278,11 @@ class EventLog:
         return out
 
     def delete_run(self, run_id: str) -> None:
-        while True:
-            resp = self.client.query(
-                TableName=self.table,
-                KeyConditionExpression="run_id = :r",
-                ExpressionAttributeValues={":r": {"S": run_id}},
-                ProjectionExpression="run_id, seq",
-            )
-            items = resp.get("Items", [])
-            if not items:
-                return
-            for i in range(0, len(items), 25):
-                self.client.batch_write_item(
-                    RequestItems={self.table: [{"DeleteRequest": {"Key": it}} for it in items[i : i + 25]]}
-                )
-
-
-class SeqTaken(Exception):
-    """Another writer already wrote this sequence number of the run's log."""
+        keys = paginate(
+            self.client.query,
+            TableName=self.table,
+            KeyConditionExpression="run_id = :r",
+            ExpressionAttributeValues={":r": s(run_id)},
+            ProjectionExpression="run_id, seq",
+        )
+        batch_write(self.client, self.table, ({"DeleteRequest": {"Key": key}} for key in keys))

@@ -12,17 +12,16 @@ thread item), never through an index.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from stepgraph.storage.resources import Conflict, _doc_item, _s, _strip_top, now_iso, update_if
+from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
+from stepgraph.storage.dynamo import Item, cancellation_reasons, contended, s, update_if
+from stepgraph.storage.errors import Conflict, ThreadMissing
+from stepgraph.vocabulary import AwsError, RunStatus, ThreadStatus
 
-__all__ = ["QueueState", "ThreadMissing", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
-
-
-class ThreadMissing(Exception):
-    """The thread item does not exist (never created, or deleted meanwhile)."""
+__all__ = ["QueueState", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
 
 
 def queue_entry(run_id: str, due_ms: int) -> str:
@@ -49,26 +48,17 @@ class QueueState:
         return next((e for e in self.pending if entry_run_id(e) == run_id), None)
 
 
-def _reasons(exc: ClientError) -> list[str | None]:
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        raise exc
-    return [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-
-
-def _retryable(codes: list[str | None]) -> bool:
-    # A concurrent transaction on the same item (AWS) or a throttled one: the caller tries again.
-    return any(c in ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded") for c in codes)
-
-
 class ThreadQueue:
+    """The run queue of each thread, moved by transactions over the thread item and the run item."""
+
     def __init__(self, client: Any, threads_table: str, runs_table: str):
         self.client, self.threads, self.runs = client, threads_table, runs_table
 
-    def _thread_key(self, thread_id: str) -> dict[str, Any]:
-        return {"thread_id": _s(thread_id)}
+    def _thread_key(self, thread_id: str) -> Item:
+        return {"thread_id": s(thread_id)}
 
-    def _run_key(self, thread_id: str, run_id: str) -> dict[str, Any]:
-        return {"thread_id": _s(thread_id), "run_id": _s(run_id)}
+    def _run_key(self, thread_id: str, run_id: str) -> Item:
+        return {"thread_id": s(thread_id), "run_id": s(run_id)}
 
     def state(self, thread_id: str) -> QueueState | None:
         item = self.client.get_item(
@@ -91,22 +81,18 @@ class ThreadQueue:
             parked_run_id=text("parked_run_id"),
         )
 
-    def insert(self, run: dict[str, Any], *, entry: str, tail: str | None, reject: bool) -> None:
+    def insert(self, run: Document, *, entry: str, tail: str | None, reject: bool) -> None:
         """Put the pending run and add it to the queue, if nobody inserted since `tail` was read
         (and, for reject, if the thread holds no run and queues none). Raises Conflict if not,
         ThreadMissing if the thread is gone."""
         thread_id, run_id = run["thread_id"], run["run_id"]
-        item = {
-            **_doc_item(_strip_top(run), status="pending"),
-            **self._run_key(thread_id, run_id),
-            "pending_key": _s(entry),  # the `pending` index lists a thread's queue in order
-        }
+        item = {**doc_item(strip_top(run), status=RunStatus.PENDING), **self._run_key(thread_id, run_id)}
         cond = "attribute_exists(thread_id) AND " + ("tail = :tail" if tail else "attribute_not_exists(tail)")
         if reject:
             cond += " AND attribute_not_exists(active_run_id) AND attribute_not_exists(pending)"
-        values: dict[str, Any] = {":r": _s(run_id), ":busy": _s("busy"), ":e": {"SS": [entry]}}
+        values: Item = {":r": s(run_id), ":busy": s(ThreadStatus.BUSY), ":e": {"SS": [entry]}}
         if tail:
-            values[":tail"] = _s(tail)
+            values[":tail"] = s(tail)
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -119,23 +105,27 @@ class ThreadQueue:
         try:
             self.client.transact_write_items(TransactItems=[{"Put": put}, {"Update": thread_update}])
         except ClientError as exc:
-            codes = _reasons(exc)
-            if codes[1:2] == ["ConditionalCheckFailed"] and self.state(thread_id) is None:
+            codes = cancellation_reasons(exc)
+            if codes is None:
+                raise
+            if codes[1:2] == [AwsError.CONDITION_FAILED] and self.state(thread_id) is None:
                 raise ThreadMissing(thread_id) from exc
-            if "ConditionalCheckFailed" in codes or _retryable(codes):
+            if AwsError.CONDITION_FAILED in codes or contended(codes):
                 raise Conflict(f"thread {thread_id} changed before run {run_id} was queued") from exc
             raise
 
-    def admit(self, thread_id: str, run_id: str, entry: str, *, task_token: str | None) -> str:
+    def admit(
+        self, thread_id: str, run_id: str, entry: str, *, task_token: str | None
+    ) -> Literal["admitted", "thread", "run"]:
         """Give the lease to the queued run and mark it running, in one transaction.
 
         "admitted"; "thread" if the thread changed (held, entry gone, another park): look again;
         "run" if the run is no longer pending although its entry is queued (an orphan entry).
         """
         token_cond = "task_token = :t" if task_token else "attribute_not_exists(task_token)"
-        values: dict[str, Any] = {":r": _s(run_id), ":busy": _s("busy"), ":e": {"SS": [entry]}, ":es": _s(entry)}
+        values: Item = {":r": s(run_id), ":busy": s(ThreadStatus.BUSY), ":e": {"SS": [entry]}, ":es": s(entry)}
         if task_token:
-            values[":t"] = _s(task_token)
+            values[":t"] = s(task_token)
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -147,25 +137,31 @@ class ThreadQueue:
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :running, updated_at = :u REMOVE pending_key",
+            "UpdateExpression": "SET #s = :running, updated_at = :u",
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":running": _s("running"), ":pending": _s("pending"), ":u": _s(now_iso())},
+            "ExpressionAttributeValues": {
+                ":running": s(RunStatus.RUNNING),
+                ":pending": s(RunStatus.PENDING),
+                ":u": s(now_iso()),
+            },
         }
         try:
             self.client.transact_write_items(TransactItems=[{"Update": thread_update}, {"Update": run_update}])
         except ClientError as exc:
-            codes = _reasons(exc)
-            if codes[:1] == ["ConditionalCheckFailed"] or _retryable(codes):
+            codes = cancellation_reasons(exc)
+            if codes is None:
+                raise
+            if codes[:1] == [AwsError.CONDITION_FAILED] or contended(codes):
                 return "thread"
-            if codes[1:2] == ["ConditionalCheckFailed"]:
+            if codes[1:2] == [AwsError.CONDITION_FAILED]:
                 return "run"
             raise
         return "admitted"
 
     def withdraw(self, thread_id: str, run_id: str, entry: str) -> bool:
         """A pending run leaves the queue as interrupted (cancel). False if it was not pending."""
-        run_update = self._interrupt_run(thread_id, run_id, was="pending", remove="pending_key")
+        run_update = self._interrupt_run(thread_id, run_id, was=RunStatus.PENDING)
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -179,11 +175,11 @@ class ThreadQueue:
         its fenced checkpoint writes fail. `hold` keeps the thread held under another name (a
         rollback deletes what the run wrote before any other run may start). False if the run
         was not running or did not hold the thread."""
-        values: dict[str, Any] = {":r": _s(run_id), ":s": _s(status)}
+        values: Item = {":r": s(run_id), ":s": s(status)}
         expr = "SET #s = :s REMOVE active_run_id"
         if hold:
-            expr, values[":hold"] = "SET #s = :s, active_run_id = :hold", _s(hold)
-        run_update = self._interrupt_run(thread_id, run_id, was="running")
+            expr, values[":hold"] = "SET #s = :s, active_run_id = :hold", s(hold)
+        run_update = self._interrupt_run(thread_id, run_id, was=RunStatus.RUNNING)
         thread_update = {
             "TableName": self.threads,
             "Key": self._thread_key(thread_id),
@@ -194,15 +190,15 @@ class ThreadQueue:
         }
         return self._try([{"Update": run_update}, {"Update": thread_update}])
 
-    def _interrupt_run(self, thread_id: str, run_id: str, *, was: str, remove: str = "") -> dict[str, Any]:
+    def _interrupt_run(self, thread_id: str, run_id: str, *, was: RunStatus) -> Item:
         """The transaction item that ends a run `interrupted` if its status is still `was`."""
         return {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :interrupted, updated_at = :u" + (f" REMOVE {remove}" if remove else ""),
+            "UpdateExpression": "SET #s = :interrupted, updated_at = :u",
             "ConditionExpression": "#s = :was",
             "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": {":interrupted": _s("interrupted"), ":was": _s(was), ":u": _s(now_iso())},
+            "ExpressionAttributeValues": {":interrupted": s(RunStatus.INTERRUPTED), ":was": s(was), ":u": s(now_iso())},
         }
 
     def drop(self, thread_id: str, entry: str) -> None:
@@ -217,10 +213,10 @@ class ThreadQueue:
             thread_id,
             "SET #s = :s",
             "attribute_exists(thread_id) AND attribute_not_exists(active_run_id) AND attribute_not_exists(pending)",
-            {":s": _s(status)},
+            {":s": s(status)},
         )
 
-    def _update_if(self, thread_id: str, expr: str, cond: str, values: dict[str, Any], *, names: bool = True) -> bool:
+    def _update_if(self, thread_id: str, expr: str, cond: str, values: Item, *, names: bool = True) -> bool:
         kwargs: dict[str, Any] = {"ExpressionAttributeNames": {"#s": "status"}} if names else {}
         return update_if(
             self.client,
@@ -232,15 +228,17 @@ class ThreadQueue:
             **kwargs,
         )
 
-    def _try(self, items: list[dict[str, Any]]) -> bool:
+    def _try(self, items: list[Item]) -> bool:
         for _ in range(10):
             try:
                 self.client.transact_write_items(TransactItems=items)
                 return True
             except ClientError as exc:
-                codes = _reasons(exc)
-                if "ConditionalCheckFailed" in codes:
+                codes = cancellation_reasons(exc)
+                if codes is None:
+                    raise
+                if AwsError.CONDITION_FAILED in codes:
                     return False
-                if not _retryable(codes):
+                if not contended(codes):
                     raise
         raise RuntimeError("transaction kept conflicting with concurrent writers")

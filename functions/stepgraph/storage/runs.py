@@ -1,0 +1,114 @@
+"""Runs, in the runs table: their documents and the conditional status changes of their lifecycle."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from stepgraph import serde
+from stepgraph.storage.documents import Document, doc_item, documents, from_item, now_iso, strip_top
+from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s
+from stepgraph.storage.errors import Conflict
+
+__all__ = ["RunStore"]
+
+
+class RunStore:
+    """Runs, keyed (thread_id, run_id). Run ids are UUIDv7, so key order is creation order."""
+
+    def __init__(self, client: Any, table: str):
+        self.client, self.table = client, table
+
+    def _key(self, thread_id: str, run_id: str) -> Item:
+        return {"thread_id": s(thread_id), "run_id": s(run_id)}
+
+    def create(self, doc: Document) -> None:
+        item = {**doc_item(strip_top(doc), status=doc["status"]), **self._key(doc["thread_id"], doc["run_id"])}
+        self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
+
+    def get(self, thread_id: str, run_id: str) -> Document | None:
+        resp = self.client.get_item(TableName=self.table, Key=self._key(thread_id, run_id), ConsistentRead=True)
+        return from_item(resp.get("Item"))
+
+    def list(self, thread_id: str) -> builtins.list[Document]:
+        """Newest first."""
+        items = paginate(
+            self.client.query,
+            TableName=self.table,
+            KeyConditionExpression="thread_id = :t",
+            ExpressionAttributeValues={":t": s(thread_id)},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+        )
+        return documents(items)
+
+    def transition(
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        to: str,
+        expected: tuple[str, ...],
+        patch: dict[str, Any] | None = None,
+    ) -> Document:
+        """Move a run to status `to` only if its status is one of `expected`; returns the run.
+
+        One conditional UpdateItem: this is what makes a late finish unable to overwrite a
+        cancel. Raises Conflict.
+        """
+        try:
+            resp = self.client.update_item(
+                **self.transition_action(thread_id, run_id, to=to, expected=expected, patch=patch),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                raise Conflict(f"run {run_id} is not {expected}") from exc
+            raise
+        run = from_item(resp["Attributes"])
+        assert run is not None  # ALL_NEW of an update that succeeded: the whole item
+        return run
+
+    def transition_action(
+        self, thread_id: str, run_id: str, *, to: str, expected: tuple[str, ...], patch: dict[str, Any] | None = None
+    ) -> Item:
+        """`transition` as the arguments of an UpdateItem, or of a transaction's Update action."""
+        names = {"#s": "status"}
+        values: Item = {":s": s(to), ":u": s(now_iso()), **{f":e{i}": s(status) for i, status in enumerate(expected)}}
+        sets = ["#s = :s", "updated_at = :u"]
+        for i, (key, value) in enumerate((patch or {}).items()):
+            names[f"#p{i}"] = f"x_{key}"
+            values[f":p{i}"] = s(serde.dumps_str(value))
+            sets.append(f"#p{i} = :p{i}")
+        return {
+            "TableName": self.table,
+            "Key": self._key(thread_id, run_id),
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def delete(self, thread_id: str, run_id: str) -> bool:
+        resp = self.client.delete_item(TableName=self.table, Key=self._key(thread_id, run_id), ReturnValues="ALL_OLD")
+        return "Attributes" in resp
+
+    def delete_thread(self, thread_id: str) -> None:
+        for run in self.list(thread_id):
+            self.delete(thread_id, run["run_id"])
+
+    def with_status(self, statuses: tuple[str, ...]) -> builtins.list[Document]:
+        """Runs of every thread whose status is one of `statuses`. The table has no index on
+        status across threads, so this scans: bulk cancel and metrics, administrative paths."""
+        values = {f":s{i}": s(status) for i, status in enumerate(statuses)}
+        items = paginate(
+            self.client.scan,
+            TableName=self.table,
+            ConsistentRead=True,
+            FilterExpression="#s IN (" + ", ".join(values) + ")",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values,
+        )
+        return documents(items)
