@@ -20,6 +20,7 @@ __all__ = [
     "is_conditional_failure",
     "paginate",
     "s",
+    "transact",
     "update_if",
 ]
 
@@ -83,6 +84,19 @@ def cancellation_reasons(exc: ClientError) -> list[str | None] | None:
     if error_code(exc) != AwsError.TRANSACTION_CANCELED:
         return None
     return [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+
+
+def transact(client: Any, items: Sequence[Item]) -> list[str | None]:
+    """Write `items` in one transaction: [] once it committed, else each action's cancellation
+    reason code, in order (`cancellation_reasons`). Any other failure raises."""
+    try:
+        client.transact_write_items(TransactItems=list(items))
+    except ClientError as exc:
+        codes = cancellation_reasons(exc)
+        if codes is None:
+            raise
+        return codes
+    return []
 
 
 def contended(codes: Sequence[str | None]) -> bool:

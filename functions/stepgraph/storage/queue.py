@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
-
 from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
-from stepgraph.storage.dynamo import Item, cancellation_reasons, contended, s, update_if
+from stepgraph.storage.dynamo import Item, contended, s, transact, update_if
 from stepgraph.storage.errors import Conflict, ThreadMissing
 from stepgraph.vocabulary import AwsError, RunStatus, ThreadStatus
 
@@ -93,26 +91,16 @@ class ThreadQueue:
         values: Item = {":r": s(run_id), ":busy": s(ThreadStatus.BUSY), ":e": {"SS": [entry]}}
         if tail:
             values[":tail"] = s(tail)
-        thread_update = {
-            "TableName": self.threads,
-            "Key": self._thread_key(thread_id),
-            "UpdateExpression": "SET tail = :r, #s = :busy ADD pending :e",
-            "ConditionExpression": cond,
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-        }
+        thread_update = self._thread_update(thread_id, "SET tail = :r, #s = :busy ADD pending :e", values, cond)
         put = {"TableName": self.runs, "Item": item, "ConditionExpression": "attribute_not_exists(run_id)"}
-        try:
-            self.client.transact_write_items(TransactItems=[{"Put": put}, {"Update": thread_update}])
-        except ClientError as exc:
-            codes = cancellation_reasons(exc)
-            if codes is None:
-                raise
-            if codes[1:2] == [AwsError.CONDITION_FAILED] and self.state(thread_id) is None:
-                raise ThreadMissing(thread_id) from exc
-            if AwsError.CONDITION_FAILED in codes or contended(codes):
-                raise Conflict(f"thread {thread_id} changed before run {run_id} was queued") from exc
-            raise
+        codes = transact(self.client, [{"Put": put}, {"Update": thread_update}])
+        if not codes:
+            return
+        if codes[1:2] == [AwsError.CONDITION_FAILED] and self.state(thread_id) is None:
+            raise ThreadMissing(thread_id)
+        if AwsError.CONDITION_FAILED in codes or contended(codes):
+            raise Conflict(f"thread {thread_id} changed before run {run_id} was queued")
+        raise RuntimeError(f"queueing run {run_id} was cancelled: {codes}")
 
     def admit(
         self, thread_id: str, run_id: str, entry: str, *, task_token: str | None
@@ -126,14 +114,12 @@ class ThreadQueue:
         values: Item = {":r": s(run_id), ":busy": s(ThreadStatus.BUSY), ":e": {"SS": [entry]}, ":es": s(entry)}
         if task_token:
             values[":t"] = s(task_token)
-        thread_update = {
-            "TableName": self.threads,
-            "Key": self._thread_key(thread_id),
-            "UpdateExpression": "SET active_run_id = :r, #s = :busy DELETE pending :e REMOVE task_token, parked_run_id",
-            "ConditionExpression": f"attribute_not_exists(active_run_id) AND contains(pending, :es) AND {token_cond}",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-        }
+        thread_update = self._thread_update(
+            thread_id,
+            "SET active_run_id = :r, #s = :busy DELETE pending :e REMOVE task_token, parked_run_id",
+            values,
+            f"attribute_not_exists(active_run_id) AND contains(pending, :es) AND {token_cond}",
+        )
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
@@ -146,28 +132,19 @@ class ThreadQueue:
                 ":u": s(now_iso()),
             },
         }
-        try:
-            self.client.transact_write_items(TransactItems=[{"Update": thread_update}, {"Update": run_update}])
-        except ClientError as exc:
-            codes = cancellation_reasons(exc)
-            if codes is None:
-                raise
-            if codes[:1] == [AwsError.CONDITION_FAILED] or contended(codes):
-                return "thread"
-            if codes[1:2] == [AwsError.CONDITION_FAILED]:
-                return "run"
-            raise
-        return "admitted"
+        codes = transact(self.client, [{"Update": thread_update}, {"Update": run_update}])
+        if not codes:
+            return "admitted"
+        if codes[:1] == [AwsError.CONDITION_FAILED] or contended(codes):
+            return "thread"
+        if codes[1:2] == [AwsError.CONDITION_FAILED]:
+            return "run"
+        raise RuntimeError(f"admitting run {run_id} was cancelled: {codes}")
 
     def withdraw(self, thread_id: str, run_id: str, entry: str) -> bool:
         """A pending run leaves the queue as interrupted (cancel). False if it was not pending."""
         run_update = self._interrupt_run(thread_id, run_id, was=RunStatus.PENDING)
-        thread_update = {
-            "TableName": self.threads,
-            "Key": self._thread_key(thread_id),
-            "UpdateExpression": "DELETE pending :e",
-            "ExpressionAttributeValues": {":e": {"SS": [entry]}},
-        }
+        thread_update = self._thread_update(thread_id, "DELETE pending :e", {":e": {"SS": [entry]}})
         return self._try([{"Update": run_update}, {"Update": thread_update}])
 
     def stop(self, thread_id: str, run_id: str, *, status: str, hold: str | None = None) -> bool:
@@ -180,14 +157,7 @@ class ThreadQueue:
         if hold:
             expr, values[":hold"] = "SET #s = :s, active_run_id = :hold", s(hold)
         run_update = self._interrupt_run(thread_id, run_id, was=RunStatus.RUNNING)
-        thread_update = {
-            "TableName": self.threads,
-            "Key": self._thread_key(thread_id),
-            "UpdateExpression": expr,
-            "ConditionExpression": "active_run_id = :r",
-            "ExpressionAttributeNames": {"#s": "status"},
-            "ExpressionAttributeValues": values,
-        }
+        thread_update = self._thread_update(thread_id, expr, values, "active_run_id = :r")
         return self._try([{"Update": run_update}, {"Update": thread_update}])
 
     def _interrupt_run(self, thread_id: str, run_id: str, *, was: RunStatus) -> Item:
@@ -203,9 +173,7 @@ class ThreadQueue:
 
     def drop(self, thread_id: str, entry: str) -> None:
         """Remove an entry whose run is gone or no longer pending (idempotent)."""
-        self._update_if(
-            thread_id, "DELETE pending :e", "attribute_exists(thread_id)", {":e": {"SS": [entry]}}, names=False
-        )
+        self._update_if(thread_id, "DELETE pending :e", "attribute_exists(thread_id)", {":e": {"SS": [entry]}})
 
     def settle(self, thread_id: str, status: str) -> bool:
         """Set the status of a thread that holds and queues nothing (after a pending run left)."""
@@ -216,29 +184,30 @@ class ThreadQueue:
             {":s": s(status)},
         )
 
-    def _update_if(self, thread_id: str, expr: str, cond: str, values: Item, *, names: bool = True) -> bool:
-        kwargs: dict[str, Any] = {"ExpressionAttributeNames": {"#s": "status"}} if names else {}
-        return update_if(
-            self.client,
-            TableName=self.threads,
-            Key=self._thread_key(thread_id),
-            UpdateExpression=expr,
-            ConditionExpression=cond,
-            ExpressionAttributeValues=values,
-            **kwargs,
-        )
+    def _thread_update(self, thread_id: str, expr: str, values: Item, cond: str = "") -> Item:
+        """An UpdateItem of the thread item (`#s` in an expression names its status)."""
+        update: Item = {
+            "TableName": self.threads,
+            "Key": self._thread_key(thread_id),
+            "UpdateExpression": expr,
+            "ExpressionAttributeValues": values,
+        }
+        if cond:
+            update["ConditionExpression"] = cond
+        if "#s" in expr + cond:
+            update["ExpressionAttributeNames"] = {"#s": "status"}
+        return update
+
+    def _update_if(self, thread_id: str, expr: str, cond: str, values: Item) -> bool:
+        return update_if(self.client, **self._thread_update(thread_id, expr, values, cond))
 
     def _try(self, items: list[Item]) -> bool:
         for _ in range(10):
-            try:
-                self.client.transact_write_items(TransactItems=items)
+            codes = transact(self.client, items)
+            if not codes:
                 return True
-            except ClientError as exc:
-                codes = cancellation_reasons(exc)
-                if codes is None:
-                    raise
-                if AwsError.CONDITION_FAILED in codes:
-                    return False
-                if not contended(codes):
-                    raise
+            if AwsError.CONDITION_FAILED in codes:
+                return False
+            if not contended(codes):
+                raise RuntimeError(f"transaction cancelled: {codes}")
         raise RuntimeError("transaction kept conflicting with concurrent writers")

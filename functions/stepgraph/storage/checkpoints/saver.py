@@ -7,10 +7,11 @@ import asyncio
 import builtins
 import concurrent.futures
 import copy
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 from botocore.exceptions import ClientError
@@ -39,10 +40,34 @@ __all__ = ["DynamoDBSaver"]
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 # The async twins' calls that reach AWS run here (sized like the clients' connection pools).
 _IO = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="stepgraph-checkpoint-io")
 _IN_MAX = 100  # operands a DynamoDB IN (...) accepts
+
+
+class _ListOptions(TypedDict, total=False):
+    """`list`'s keyword arguments, which `alist` passes on."""
+
+    filter: dict[str, Any] | None
+    before: RunnableConfig | None
+    limit: int | None
+
+
+def _lingering_twin(
+    sync: Callable[Concatenate[DynamoDBSaver, _P], _T], *, put: bool
+) -> Callable[Concatenate[DynamoDBSaver, _P], Coroutine[Any, Any, _T]]:
+    """The async twin of `put` or `put_writes`. Inline when it lingers (waits in memory for the
+    group commit): it may still commit a full transaction or spill a large value to S3 on the
+    loop, which is rare and no slower than the hop it saves elsewhere. Else on a worker thread."""
+
+    async def twin(self: DynamoDBSaver, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if self._lingers(put=put):
+            return sync(self, *args, **kwargs)
+        return await self._off_loop(functools.partial(sync, self, *args, **kwargs))
+
+    return twin
 
 
 class DynamoDBSaver(BaseCheckpointSaver[str]):
@@ -391,38 +416,16 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         return await self._off_loop(self.get_tuple, config)
 
     async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
+        self, config: RunnableConfig | None, **options: Unpack[_ListOptions]
     ) -> AsyncIterator[CheckpointTuple]:
         # In batches, so a long history streams instead of loading whole before the first yield.
-        found = self.list(config, filter=filter, before=before, limit=limit)
+        found = self.list(config, **options)
         while batch := await asyncio.to_thread(lambda: list(islice(found, 16))):
             for tup in batch:
                 yield tup
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        # Inline when it lingers; it may still commit a full transaction or spill a large value
-        # to S3 on the loop, which is rare and no slower than the hop it saves elsewhere.
-        if self._lingers(put=True):
-            return self.put(config, checkpoint, metadata, new_versions)
-        return await self._off_loop(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        if self._lingers(put=False):
-            return self.put_writes(config, writes, task_id, task_path)
-        await self._off_loop(self.put_writes, config, writes, task_id, task_path)
+    aput = _lingering_twin(put, put=True)
+    aput_writes = _lingering_twin(put_writes, put=False)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
