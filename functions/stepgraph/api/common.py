@@ -12,7 +12,8 @@ from stepgraph.engine.graphs import system_assistant_id
 
 
 def ctx_of(request: Request) -> Context:
-    return request.app.state.ctx
+    ctx: Context = request.app.state.ctx  # set by create_app
+    return ctx
 
 
 def check_uuid(value: str, what: str) -> str:
