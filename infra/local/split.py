@@ -194,7 +194,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
             )
             try:
                 reply = {"result": handler(request["event"], context)}
-            except Exception as exc:  # noqa: BLE001 - as the Lambda runtime: any handler error is the reply
+            except Exception as exc:  # as the Lambda runtime: any handler error is the reply, and logged
+                logger.warning("%s: unhandled %s in handler", name, type(exc).__name__, exc_info=exc)
                 reply = {
                     "errorType": type(exc).__name__,
                     "errorMessage": str(exc),
