@@ -7,12 +7,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from harness import Server  # noqa: F401  (the same launcher the tests use)
+from harness import Server  # the same launcher the tests use
+
+__all__ = ["Server", "summary"]
 
 
 def summary(samples: list[float], digits: int = 2) -> dict[str, float]:
     ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]  # noqa: E731
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
     return {
         "n": len(samples),
         "p50": round(pick(0.5), digits),

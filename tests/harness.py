@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import httpx
@@ -38,21 +39,23 @@ class Server:
             str(self.port),
             *args,
         ]
-        # A file, not a pipe: a chatty server must never block on a full pipe.
-        self.output = tempfile.NamedTemporaryFile("w+", prefix="stepgraph-server-", suffix=".log")
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
-            stdout=self.output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # A file, not a pipe: a chatty server must never block on a full pipe. The child writes it
+        # through its own descriptor; the file goes when this Server does.
+        fd, log = tempfile.mkstemp(prefix="stepgraph-server-", suffix=".log")
+        self.log = Path(log)
+        weakref.finalize(self, self.log.unlink, missing_ok=True)
+        with os.fdopen(fd, "w") as out:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
 
     def read_output(self) -> str:
-        self.output.flush()
-        self.output.seek(0)
-        return self.output.read()
+        return self.log.read_text()
 
     def wait_ready(self, timeout: float = 60) -> Server:
         deadline = time.monotonic() + timeout

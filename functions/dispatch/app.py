@@ -1,20 +1,24 @@
 """dispatch: SQS FIFO consumer. Each message is a thread's doorbell; admit that thread's next run."""
 
 import json
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from stepgraph.engine import admit_next_run, current_context
 
 logger = Logger()
 
 
-def record_handler(record):
+def record_handler(record: SQSRecord) -> None:
     admit_next_run(current_context(), json.loads(record.body)["thread_id"])
 
 
 @logger.inject_lambda_context
-def handler(event, context):
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     # One processor per batch (it keeps the batch's results); a failed doorbell holds back only
     # its own thread's later messages, not other threads'.
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)

@@ -1,6 +1,9 @@
 """finish: final run status, free the thread lease, ring the doorbell for the next pending run."""
 
+from typing import Any
+
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from stepgraph.engine import current_context, finish_run
 from stepgraph.models import FinishEvent
 
@@ -8,6 +11,6 @@ logger = Logger()
 
 
 @logger.inject_lambda_context
-def handler(event, context):
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     finish = FinishEvent.model_validate(event)
     return finish_run(current_context(), finish.run_id, finish.thread_id, finish.outcome, finish.error)

@@ -1,6 +1,9 @@
 """park: the run stopped on an interrupt; store the task token with the thread and free it."""
 
+from typing import Any
+
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from stepgraph.engine import current_context, park_run
 from stepgraph.models import ParkEvent
 
@@ -8,7 +11,7 @@ logger = Logger()
 
 
 @logger.inject_lambda_context
-def handler(event, context):
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     park = ParkEvent.model_validate(event)
     park_run(current_context(), park.run_id, park.thread_id, park.task_token)
     return {"parked": park.run_id}

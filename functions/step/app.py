@@ -1,6 +1,9 @@
 """step: runs the run's next supersteps and returns continue | interrupted | done | error."""
 
+from typing import Any
+
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from stepgraph.engine import current_context, run_supersteps
 from stepgraph.models import StepEvent
 
@@ -8,7 +11,7 @@ logger = Logger()
 
 
 @logger.inject_lambda_context
-def handler(event, context):
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepEvent.model_validate(event)
     result = run_supersteps(
         current_context(), step.run_id, step.thread_id, remaining_ms=context.get_remaining_time_in_millis

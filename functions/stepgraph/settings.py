@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # botocore loads on first use, not at import
+    from botocore.config import Config
 
 # Names stepgraph's own AWS calls (User-Agent `app/stepgraph`); the local runtime's emulator
 # answers these calls only, so a graph node's own boto3 clients stay the user's.
@@ -16,21 +19,23 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(f"STEPGRAPH_{name}", default)
 
 
-def client_config(extra: Any = None) -> Any:
+def client_config(extra: Config | None = None) -> Config:
     """The botocore Config of every client stepgraph builds for itself (`extra` merged in)."""
     from botocore.config import Config
 
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        max_pool_connections=64,
-        user_agent_appid=APP_ID,
+    # Passed as a dict: botocore has both options, botocore-stubs' Config does not (yet).
+    options: dict[str, Any] = {
+        "user_agent_appid": APP_ID,
         # AWS_ENDPOINT_URL_<SERVICE> and endpoints in ~/.aws/config are the user's, for the
         # user's clients: stepgraph's go to Settings.endpoint_url or AWS's own endpoints.
-        ignore_configured_endpoint_urls=True,
-    )
+        "ignore_configured_endpoint_urls": True,
+    }
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=64, **options)
     return config.merge(extra) if extra is not None else config
 
 
+# Any, not boto3.Session: its clients are asked for by a service name known at run time, which
+# boto3-stubs types only for literal names.
 _own_session: Any = None
 
 

@@ -1,5 +1,7 @@
 """stepgraph's local runtime: the AWS stack of `template.yaml` emulated in-process by moto."""
 
+from __future__ import annotations
+
 from typing import TYPE_CHECKING
 
 from .template import load_template
@@ -10,7 +12,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalAWS", "load_template"]
 
 
-def __getattr__(name: str):  # LocalAWS imports moto (~1.5 s); load_template alone does not
+def __getattr__(name: str) -> type[LocalAWS]:  # LocalAWS imports moto (~1.5 s); load_template alone does not
     if name == "LocalAWS":
         from .aws import LocalAWS
 

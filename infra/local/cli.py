@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stepgraph_local.runtime import EXAMPLES_CONFIG, PortInUse, serve
+from .runtime import EXAMPLES_CONFIG, PortInUse, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "aws":
-        from stepgraph_local.split import serve_aws
+        from .split import serve_aws
 
         serve_aws(
             port=args.port,
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "worker":
-        from stepgraph_local.split import serve_worker
+        from .split import serve_worker
 
         serve_worker(port=args.port, env_file=args.env_file, api_port=args.api_port)
         return 0

@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stepgraph_local.ttl import TtlSweeper
+from .ttl import TtlSweeper
+
+if TYPE_CHECKING:
+    from .aws import LocalAWS
 
 logger = logging.getLogger("stepgraph.local")
 
@@ -128,7 +131,8 @@ class LocalRuntime:
         from stepgraph.engine.context import Context, set_context
         from stepgraph.settings import Settings
         from stepgraph.storage.events import InProcessNotifier
-        from stepgraph_local.aws import LocalAWS
+
+        from .aws import LocalAWS
 
         parameters = {"LangGraphConfig": str(Path(self.config_path).resolve()), **self.parameters}
         if self.step_mode:
@@ -157,9 +161,10 @@ class LocalRuntime:
         set_context(None)
 
 
-def _function_for_queue(aws: Any, queue_url: str) -> str:
+def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
     """The function whose SQS event source is this queue (template: DispatchFunction)."""
-    for logical_id, resource in aws.template["Resources"].items():
+    resources: dict[str, dict[str, Any]] = aws.template["Resources"]
+    for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         for event in (resource.get("Properties", {}).get("Events") or {}).values():

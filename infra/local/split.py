@@ -40,7 +40,8 @@ class _FunctionError(Exception):
 
 def _error(error_type: str, message: str) -> Exception:
     # The hook names the error after the exception's class (Step Functions matches on it).
-    return type(error_type, (_FunctionError,), {})(message)
+    named: type[_FunctionError] = type(error_type, (_FunctionError,), {})
+    return named(message)
 
 
 class LambdaForwarder:
@@ -102,9 +103,10 @@ def serve_aws(
 ) -> None:
     """Run the emulated AWS until SIGTERM/SIGINT; write the workers' environment to env_file."""
     from moto.server import ThreadedMotoServer
-    from stepgraph_local.aws import LocalAWS
-    from stepgraph_local.runtime import _function_for_queue
-    from stepgraph_local.template import load_template
+
+    from .aws import LocalAWS
+    from .runtime import _function_for_queue
+    from .template import load_template
 
     os.environ["MOTO_PORT"] = str(port)  # Step Functions' tasks call this server back
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per AWS call
@@ -155,8 +157,9 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     from stepgraph.engine.context import Context, set_context
     from stepgraph.settings import Settings
     from stepgraph.storage.events import InProcessNotifier
-    from stepgraph_local.lambda_hook import LambdaContext, _load_handler
-    from stepgraph_local.runtime import QueuePoller
+
+    from .lambda_hook import LambdaContext, _load_handler
+    from .runtime import QueuePoller
 
     ctx = Context(Settings.from_env(), notifier=InProcessNotifier())
     set_context(ctx)
@@ -191,7 +194,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
             )
             try:
                 reply = {"result": handler(request["event"], context)}
-            except Exception as exc:  # the runtime's error envelope
+            except Exception as exc:  # as the Lambda runtime: any handler error is the reply, and logged
+                logger.warning("%s: unhandled %s in handler", name, type(exc).__name__, exc_info=exc)
                 reply = {
                     "errorType": type(exc).__name__,
                     "errorMessage": str(exc),
@@ -235,7 +239,8 @@ def _wait_for_signal() -> None:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+    return port
 
 
 if __name__ == "__main__":  # pragma: no cover - use `stepgraph aws` / `stepgraph worker`

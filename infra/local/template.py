@@ -4,7 +4,7 @@ runtime provisions from, so local resources cannot drift from the deployed ones.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -20,8 +20,8 @@ def _construct_intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) 
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
+    else:  # YAML has no other kind of node
+        value = loader.construct_mapping(cast(yaml.MappingNode, node), deep=True)
 
     if suffix == "Ref":
         return {"Ref": value}
@@ -42,4 +42,5 @@ def load_template(path: str | Path) -> dict[str, Any]:
     (`!Ref X` -> `{"Ref": "X"}`, `!GetAtt A.B` -> `{"Fn::GetAtt": ["A", "B"]}`, `!Sub s` ->
     `{"Fn::Sub": s}`, ...)."""
     with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_TemplateLoader)
+        template: dict[str, Any] = yaml.load(f, Loader=_TemplateLoader)
+    return template

@@ -61,7 +61,9 @@ def test_history_limit_must_be_positive(client, done):
 @pytest.mark.parametrize("delay", ["1e12", "Infinity", "NaN", "-1"])
 def test_after_seconds_out_of_range_is_refused(client, delay):
     thread_id = client.post("/threads", json={}).json()["thread_id"]
-    refused(raw(client, "POST", f"/threads/{thread_id}/runs", '{"assistant_id": "chain", "after_seconds": %s}' % delay))
+    refused(
+        raw(client, "POST", f"/threads/{thread_id}/runs", '{"assistant_id": "chain", "after_seconds": ' + delay + "}")
+    )
     assert client.get(f"/threads/{thread_id}/runs").json() == []
     assert client.get(f"/threads/{thread_id}").json()["status"] == "idle"
 
@@ -69,12 +71,14 @@ def test_after_seconds_out_of_range_is_refused(client, delay):
 def test_json_nested_300_deep_is_refused(client, done):
     deep = "[" * 300 + "]" * 300
     before = state_of(client, done)
-    detail = refused(raw(client, "POST", f"/threads/{done}/runs/wait", '{"assistant_id": "chain", "input": %s}' % deep))
+    detail = refused(
+        raw(client, "POST", f"/threads/{done}/runs/wait", '{"assistant_id": "chain", "input": ' + deep + "}")
+    )
     assert "nested" in detail
     assert state_of(client, done)["checkpoint"] == before["checkpoint"]
-    refused(raw(client, "POST", "/threads", '{"metadata": %s}' % ('{"a": ' * 300 + "1" + "}" * 300)))
+    refused(raw(client, "POST", "/threads", '{"metadata": ' + '{"a": ' * 300 + "1" + "}" * 300 + "}"))
     # What Python's json reads but no store can write (nor the peer's parser read) is refused too.
-    refused(raw(client, "POST", "/threads", '{"metadata": {"n": %d}}' % 2**64))
+    refused(raw(client, "POST", "/threads", '{"metadata": {"n": ' + str(2**64) + "}}"))
     refused(raw(client, "POST", "/threads", '{"metadata": {"s": "\\ud800"}}'))
 
 

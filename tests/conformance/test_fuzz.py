@@ -12,6 +12,7 @@ tests use. Every response must be below 500, and every error body JSON with a `d
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from collections import Counter
@@ -166,10 +167,8 @@ def _fuzz_operation(
         if problem:
             tally.problems.append(f"{case.method} {case.path}: {problem}\n    {case.as_curl_command()}")
 
-    try:
+    with contextlib.suppress(Unsatisfiable):  # an operation without parameters has no negative cases
         fuzz()
-    except Unsatisfiable:
-        pass  # nothing to violate: an operation without parameters has no negative cases
 
 
 class Tally(Counter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -77,7 +78,7 @@ async def test_stream_ids_strictly_increase(server):
                 if line.startswith("id: "):
                     ids.append(int(line[4:]))
     assert len(ids) == 41  # 21 values + 20 updates
-    assert all(b > a for a, b in zip(ids, ids[1:]))
+    assert all(b > a for a, b in pairwise(ids))
 
 
 async def test_ok_answers_while_a_run_is_in_flight(server):

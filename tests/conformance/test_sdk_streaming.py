@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import pairwise
 
 import pytest
 from langgraph_sdk import get_client
@@ -76,7 +77,7 @@ async def test_messages_tuple_tokens_arrive_while_the_node_runs(server):
     # 9 tokens 0.1 s apart: the first reaches the client ~0.8 s before the node returns, and
     # they arrive spread out, not in one burst at the end.
     assert node_done - streamed[0][0] > 0.5
-    gaps = [b[0] - a[0] for a, b in zip(streamed, streamed[1:])]
+    gaps = [b[0] - a[0] for a, b in pairwise(streamed)]
     assert sum(g > 0.05 for g in gaps) >= 6
     # `sign` returns a whole message, which messages-tuple reports once, complete.
     assert [m["content"] for _, (m, _) in tokens if m["type"] == "ai"] == ["Anything else?"]
@@ -94,7 +95,7 @@ async def test_messages_v1_metadata_partial_complete(server):
     partials = [d[0] for e, d in parts if e == "messages/partial"]
     # Each partial is the message so far (accumulated chunks), as a whole message.
     contents = [p["content"] for p in partials]
-    assert all(b.startswith(a) for a, b in zip(contents, contents[1:]))
+    assert all(b.startswith(a) for a, b in pairwise(contents))
     assert contents[-1] == REPLY and all(p["id"] == streamed_id and p["type"] == "ai" for p in partials)
     [[complete]] = [d for e, d in parts if e == "messages/complete"]
     assert complete["content"] == "Anything else?" and complete["id"] == signed_id

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -242,7 +243,7 @@ async def test_react_agent_messages_streams_partials(server):
     for versions in ai:
         texts = [m["content"] for m in versions if m["content"]]
         texts = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]  # tool-call chunks add no text
-        assert len(texts) >= 5 and all(b.startswith(a) and b != a for a, b in zip(texts, texts[1:]))
+        assert len(texts) >= 5 and all(b.startswith(a) and b != a for a, b in pairwise(texts))
     assert [c["name"] for versions in ai for c in versions[-1]["tool_calls"]] == ["add", "multiply"]
     assert ai[-1][-1]["content"] == ANSWER
     tools = [m for m in completes if m["type"] == "tool"]

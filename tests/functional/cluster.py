@@ -40,8 +40,8 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPGRAPH_", "MOTO_"))}
         env["STEPGRAPH_TEST_FAULTS"] = str(self.faults_file)
         env.update(extra or {})
-        out = open(self.dir / log, "a")  # noqa: SIM115 - the child owns it
-        return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with open(self.dir / log, "a") as out:  # the child writes through its own descriptor
+            return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def start(self) -> Cluster:
         self.aws = self._spawn(

@@ -15,7 +15,9 @@ import os
 import sys
 import threading
 from pathlib import Path
+from unittest import mock
 
+from moto.core.common_types import TYPE_RESPONSE
 from moto.dynamodb.responses import DynamoHandler
 
 RULES = Path(os.environ["STEPGRAPH_TEST_FAULTS"])
@@ -53,7 +55,7 @@ def _throttle(handler: DynamoHandler) -> bool:
 _original = DynamoHandler.call_action
 
 
-def _call_action(self: DynamoHandler):  # type: ignore[no-untyped-def]
+def _call_action(self: DynamoHandler) -> TYPE_RESPONSE:
     if _throttle(self):
         body = {
             "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -63,7 +65,8 @@ def _call_action(self: DynamoHandler):  # type: ignore[no-untyped-def]
     return _original(self)
 
 
-DynamoHandler.call_action = _call_action  # type: ignore[method-assign]
+# For the life of this process: every DynamoDB request passes the throttle first.
+mock.patch.object(DynamoHandler, "call_action", _call_action).start()
 
 if __name__ == "__main__":
     from stepgraph_local.cli import main

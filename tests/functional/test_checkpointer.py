@@ -7,7 +7,7 @@ import operator
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Annotated, Any, TypedDict
 
 import boto3
@@ -336,7 +336,7 @@ def test_group_commit_writes_nothing_until_commit_then_every_checkpoint(
     fenced.commit()
     history = list(saver.list(config))
     assert [t.metadata["step"] for t in history] == list(range(steps, -2, -1))  # every superstep
-    for child, parent in zip(history, history[1:]):
+    for child, parent in pairwise(history):
         assert child.parent_config == parent.config  # one unbroken chain, newest first
     assert saver.head("g") == fenced.expected_head == history[0].config["configurable"]["checkpoint_id"]
     assert len(history[0].checkpoint["channel_values"]["steps"]) == steps

@@ -260,7 +260,7 @@ def test_hook_install_is_pinned_and_idempotent(monkeypatch):
     assert LambdaFunction.invoke is original and not lambda_hook.installed()
 
     monkeypatch.setattr(moto, "__version__", "9.9.9")
-    with pytest.raises(RuntimeError, match="moto==5.2.5"):
+    with pytest.raises(RuntimeError, match=r"moto==5\.2\.5"):
         lambda_hook.install()
     assert LambdaFunction.invoke is original
 

@@ -7,6 +7,7 @@ import copy
 import json
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -488,7 +489,7 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
             kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = values
-        response = _outcome(lambda: ddb.update_item(TableName=table, Key=key, ReturnValues="ALL_NEW", **kwargs))
+        response = _outcome(partial(ddb.update_item, TableName=table, Key=key, ReturnValues="ALL_NEW", **kwargs))
         if isinstance(response, dict):
             response = response["Attributes"]
         stored = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
@@ -499,7 +500,7 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
         # Inside a transaction too, on an item that does not exist yet (validated twice by moto).
         fresh = {"pk": {"S": "updates"}, "sk": {"S": f"{sk}{n:02}-new"}}
         failure = _outcome(
-            lambda: ddb.transact_write_items(TransactItems=[{"Update": {"TableName": table, "Key": fresh, **kwargs}}])
+            partial(ddb.transact_write_items, TransactItems=[{"Update": {"TableName": table, "Key": fresh, **kwargs}}])
         )
         created = ddb.get_item(TableName=table, Key=fresh, ConsistentRead=True).get("Item", {})
         created.pop("sk", None)
@@ -549,26 +550,29 @@ def _projected_reads(aws: LocalAWS) -> list[Any]:
         extra: dict[str, Any] = {"ProjectionExpression": projection}
         if names:
             extra["ExpressionAttributeNames"] = names
-        out.append(_outcome(lambda: ddb.get_item(TableName=table, Key=key, **extra).get("Item")))
-        out.append(
-            _outcome(
-                lambda: ddb.query(
-                    TableName=table,
-                    KeyConditionExpression="pk = :p",
-                    ExpressionAttributeValues={":p": {"S": "projections"}},
-                    **extra,
-                )["Items"]
-            )
-        )
-        out.append(_outcome(lambda: ddb.batch_get_item(RequestItems={table: {"Keys": [key], **extra}})["Responses"]))
-        out.append(
-            _outcome(
-                lambda: ddb.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key, **extra}}])[
-                    "Responses"
-                ]
-            )
-        )
+        out.extend(_read_every_way(ddb, table, key, extra))
     return _sets_sorted(out)
+
+
+def _read_every_way(ddb: Any, table: str, key: dict[str, Any], extra: dict[str, Any]) -> list[Any]:
+    """The item as GetItem, Query, BatchGetItem and TransactGetItems return it with `extra`."""
+    return [
+        _outcome(lambda: ddb.get_item(TableName=table, Key=key, **extra).get("Item")),
+        _outcome(
+            lambda: ddb.query(
+                TableName=table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "projections"}},
+                **extra,
+            )["Items"]
+        ),
+        _outcome(lambda: ddb.batch_get_item(RequestItems={table: {"Keys": [key], **extra}})["Responses"]),
+        _outcome(
+            lambda: ddb.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key, **extra}}])[
+                "Responses"
+            ]
+        ),
+    ]
 
 
 def test_projected_reads_match_moto(aws: LocalAWS) -> None:

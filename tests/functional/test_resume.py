@@ -104,7 +104,7 @@ def test_resume_continues_the_parked_execution(runtime):
         for e in events
         if e["type"] == "TaskScheduled" and "waitForTaskToken" in e["taskScheduledEventDetails"]["resource"]
     )
-    succeeded = [e for e in events if e["type"] == "TaskSucceeded" and e["id"] > park_submitted["id"]][0]
+    succeeded = next(e for e in events if e["type"] == "TaskSucceeded" and e["id"] > park_submitted["id"])
     output = json.loads(succeeded["taskSucceededEventDetails"]["output"])
     assert output == {"run_id": resume["run_id"], "command": {"resume": "yes"}}  # never state
     assert not _has_execution(runtime, resume["run_id"])

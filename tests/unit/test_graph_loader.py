@@ -181,7 +181,7 @@ def test_static_graphs_are_not_factories(tmp_path):
     registry = GraphRegistry.from_config(tmp_path / "langgraph.json")
     for graph_id in ("c", "b"):
         assert not registry.is_factory(graph_id)
-        assert opened(registry, graph_id, {"configurable": {}}, lambda graph: graph is registry.get(graph_id))
+        assert opened(registry, graph_id, {"configurable": {}}, lambda graph: graph) is registry.get(graph_id)
     # Both graphs come from one import of g.py.
     assert seen(registry.get("c")) == "c" and seen(registry.get("b")) == "b"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -41,7 +42,7 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def create_app(ctx: Context) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_system_assistants, ctx)
         yield
 

@@ -42,7 +42,8 @@ def ensure_system_assistants(ctx: Context) -> None:
 def _graph_name(ctx: Context, graph_id: str) -> str:
     try:
         name = ctx.graphs.get(graph_id).name
-    except Exception:  # an unimportable graph still gets its assistant; runs will report the error
+    except Exception:  # importing the user's graph can raise anything; its runs will report it too
+        logger.warning("graph %r does not load: its assistant is named after its id", graph_id, exc_info=True)
         return graph_id
     return name if name and name != "LangGraph" else graph_id
 
@@ -72,7 +73,7 @@ def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
     }
     if not ctx.assistants.put(doc, if_absent=True):
         if body.if_exists == "do_nothing":
-            return ctx.assistants.get(assistant_id)
+            return get_assistant(assistant_id, request)
         raise HTTPException(409, "Assistant already exists")
     return doc
 
@@ -135,7 +136,8 @@ def list_versions(assistant_id: str, request: Request) -> list[dict[str, Any]]:
 def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> dict[str, Any]:
     assistant = get_assistant(assistant_id, request)
     drawable = ctx_of(request).graphs.get(assistant["graph_id"]).get_graph(xray=xray)
-    return serde.to_jsonable(drawable.to_json())
+    graph: dict[str, Any] = serde.to_jsonable(drawable.to_json())
+    return graph
 
 
 @router.get("/assistants/{assistant_id}/schemas")
@@ -161,10 +163,11 @@ def _json_schema(graph: Any, method: str) -> dict[str, Any] | None:
     if not hasattr(graph, method):
         return None
     try:
-        return getattr(graph, method)()
+        schema: dict[str, Any] | None = getattr(graph, method)()
     except Exception as exc:  # noqa: BLE001 - user types; the graph still runs
         logger.warning("%s of graph %r failed: %s", method, getattr(graph, "name", graph), exc)
         return None
+    return schema
 
 
 @router.get("/assistants/{assistant_id}/subgraphs")

@@ -11,7 +11,8 @@ from stepgraph.engine import Context, system_assistant_id
 
 
 def ctx_of(request: Request) -> Context:
-    return request.app.state.ctx
+    ctx: Context = request.app.state.ctx  # set by create_app
+    return ctx
 
 
 def check_uuid(value: str, what: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -20,7 +21,7 @@ from stepgraph.api.common import check_uuid, ctx_of, not_found
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import EventStreamRequest, ProtocolCommand, RunCreate
 from stepgraph.api.sse import HEARTBEAT
-from stepgraph.api.thread_stream import tail_thread
+from stepgraph.api.thread_stream import Start, tail_thread
 from stepgraph.api.threads import thread_graph
 from stepgraph.engine import (
     CHANNELS,
@@ -56,8 +57,10 @@ def _protocol_run(run: dict[str, Any]) -> bool:
 
 
 def _start_run(ctx: Context, thread_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    # Validated as data: `fields` are the client's, and RUN_STREAM_MODES a plain list of names.
+    fields = {**fields, "stream_mode": RUN_STREAM_MODES, "stream_subgraphs": True, "if_not_exists": "create"}
     try:
-        body = RunCreate(**fields, stream_mode=RUN_STREAM_MODES, stream_subgraphs=True, if_not_exists="create")
+        body = RunCreate.model_validate(fields)
     except ValidationError as exc:
         raise CommandError("invalid_argument", str(exc)) from None
     try:
@@ -131,7 +134,7 @@ def _list_checkpoints(ctx: Context, thread_id: str, params: dict[str, Any]) -> t
     _, graph_id = _thread_and_graph(ctx, thread_id)
     limit = params.get("limit") if isinstance(params.get("limit"), int) and params["limit"] > 0 else 10
     before = params.get("before")
-    before_config = (
+    before_config: RunnableConfig | None = (
         {"configurable": {"thread_id": thread_id, "checkpoint_id": before}} if isinstance(before, str) else None
     )
     checkpoints = []
@@ -220,7 +223,7 @@ async def run_command(thread_id: str, body: ProtocolCommand, request: Request) -
     return JSONResponse(serde.to_jsonable(reply))
 
 
-def _stream_start(ctx: Context, base_ms: int, since: int | None):
+def _stream_start(ctx: Context, base_ms: int, since: int | None) -> Start:
     """Where each run's log is read from. With `since`, after that position; without, runs in
     flight from their start (and every later run), plus a protocol run that just ended."""
 
@@ -278,9 +281,10 @@ async def stream_events(thread_id: str, body: EventStreamRequest, request: Reque
 
 
 def _frame(message: dict[str, Any]) -> bytes:
+    method: str = message["method"]
     return (
         b"event: "
-        + message["method"].encode()
+        + method.encode()
         + b"\r\ndata: "
         + serde.dumps(message)
         + b"\r\nid: "

@@ -88,9 +88,10 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
     assistant = checked_assistant(ctx, body, stateless=stateless)
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
-    if "durability" not in kwargs and isinstance((body.model_extra or {}).get("checkpoint_during"), bool):
+    checkpoint_during = (body.model_extra or {}).get("checkpoint_during")
+    if "durability" not in kwargs and isinstance(checkpoint_during, bool):
         # The deprecated boolean form, as the peer maps it.
-        kwargs["durability"] = "async" if body.model_extra["checkpoint_during"] else "exit"
+        kwargs["durability"] = "async" if checkpoint_during else "exit"
     kwargs.setdefault("stream_mode", ["values"])
     if stateless:
         kwargs["on_completion"] = body.on_completion
@@ -136,8 +137,9 @@ async def wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
         pass
 
 
-def run_output(ctx: Context, run: dict[str, Any]) -> dict[str, Any]:
-    """The wait/join body: final values, plus __interrupt__ or __error__ as the peer sends them."""
+def run_output(ctx: Context, run: dict[str, Any]) -> Any:
+    """The wait/join body: final values (any JSON: a graph's state need not be an object), plus
+    __interrupt__ or __error__ as the peer sends them."""
     current = ctx.runs.get(run["thread_id"], run["run_id"]) or run
     if current.get("status") == "error":
         return {"__error__": current.get("error") or {"error": "Error", "message": "run failed"}}

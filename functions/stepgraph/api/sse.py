@@ -15,7 +15,7 @@ from stepgraph.vocabulary import INFLIGHT
 HEARTBEAT_SECONDS = 5.0  # default; Settings.heartbeat_seconds (STEPGRAPH_HEARTBEAT_SECONDS) wins
 
 
-def frame(event: str, data: Any, event_id: int | None = None) -> bytes:
+def frame(event: str, data: Any, event_id: int | str | None = None) -> bytes:
     out = b"event: " + event.encode() + b"\r\ndata: " + serde.dumps(data) + b"\r\n"
     if event_id is not None:
         out += b"id: " + str(event_id).encode() + b"\r\n"

@@ -43,7 +43,7 @@ async def tail_thread(
     after, or None to skip it; `at_connect` tells the runs that existed when the tail began.
     `first` marks a run's first event read here."""
     heartbeat = getattr(ctx.settings, "heartbeat_seconds", HEARTBEAT_SECONDS)
-    positions: dict[str, int | None] = {}
+    positions: dict[str, int] = {}  # the last seq read of each run followed
     ended_at: dict[str, float] = {}
     done: set[str] = set()
     at_connect = True
@@ -58,18 +58,23 @@ async def tail_thread(
             progressed, active = False, None
             for run in runs:
                 run_id = run["run_id"]
-                if run_id not in positions:
-                    positions[run_id] = await run_in_threadpool(start, run, at_connect)
-                    if positions[run_id] is None:
+                if run_id not in positions and run_id not in done:
+                    begin = await run_in_threadpool(start, run, at_connect)
+                    if begin is None:
                         done.add(run_id)
+                    else:
+                        positions[run_id] = begin
                 if run_id in done:
                     continue
                 after = positions[run_id]
                 events = await run_in_threadpool(ctx.events.read, run_id, after)
-                if not events and run["status"] not in INFLIGHT:
+                if (
+                    not events
+                    and run["status"] not in INFLIGHT
                     # Its end marker follows its status change; a log that expired has none.
-                    if time.monotonic() - ended_at.setdefault(run_id, time.monotonic()) > _MISSING_END_SECONDS:
-                        events = [Event(END_SEQ, END, {"status": run["status"]})]
+                    and time.monotonic() - ended_at.setdefault(run_id, time.monotonic()) > _MISSING_END_SECONDS
+                ):
+                    events = [Event(END_SEQ, END, {"status": run["status"]})]
                 for event in events:
                     yield run, event, after == 0 and event is events[0]
                     positions[run_id] = event.seq

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from langchain_core.runnables import RunnableConfig
 from langgraph.errors import InvalidUpdateError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -81,7 +82,7 @@ def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
     created = new_thread(ctx, thread_id, body.metadata)
     if created is None:
         if body.if_exists == "do_nothing":
-            return thread_to_wire(ctx, ctx.threads.get(thread_id))
+            return thread_to_wire(ctx, load_thread(ctx, thread_id))
         raise HTTPException(409, "Thread already exists")
     return thread_to_wire(ctx, created)
 
@@ -220,12 +221,13 @@ def _history(ctx: Context, thread_id: str, body: HistoryRequest) -> list[dict[st
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         return []
-    before = body.before
-    if isinstance(before, str):
-        before = {"configurable": {"checkpoint_id": before}}
-    elif isinstance(before, dict) and "configurable" not in before:
-        before = {"configurable": before}
     config = state_config(thread_id, body.checkpoint)
+    before: RunnableConfig | None = None
+    if isinstance(body.before, str):
+        before = {"configurable": {"checkpoint_id": body.before}}
+    elif isinstance(body.before, dict):
+        # A config, or the checkpoint it configures (HistoryRequest has checked either)
+        before = cast(RunnableConfig, body.before) if "configurable" in body.before else {"configurable": body.before}
     graph = bound_graph(ctx, graph_id)
     return [
         snapshot_to_wire(s)
@@ -260,4 +262,4 @@ def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
     assert created is not None
     ctx.checkpointer.copy_thread(thread_id, copy_id)
     ctx.threads.set_status(copy_id, thread.get("status", "idle"))
-    return thread_to_wire(ctx, ctx.threads.get(copy_id))
+    return thread_to_wire(ctx, load_thread(ctx, copy_id))

@@ -25,7 +25,7 @@ import typing
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 from uuid import UUID, uuid5
 
 from langgraph.graph import StateGraph
@@ -33,6 +33,9 @@ from langgraph.pregel import Pregel
 
 from stepgraph.engine.errors import ConfigError
 from stepgraph.engine.eventloop import run_on_engine_loop
+
+if TYPE_CHECKING:
+    from langgraph.store.base import BaseStore
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ SUPPORTED_KEYS = {"$schema", "graphs", "dependencies", "env", "python_version", 
 
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
+
+# A compiled graph of any state, context, input and output: users bring every kind.
+CompiledGraph: TypeAlias = Pregel[Any, Any, Any, Any]
 
 
 def system_assistant_id(graph_id: str) -> str:
@@ -85,8 +91,8 @@ class GraphRegistry:
 
     root: Path
     specs: dict[str, GraphSpec]
-    _targets: dict[str, Pregel | Factory] = field(default_factory=dict)
-    _cache: dict[str, Pregel] = field(default_factory=dict)
+    _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
+    _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @classmethod
@@ -118,7 +124,7 @@ class GraphRegistry:
     def graph_ids(self) -> list[str]:
         return list(self.specs)
 
-    def get(self, graph_id: str) -> Pregel:
+    def get(self, graph_id: str) -> CompiledGraph:
         graph = self._cache.get(graph_id)
         if graph is not None:
             return graph
@@ -143,7 +149,7 @@ class GraphRegistry:
         *,
         context: Any = None,
         access_context: AccessContext = "threads.create_run",
-    ) -> AsyncIterator[Pregel]:
+    ) -> AsyncIterator[CompiledGraph]:
         """The graph a run executes, on the caller's event loop (where its nodes will run too)."""
         target = self._target(graph_id)
         if not isinstance(target, Factory):
@@ -164,7 +170,7 @@ class GraphRegistry:
                     break
             yield _compiled(graph_id, made)
 
-    def _target(self, graph_id: str) -> Pregel | Factory:
+    def _target(self, graph_id: str) -> CompiledGraph | Factory:
         target = self._targets.get(graph_id)
         if target is not None:
             return target
@@ -216,7 +222,7 @@ class GraphRegistry:
         return module
 
 
-def _classify(graph_id: str, obj: Any) -> Pregel | Factory:
+def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:
     if isinstance(obj, (Pregel, StateGraph)):
         return _compiled(graph_id, obj)
     if callable(obj):
@@ -224,7 +230,7 @@ def _classify(graph_id: str, obj: Any) -> Pregel | Factory:
     raise ConfigError(f"graph {graph_id!r} is a {type(obj).__name__}, not a graph or a graph factory")
 
 
-def _compiled(graph_id: str, obj: Any) -> Pregel:
+def _compiled(graph_id: str, obj: Any) -> CompiledGraph:
     if isinstance(obj, StateGraph):
         obj = obj.compile()
     if isinstance(obj, Pregel):
@@ -255,14 +261,17 @@ def _factory(graph_id: str, fn: Callable[..., Any]) -> Factory:
     )
 
 
-def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def _type_hints(fn: object) -> dict[str, Any]:
     from langchain_core.runnables import RunnableConfig
     from langgraph_sdk.runtime import ServerRuntime
 
-    target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else getattr(fn, "__call__", fn)
+    target = fn
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and callable(fn):
+        target = fn.__call__  # a callable object's parameters are those of its __call__
     try:
         return typing.get_type_hints(target, localns={"ServerRuntime": ServerRuntime, "RunnableConfig": RunnableConfig})
-    except Exception:  # an annotation that does not resolve: fall back to the raw annotations
+    except Exception:  # evaluating the user's annotations can raise anything
+        logger.debug("annotations of %r do not resolve; read as written", fn, exc_info=True)
         return {}
 
 
@@ -307,8 +316,10 @@ def coerce_context(context: Any, context_type: Any) -> Any:
             return context_type.model_validate(context)
         if dataclasses.is_dataclass(context_type):
             return context_type(**context)
-    except Exception as exc:  # the peer also hands the factory the plain object then
-        logger.warning("run context does not fit %s (%s); the factory gets it as a dict", context_type.__name__, exc)
+    except Exception:  # the user's type may raise anything; the peer then hands the factory the plain object too
+        logger.warning(
+            "run context does not fit %s; the factory gets it as a dict", context_type.__name__, exc_info=True
+        )
     return context
 
 
@@ -316,15 +327,17 @@ def server_runtime(access_context: AccessContext, context: Any = None, context_t
     """The `langgraph_sdk.runtime.ServerRuntime` a factory receives; only a run carries `context`."""
     from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
-    # No custom auth and no long-term store yet: `user` and `store` are None.
+    # No custom auth and no long-term store yet: `user` and `store` are None (the SDK types
+    # `store` as always set, hence the cast).
+    no_store = cast("BaseStore", None)
     if access_context == "threads.create_run":
         return _ExecutionRuntime(
-            access_context=access_context, user=None, store=None, context=coerce_context(context, context_type)
+            access_context=access_context, user=None, store=no_store, context=coerce_context(context, context_type)
         )
-    return _ReadRuntime(access_context=access_context, user=None, store=None)
+    return _ReadRuntime(access_context=access_context, user=None, store=no_store)
 
 
-def _build_once(graph_id: str, made: Any) -> Pregel:
+def _build_once(graph_id: str, made: Any) -> CompiledGraph:
     """A factory's graph for introspection: its context manager is entered and left at once."""
 
     async def resolve(value: Any) -> Any:

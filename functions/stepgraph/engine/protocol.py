@@ -82,11 +82,10 @@ def matches(event: dict[str, Any], channels: set[str], namespaces: list[list[str
         return True
     ns = event["params"]["namespace"]
     for prefix in namespaces:
-        if len(prefix) > len(ns):
+        if len(prefix) > len(ns) or (depth is not None and len(ns) - len(prefix) > depth):
             continue
         if all(c == p or (":" not in p and c.split(":", 1)[0] == p) for p, c in zip(prefix, ns)):
-            if depth is None or len(ns) - len(prefix) <= depth:
-                return True
+            return True
     return False
 
 

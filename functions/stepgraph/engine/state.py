@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
 from stepgraph import serde
 from stepgraph.engine.context import Context
+from stepgraph.engine.graphs import CompiledGraph
 
 
 def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
@@ -16,11 +19,11 @@ def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
     return graph_id if graph_id in ctx.graphs.specs else None
 
 
-def bound_graph(ctx: Context, graph_id: str) -> Any:
+def bound_graph(ctx: Context, graph_id: str) -> CompiledGraph:
     return ctx.graphs.get(graph_id).copy(update={"checkpointer": ctx.checkpointer})
 
 
-def state_config(thread_id: str, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+def state_config(thread_id: str, checkpoint: dict[str, Any] | None = None) -> RunnableConfig:
     configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
     for key, value in (checkpoint or {}).items():
         if value is not None and key != "thread_id":
@@ -39,7 +42,7 @@ def get_thread_state(
     return bound_graph(ctx, graph_id).get_state(state_config(thread_id, checkpoint), subgraphs=subgraphs)
 
 
-def _checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
+def _checkpoint_ref(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not config:
         return None
     c = config["configurable"]

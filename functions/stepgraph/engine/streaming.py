@@ -102,7 +102,7 @@ def _checkpoint_ref(config: dict[str, Any] | None) -> dict[str, Any] | None:
     return ref
 
 
-def _debug_with_checkpoints(chunk: dict[str, Any]) -> dict[str, Any]:
+def _debug_with_checkpoints(chunk: Any) -> Any:
     """The peer adds `checkpoint` / `parent_checkpoint` to debug checkpoint payloads, and
     replaces a task's subgraph `state` config with its `checkpoint`."""
     if not isinstance(chunk, dict) or chunk.get("type") != "checkpoint":
