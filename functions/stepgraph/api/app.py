@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
+from stepgraph.vocabulary import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def create_app(ctx: Context) -> FastAPI:
             f"# HELP lg_api_num_{name}_runs Runs {name} across every thread.\n"
             f"# TYPE lg_api_num_{name}_runs gauge\n"
             f"lg_api_num_{name}_runs {queue['n_' + name]}\n"
-            for name in ("pending", "running")
+            for name in (RunStatus.PENDING, RunStatus.RUNNING)
         )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 

@@ -22,7 +22,6 @@ from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import EventStreamRequest, ProtocolCommand, RunCreate
 from stepgraph.api.sse import HEARTBEAT
 from stepgraph.api.thread_stream import Start, tail_thread
-from stepgraph.api.threads import thread_graph
 from stepgraph.engine import (
     CHANNELS,
     RUN_STREAM_MODES,
@@ -33,10 +32,11 @@ from stepgraph.engine import (
     matches,
     run_position,
     state_config,
+    thread_graph,
     thread_ms,
     thread_seq,
 )
-from stepgraph.vocabulary import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT, RunStatus
 
 router = APIRouter(tags=["threads"])
 
@@ -186,7 +186,7 @@ def _agent_tree(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[d
 def _agent_status(ctx: Context, run: dict[str, Any], graph_id: str) -> str:
     if run["status"] in INFLIGHT:
         return "running"
-    if run["status"] == "success":
+    if run["status"] == RunStatus.SUCCESS:
         return "interrupted" if get_thread_state(ctx, run["thread_id"], graph_id).interrupts else "completed"
     return "failed"
 

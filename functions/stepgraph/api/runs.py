@@ -31,7 +31,7 @@ from stepgraph.engine import (
     get_thread_state,
     submit_run,
 )
-from stepgraph.vocabulary import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT, RunStatus
 
 router = APIRouter(tags=["runs"])
 
@@ -141,7 +141,7 @@ def run_output(ctx: Context, run: dict[str, Any]) -> Any:
     """The wait/join body: final values (any JSON: a graph's state need not be an object), plus
     __interrupt__ or __error__ as the peer sends them."""
     current = ctx.runs.get(run["thread_id"], run["run_id"]) or run
-    if current.get("status") == "error":
+    if current.get("status") == RunStatus.ERROR:
         return {"__error__": current.get("error") or {"error": "Error", "message": "run failed"}}
     snapshot = get_thread_state(ctx, run["thread_id"], run["graph_id"])
     values = serde.to_jsonable(snapshot.values) if snapshot.values is not None else {}

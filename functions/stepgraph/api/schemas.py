@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stepgraph.vocabulary import ThreadStatus
+
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "events", "debug", "custom", "checkpoints", "tasks"
 ]
@@ -146,7 +148,7 @@ class ThreadPatch(_Body):
 
 class ThreadSearch(Search):
     ids: list[str] | None = None
-    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    status: ThreadStatus | None = None
     values: dict[str, Any] | None = None
 
 

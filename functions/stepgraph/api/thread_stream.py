@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from stepgraph import serde
 from stepgraph.api.common import ctx_of
 from stepgraph.api.sse import HEARTBEAT, HEARTBEAT_SECONDS, frame
-from stepgraph.api.threads import load_thread, thread_graph
-from stepgraph.engine import END, END_SEQ, Context, Event, get_thread_state
-from stepgraph.vocabulary import INFLIGHT
+from stepgraph.api.threads import load_thread
+from stepgraph.engine import END, END_SEQ, Context, Event, get_thread_state, thread_graph
+from stepgraph.vocabulary import INFLIGHT, RunStatus
 
 router = APIRouter(tags=["threads"])
 
@@ -170,7 +170,7 @@ async def stream_thread(
             if first and "run_modes" in modes:
                 yield frame("metadata", {"run_id": run_id, "attempt": 1})
             if first and "lifecycle" in modes:
-                yield frame("lifecycle", {"run_id": run_id, "thread_id": thread_id, "status": "running"})
+                yield frame("lifecycle", {"run_id": run_id, "thread_id": thread_id, "status": RunStatus.RUNNING})
             if event.event != END:
                 if "run_modes" in modes:
                     yield frame(event.event, event.data, f"{run_id}:{event.seq}")

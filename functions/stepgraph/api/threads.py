@@ -32,7 +32,7 @@ from stepgraph.engine import (
     state_config,
     thread_graph,
 )
-from stepgraph.vocabulary import INFLIGHT
+from stepgraph.vocabulary import INFLIGHT, ThreadStatus
 
 router = APIRouter(tags=["threads"])
 
@@ -63,7 +63,7 @@ def new_thread(ctx: Context, thread_id: str, metadata: dict[str, Any] | None) ->
         "state_updated_at": now,
         "metadata": metadata or {},
         "config": {},
-        "status": "idle",
+        "status": ThreadStatus.IDLE,
     }
     return doc if ctx.threads.create(doc) else None
 
@@ -187,7 +187,7 @@ def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest, request: Re
 def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
     thread = load_thread(ctx, thread_id)
-    if thread.get("status") == "busy" or thread.get("active_run_id"):
+    if thread.get("status") == ThreadStatus.BUSY or thread.get("active_run_id"):
         raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.")
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
@@ -204,7 +204,7 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
         raise HTTPException(400, str(exc)) from None
     thread["state_updated_at"] = thread["updated_at"] = now_iso()
     snapshot = get_thread_state(ctx, thread_id, graph_id)
-    ctx.threads.update_doc(thread_id, thread, status="interrupted" if snapshot.next else "idle")
+    ctx.threads.update_doc(thread_id, thread, status=ThreadStatus.INTERRUPTED if snapshot.next else ThreadStatus.IDLE)
     c = config["configurable"]
     return {
         "checkpoint": {
@@ -261,5 +261,5 @@ def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
     created = new_thread(ctx, copy_id, thread.get("metadata"))
     assert created is not None
     ctx.checkpointer.copy_thread(thread_id, copy_id)
-    ctx.threads.set_status(copy_id, thread.get("status", "idle"))
+    ctx.threads.set_status(copy_id, thread.get("status", ThreadStatus.IDLE))
     return thread_to_wire(ctx, load_thread(ctx, copy_id))

@@ -59,16 +59,16 @@ def cancel_runs(
         runs = ctx.runs.with_status(statuses)
     else:
         assert thread_id is not None and run_ids is not None
-        runs = [ctx.runs.get(thread_id, run_id) for run_id in dict.fromkeys(run_ids)]
-        missing = [run_id for run_id, run in zip(dict.fromkeys(run_ids), runs) if run is None]
+        found = [ctx.runs.get(thread_id, run_id) for run_id in dict.fromkeys(run_ids)]
+        missing = [run_id for run_id, run in zip(dict.fromkeys(run_ids), found) if run is None]
         if missing:
             raise RunsMissing(", ".join(missing))
+        runs = [run for run in found if run is not None]
     cancelled = 0
     # Pending runs first: cancelling a holder first would admit the next pending run just to
     # cancel it too.
-    for run in sorted(
-        (r for r in runs if r and r["status"] in INFLIGHT), key=lambda r: r["status"] != RunStatus.PENDING
-    ):
+    inflight = (r for r in runs if r["status"] in INFLIGHT)
+    for run in sorted(inflight, key=lambda r: r["status"] != RunStatus.PENDING):
         cancel_run(ctx, run, action)
         cancelled += 1
     return cancelled

@@ -38,7 +38,7 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
         ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
 
 
-def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str, error: Any = None) -> dict[str, Any]:
+def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str | None, error: Any = None) -> dict[str, Any]:
     """Final status (conditional: never overwrites a cancel), free the lease, admit the next run.
 
     `outcome` is the last step's (`StepOutcome`); `expired` means Park timed out, handed to

@@ -42,7 +42,7 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
     thread = ctx.threads.get(thread_id)
     if parked is None or thread is None:
         return None
-    holder = thread.get("active_run_id")
+    holder: str | None = thread.get("active_run_id")
     if holder and holder != run_id:
         held = ctx.runs.get(thread_id, holder)
         if held and (held.get("metadata") or {}).get("resumed_from") == run_id and held["status"] == RunStatus.RUNNING:
@@ -73,4 +73,5 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
     if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):
         return None
     ctx.runs.create(resume)
-    return resume["run_id"]
+    resume_id: str = resume["run_id"]
+    return resume_id

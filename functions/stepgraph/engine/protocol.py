@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from stepgraph.storage import END, Event
+from stepgraph.vocabulary import RunStatus
 
 __all__ = [
     "CHANNELS",
@@ -220,13 +221,15 @@ class RunTranslator:
     def _ended(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         out = self._finish_messages(_LAST)
         status = data.get("status")
-        if status == "success" and self.interrupted:
+        if status == RunStatus.SUCCESS and self.interrupted:
             out.append(self._event(_LAST, "lifecycle", {"event": "interrupted", "graph_name": self.graph_name}))
-        elif status == "success":
+        elif status == RunStatus.SUCCESS:
             out.append(self._event(_LAST, "lifecycle", {"event": "completed", "graph_name": self.graph_name}))
         else:
             message = self.error.get("message") if isinstance(self.error, dict) else None
-            reason = message or ("run cancelled" if status == "interrupted" else f"run ended with status {status}")
+            reason = message or (
+                "run cancelled" if status == RunStatus.INTERRUPTED else f"run ended with status {status}"
+            )
             out.append(
                 self._event(_LAST, "lifecycle", {"event": "failed", "graph_name": self.graph_name, "error": reason})
             )

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
@@ -120,7 +121,9 @@ class EventWriter:
                     self.log.write(self.run_id, self.next_seq, batch)
                 self._guessed = False
                 self.next_seq += len(batch)
-            except BaseException as exc:  # surfaced to the step on its next append/close
+            except Exception as exc:
+                # Surfaced to the step on its next append or close, where it is handled.
+                logger.debug("run %s: writing stream events failed", self.run_id, exc_info=True)
                 with self._cond:
                     self._error = exc
                     self._buffer.clear()
@@ -199,6 +202,7 @@ def run_supersteps(
         return StepResult(StepOutcome.DONE)
     kwargs = run.get("kwargs", {})
     # The assistant's config as it was when the run was created (the peer resolves it then too).
+    assistant: dict[str, Any] | None
     if "assistant_config" in run:
         assistant = {"config": run["assistant_config"], "context": run.get("assistant_context")}
     else:
@@ -212,7 +216,7 @@ def run_supersteps(
         expression="active_run_id = :r",
         values={":r": {"S": run_id}},
     )
-    thread_config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    thread_config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
     latest = ctx.checkpointer.get_tuple(thread_config)
     first = latest is None or latest.metadata.get("run_id") != run_id
     start_id = latest.config["configurable"]["checkpoint_id"] if latest else None
@@ -239,8 +243,9 @@ def run_supersteps(
 
     # Durability: "sync" (and the peer's default "async") checkpoint every superstep. Strict mode
     # commits each one (with its tasks' writes) before the next starts and stops after it: a
-    # superstep is the unit of retry. Batched mode lets a checkpoint wait commit_linger_ms for later ones and commits them
-    # together (and whatever is pending when the invocation stops), as the peer's "async" writes
+    # superstep is the unit of retry. Batched mode lets a checkpoint wait commit_linger_ms for
+    # later ones and commits them together (and whatever is pending when the invocation stops),
+    # as the peer's "async" writes
     # while the next superstep runs: a crash or a cancel loses at most those milliseconds.
     # "exit" checkpoints only as the invocation exits (the run ends, interrupts or the time budget
     # runs out), so strict mode does not stop it after each superstep; a crash replays the
@@ -287,7 +292,7 @@ def run_supersteps(
         try:
             context = run_context(run, assistant)
 
-            def parts_of(graph: Any) -> AsyncIterator[Any]:
+            def parts_of(graph: Any) -> AsyncGenerator[Any]:
                 return stream_parts(
                     graph.copy(update={"checkpointer": saver}),
                     stream_input,
@@ -308,7 +313,9 @@ def run_supersteps(
             run_on_engine_loop(drive.run(opened, parts_of))
         except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
             raise
-        except Exception as exc:  # the graph raised (after its own RetryPolicy): the run errs
+        except Exception as exc:
+            # The graph raised (after its own RetryPolicy): the run errs, with this as its error.
+            logger.warning("run %s raised %s", run_id, type(exc).__name__, exc_info=True)
             drive.graph_error = exc
         saver.settle()  # a checkpoint put the stopped graph did not wait for lands (or fails) first
         if drive.graph_error is not None and _ERROR_CHANNEL not in saver.pending_channels():
@@ -330,8 +337,10 @@ def run_supersteps(
         # from whatever checkpoint that invocation reaches.
         return StepResult(StepOutcome.CONTINUE, park_timeout)
     except (BotoCoreError, ClientError):
-        with contextlib.suppress(Exception):
+        try:
             writer.close()
+        except Exception:
+            logger.info("run %s: its stream events were not flushed either", run_id, exc_info=True)
         raise  # storage faults are the state machine's to retry, not the graph's error
     finally:
         saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
@@ -341,7 +350,6 @@ def run_supersteps(
             # timer): left there, every read of the thread would apply the bad input again.
             ctx.checkpointer.delete_checkpoint(thread_id, drive.last_checkpoint_id)
         payload = error_payload(drive.graph_error)
-        logger.warning("run %s raised %s", run_id, payload["error"], exc_info=drive.graph_error)
         with contextlib.suppress(SeqTaken):
             writer.append("error", payload)
         if not _close_quietly(writer):
@@ -433,12 +441,12 @@ class _Drive:
         return self.graph_error is not None and self.last_source == "input"
 
     async def run(
-        self, opened: AbstractAsyncContextManager[Any], parts_of: Callable[[Any], AsyncIterator[Any]]
+        self, opened: AbstractAsyncContextManager[Any], parts_of: Callable[[Any], AsyncGenerator[Any]]
     ) -> None:
         async with opened as graph:
             await self._drive(parts_of(graph))
 
-    async def _drive(self, parts: AsyncIterator[Any]) -> None:
+    async def _drive(self, parts: AsyncGenerator[Any]) -> None:
         emit_checkpoints = self.emitter.wants("checkpoints")
         try:
             async for ns, mode, chunk in parts:

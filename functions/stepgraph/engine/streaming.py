@@ -9,7 +9,7 @@ The graph runs on the process's engine loop: `astream`, or `astream_events` (v2)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, BaseMessageChunk, convert_to_messages, message_chunk_to_message
@@ -130,7 +130,7 @@ async def stream_parts(
     events: bool,
     continuation: bool,
     **kwargs: Any,
-) -> AsyncIterator[Part]:
+) -> AsyncGenerator[Part]:
     """The graph's stream parts as (ns, mode, chunk); with `events`, astream_events' other
     events as (None, "events", event). Closing the iterator (`aclose()`) stops the graph after
     the checkpoint it just wrote: the step runs with durability "sync"."""
