@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # botocore loads on first use, not at import
@@ -117,6 +116,16 @@ class Settings:
         )
 
 
+class _Service:
+    """A `Clients` attribute: stepgraph's client of one AWS service."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, clients: Clients, owner: type[Clients]) -> Any:
+        return clients.client(self.name)
+
+
 @dataclass
 class Clients:
     """boto3 clients for one process, created on first use (never at import)."""
@@ -152,18 +161,7 @@ class Clients:
             )
         return self._cache[service]
 
-    @cached_property
-    def dynamodb(self) -> Any:
-        return self.client("dynamodb")
-
-    @cached_property
-    def s3(self) -> Any:
-        return self.client("s3")
-
-    @cached_property
-    def sqs(self) -> Any:
-        return self.client("sqs")
-
-    @cached_property
-    def sfn(self) -> Any:
-        return self.client("stepfunctions")
+    dynamodb = _Service("dynamodb")
+    s3 = _Service("s3")
+    sqs = _Service("sqs")
+    sfn = _Service("stepfunctions")
