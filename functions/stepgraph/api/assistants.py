@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from stepgraph import serde
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
 from stepgraph.engine import Context, now_iso, system_assistant_id
 

@@ -23,10 +23,6 @@ def check_uuid(value: str, what: str) -> str:
     return value
 
 
-def not_found(what: str) -> HTTPException:
-    return HTTPException(404, f"{what} not found")
-
-
 def resolve_assistant(ctx: Context, assistant_id: str) -> dict[str, Any]:
     """A UUID names an assistant; anything else must be a graph id (its system assistant)."""
     try:

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
-from stepgraph.api.common import check_uuid, ctx_of, not_found
+from stepgraph.api.common import check_uuid, ctx_of
+from stepgraph.api.errors import CommandError, not_found
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import EventStreamRequest, ProtocolCommand, RunCreate
 from stepgraph.api.sse import HEARTBEAT
@@ -43,12 +44,6 @@ router = APIRouter(tags=["threads"])
 # A finished run started through the protocol is replayed to a stream opened this soon after
 # it ended: the client opens its lifecycle stream only once run.start has answered.
 _RECENT_RUN_SECONDS = 10.0
-
-
-class CommandError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def _protocol_run(run: dict[str, Any]) -> bool:

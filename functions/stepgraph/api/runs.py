@@ -13,7 +13,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
-from stepgraph.api.common import check_uuid, ctx_of, not_found, resolve_assistant
+from stepgraph.api.common import check_uuid, ctx_of, resolve_assistant
+from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import load_thread, new_thread

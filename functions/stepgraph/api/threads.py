@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import engine, serde
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, not_found, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import (
     CheckpointRequest,
     HistoryRequest,
