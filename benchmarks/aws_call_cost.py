@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepgraph_local import moto_speed
 from stepgraph_local.aws import LocalAWS
+from stepgraph_local.emulator import _speed as moto_speed
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 

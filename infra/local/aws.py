@@ -1,11 +1,12 @@
 """The emulated AWS account: moto in-process, provisioned from `template.yaml`.
 
 Tables, buckets, queues, functions and the state machine are created from the template itself
-(no second list of resources), Lambda invokes run our handlers in-process (`lambda_hook`), and
-the functions' `STEPGRAPH_*` environment is resolved to the local physical names and exported to
-`os.environ`, where the in-process handlers read their settings. Only stepgraph's own clients
-reach the emulator (`moto_scope`): the process's AWS credentials, region and endpoints are left
-to the user's code, as on Lambda a graph node's own boto3 clients are the user's.
+(no second list of resources), Lambda invokes run our handlers in-process
+(`emulator.lambda_hook`), and the functions' `STEPGRAPH_*` environment is resolved to the local
+physical names and exported to `os.environ`, where the in-process handlers read their settings.
+Only stepgraph's own clients reach the emulator (`emulator.scope`): the process's AWS
+credentials, region and endpoints are left to the user's code, as on Lambda a graph node's own
+boto3 clients are the user's.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import moto.stepfunctions.parser.models
 import moto.stepfunctions.responses  # noqa: F401
 from botocore.exceptions import ClientError
 
-from . import lambda_hook, moto_dynamodb, moto_scope, moto_speed, moto_stepfunctions
+from . import emulator
+from .emulator import lambda_hook, scope
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -149,10 +151,7 @@ class LocalAWS:
             return self
         if LocalAWS._active is not None:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
-        lambda_hook.install()  # first: it refuses an unexpected moto version
-        moto_dynamodb.install()  # thread-safe DynamoDB; transactions and queries cost O(items touched)
-        moto_stepfunctions.install()  # parse the ASL once, not per execution; reuse its boto3 clients
-        moto_speed.install()  # work moto, botocore and werkzeug redo on every request, done once
+        emulator.install()  # our Lambda handlers, thread-safe DynamoDB, moto's per-request work done once
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         for mapping in (
@@ -169,7 +168,7 @@ class LocalAWS:
 
         # lambda.use_docker stays at its default: `LambdaFunction.invoke` is hooked instead.
         if self.endpoint_url is None:
-            self._mock = moto_scope.InProcess(config={"stepfunctions": {"execute_state_machine": True}})
+            self._mock = scope.InProcess(config={"stepfunctions": {"execute_state_machine": True}})
         else:
             from moto.moto_api import _internal
 
@@ -188,8 +187,8 @@ class LocalAWS:
         exported = {
             "STEPGRAPH_REGION": self.region,
             "STEPGRAPH_ENDPOINT_URL": self.endpoint_url or "",
-            "STEPGRAPH_AWS_ACCESS_KEY_ID": moto_scope.CREDENTIALS["aws_access_key_id"],
-            "STEPGRAPH_AWS_SECRET_ACCESS_KEY": moto_scope.CREDENTIALS["aws_secret_access_key"],
+            "STEPGRAPH_AWS_ACCESS_KEY_ID": scope.CREDENTIALS["aws_access_key_id"],
+            "STEPGRAPH_AWS_SECRET_ACCESS_KEY": scope.CREDENTIALS["aws_secret_access_key"],
             **{key: value for key, value in self.environment.items() if not _lambda_only(key)},
         }
         for key, value in exported.items():
@@ -222,10 +221,7 @@ class LocalAWS:
                 LocalAWS._active = None
                 for name in self._of_type("AWS::Serverless::Function"):
                     lambda_hook.unregister(name)
-                lambda_hook.uninstall()
-                moto_dynamodb.uninstall()
-                moto_stepfunctions.uninstall()
-                moto_speed.uninstall()
+                emulator.uninstall()
                 for key, value in reversed(list(self._saved_env.items())):
                     if value is None:
                         os.environ.pop(key, None)
@@ -235,7 +231,7 @@ class LocalAWS:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulated account (only valid while started)."""
-        return moto_scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
+        return scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:

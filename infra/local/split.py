@@ -155,7 +155,7 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     from stepgraph.engine.context import Context, set_context
     from stepgraph.settings import Settings
     from stepgraph.storage.events import InProcessNotifier
-    from stepgraph_local.lambda_hook import LambdaContext, _load_handler
+    from stepgraph_local.emulator.lambda_hook import LambdaContext, _load_handler
     from stepgraph_local.runtime import QueuePoller
 
     ctx = Context(Settings.from_env(), notifier=InProcessNotifier())

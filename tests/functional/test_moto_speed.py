@@ -21,7 +21,8 @@ from moto.core import responses as moto_responses
 from moto.core.request import Request
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-from stepgraph_local import LocalAWS, moto_speed
+from stepgraph_local import LocalAWS, emulator
+from stepgraph_local.emulator import _speed as moto_speed
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -582,18 +583,24 @@ def test_projected_reads_match_moto(aws: LocalAWS) -> None:
     assert fast[0] == _sets_sorted({"s": {"S": "text 1"}, **{k: _item(1)[k] for k in ("n", "ss", "ns", "bs")}})
 
 
-def test_other_versions_leave_the_library_alone(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    moto_speed.uninstall()
-    monkeypatch.setattr(moto_speed, "MOTO_VERSION", "0.0.0")
-    monkeypatch.setattr(moto_speed, "_warned", set())
-    get_value = serialize.ResponseSerializer.get_value
-    urls = base_backend.BaseBackend.__dict__["urls"]
-    try:
-        moto_speed.install()
-        assert serialize.ResponseSerializer.get_value is get_value
-        assert base_backend.BaseBackend.__dict__["urls"] is urls
-        assert "moto" in caplog.text and "0.0.0" in caplog.text
-    finally:
-        moto_speed.uninstall()
+def test_another_moto_is_refused_and_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto
+    from moto.awslambda.models import LambdaFunction
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    def patched() -> list[Any]:
+        return [
+            serialize.ResponseSerializer.get_value,
+            base_backend.BaseBackend.__dict__["urls"],
+            LambdaFunction.invoke,
+            DynamoHandler.call_action,
+            AmazonStateLanguageParser.__dict__["parse"],
+        ]
+
+    emulator.uninstall()
+    before = patched()
+    monkeypatch.setattr(moto, "__version__", "0.0.0")
+    with pytest.raises(RuntimeError, match=f"moto=={emulator.MOTO_VERSION}, but moto==0.0.0"):
+        emulator.install()
+    assert patched() == before

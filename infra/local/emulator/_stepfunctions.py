@@ -1,4 +1,4 @@
-"""Three speed fixes to moto's Step Functions engine (written against moto 5.2.5).
+"""Three speed fixes to moto's Step Functions engine (written against `MOTO_VERSION`).
 
 moto parses the state machine's ASL with an ANTLR grammar for every execution (and at
 StartExecution): about 20 ms of pure-Python parsing per run, more than the whole rest of a
@@ -11,7 +11,7 @@ It also parses every JSONPath (`$.step.status`, ...) anew each time a state read
 
 And it builds a new boto3 client for every Task it runs (each Lambda invocation, each SQS send):
 10-15 ms of CPU each, several per run. boto3 clients are thread-safe: one per region, service
-and endpoint is shared. They are built as stepgraph's own (`moto_scope.client`), so the
+and endpoint is shared. They are built as stepgraph's own (`scope.client`), so the
 in-process emulator answers them and the user's AWS_ENDPOINT_URL_* cannot redirect them.
 """
 
@@ -33,7 +33,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
-from . import moto_scope
+from . import require_moto, scope
 
 _STATEFUL_TYPES = {"Map", "Parallel"}
 _original: dict[str, Any] = {}
@@ -74,13 +74,11 @@ _TASK_CLIENT_CONFIG = Config(
 def _boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
     # moto's own version ignores state_credentials too (fixed test keys): the key leaves them out.
     # In-process the stubber answers; else, as moto does, the moto server on MOTO_PORT.
-    endpoint_url = None if moto_scope.active() else f"http://localhost:{moto_server_port()}"
+    endpoint_url = None if scope.active() else f"http://localhost:{moto_server_port()}"
     key = (region, service, endpoint_url)
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = moto_scope.client(
-                service, region=region, endpoint_url=endpoint_url, config=_TASK_CLIENT_CONFIG
-            )
+            _clients[key] = scope.client(service, region=region, endpoint_url=endpoint_url, config=_TASK_CLIENT_CONFIG)
         return _clients[key]
 
 
@@ -95,6 +93,7 @@ def _modules_using(function: Any) -> list[Any]:
 
 def install() -> None:
     """Idempotent."""
+    require_moto("stepfunctions")
     if _original:
         return
     _original["parse"] = asl_parser.AmazonStateLanguageParser.parse

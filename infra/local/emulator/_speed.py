@@ -1,10 +1,10 @@
 """Cheaper emulated AWS calls: work moto, botocore and werkzeug redo on every request, done once.
 
 Every AWS call of the local runtime (boto3 -> botocore -> moto -> back) runs in-process; about
-25 of them per run. Written against moto 5.2.5, botocore 1.43.127 and werkzeug 3.1.9: on any
-other version the patches for that library are left out (calls stay correct, only slower), with
-one warning. Each patch keeps the library's own code for the result and only skips recomputing
-what cannot have changed.
+25 of them per run. Written against moto `MOTO_VERSION` (any other is refused), botocore
+1.43.127 and werkzeug 3.1.9: on any other version of those two the patches for that library are
+left out (calls stay correct, only slower), with one warning. Each patch keeps the library's own
+code for the result and only skips recomputing what cannot have changed.
 
 1. moto's response serializer finds each output member in the result by trying aliases in turn
    (`XFormedAttributePicker`: six alias providers, each a new object, plus `xform_name` of each
@@ -76,7 +76,6 @@ from collections import deque
 from typing import Any
 
 import botocore
-import moto
 import werkzeug.sansio.request
 import werkzeug.test
 from botocore import useragent
@@ -90,9 +89,10 @@ from moto.dynamodb.parsing import ast_nodes
 from moto.dynamodb.parsing import expressions as update_expressions
 from moto.dynamodb.parsing import validators as update_validators
 
-__all__ = ["BOTOCORE_VERSION", "MOTO_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
+from . import require_moto
 
-MOTO_VERSION = "5.2.5"
+__all__ = ["BOTOCORE_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
+
 BOTOCORE_VERSION = "1.43.127"
 WERKZEUG_VERSION = "3.1.9"
 _CACHE_LIMIT = 50_000  # entries per cache; cleared when full (error shapes are built per error)
@@ -436,29 +436,29 @@ def _supported(library: str, found: str, expected: str) -> bool:
 
 def install() -> None:
     """Idempotent."""
+    require_moto("speed")
     if _originals:
         return
-    if _supported("moto", moto.__version__, MOTO_VERSION):
-        _originals["get_value"] = serialize.ResponseSerializer.get_value
-        _originals["method_names_from_class"] = moto_responses.method_names_from_class
-        _originals["urls"] = base_backend.BaseBackend.__dict__["urls"]
-        serialize.ResponseSerializer.get_value = _get_value  # type: ignore[method-assign]
-        moto_responses.method_names_from_class = _method_names_from_class  # type: ignore[assignment]
-        base_backend.BaseBackend.urls = property(_backend_urls)  # type: ignore[method-assign,assignment]
-        parser = update_expressions.UpdateExpressionParser
-        _originals["make_update_expression"] = parser.__dict__["make"]
-        parser.make = classmethod(_make_update_expression)  # type: ignore[method-assign,assignment]
-        _originals["lex_condition_expression"] = ConditionExpressionParser._lex_condition_expression
-        ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
-        _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
-        for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
-            module.camelcase_to_underscores = _camelcase_to_underscores
-        _originals["traverse"] = _Walker.traverse
-        _Walker.traverse = _traverse  # type: ignore[method-assign]
-        _originals["deepcopy"] = update_validators.deepcopy
-        update_validators.deepcopy = _copy_tree  # type: ignore[attr-defined]
-        _originals["project"] = Item.project
-        Item.project = _project  # type: ignore[method-assign]
+    _originals["get_value"] = serialize.ResponseSerializer.get_value
+    _originals["method_names_from_class"] = moto_responses.method_names_from_class
+    _originals["urls"] = base_backend.BaseBackend.__dict__["urls"]
+    serialize.ResponseSerializer.get_value = _get_value  # type: ignore[method-assign]
+    moto_responses.method_names_from_class = _method_names_from_class  # type: ignore[assignment]
+    base_backend.BaseBackend.urls = property(_backend_urls)  # type: ignore[method-assign,assignment]
+    parser = update_expressions.UpdateExpressionParser
+    _originals["make_update_expression"] = parser.__dict__["make"]
+    parser.make = classmethod(_make_update_expression)  # type: ignore[method-assign,assignment]
+    _originals["lex_condition_expression"] = ConditionExpressionParser._lex_condition_expression
+    ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
+    _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
+    for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
+        module.camelcase_to_underscores = _camelcase_to_underscores
+    _originals["traverse"] = _Walker.traverse
+    _Walker.traverse = _traverse  # type: ignore[method-assign]
+    _originals["deepcopy"] = update_validators.deepcopy
+    update_validators.deepcopy = _copy_tree  # type: ignore[attr-defined]
+    _originals["project"] = Item.project
+    Item.project = _project  # type: ignore[method-assign]
     if _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
         _originals["to_string"] = useragent.UserAgentString.to_string
         useragent.UserAgentString.to_string = _user_agent_to_string  # type: ignore[method-assign]
@@ -475,17 +475,16 @@ def install() -> None:
 def uninstall() -> None:
     if not _originals:
         return
-    if "get_value" in _originals:
-        serialize.ResponseSerializer.get_value = _originals["get_value"]  # type: ignore[method-assign]
-        moto_responses.method_names_from_class = _originals["method_names_from_class"]
-        base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
-        update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore
-        ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore
-        for module in _moto_modules_using(_camelcase_to_underscores):
-            module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
-        _Walker.traverse = _originals["traverse"]  # type: ignore[method-assign]
-        update_validators.deepcopy = _originals["deepcopy"]  # type: ignore[attr-defined]
-        Item.project = _originals["project"]  # type: ignore[method-assign]
+    serialize.ResponseSerializer.get_value = _originals["get_value"]  # type: ignore[method-assign]
+    moto_responses.method_names_from_class = _originals["method_names_from_class"]
+    base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
+    update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore
+    ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore
+    for module in _moto_modules_using(_camelcase_to_underscores):
+        module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
+    _Walker.traverse = _originals["traverse"]  # type: ignore[method-assign]
+    update_validators.deepcopy = _originals["deepcopy"]  # type: ignore[attr-defined]
+    Item.project = _originals["project"]  # type: ignore[method-assign]
     if "to_string" in _originals:
         useragent.UserAgentString.to_string = _originals["to_string"]  # type: ignore[method-assign]
     if "iri_to_uri" in _originals:

@@ -1,4 +1,4 @@
-"""Three fixes to moto's DynamoDB that the local runtime needs (written against moto 5.2.5).
+"""Three fixes to moto's DynamoDB that the local runtime needs (written against `MOTO_VERSION`).
 
 1. moto's backend is not thread-safe, and the local runtime calls it from many threads at once
    (Step Functions executions, the API's worker threads, event writers). Every DynamoDB request
@@ -19,7 +19,6 @@ import copy
 import threading
 from typing import Any
 
-import moto
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -32,7 +31,8 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
-MOTO_VERSION = "5.2.5"
+from . import require_moto
+
 _lock = threading.RLock()
 _originals: dict[str, Any] = {}
 
@@ -159,10 +159,7 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
 
 def install() -> None:
     """Idempotent."""
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"stepgraph's local DynamoDB fixes were written against moto {MOTO_VERSION}, found {moto.__version__}"
-        )
+    require_moto("dynamodb")
     if _originals:
         return
     _originals["call_action"] = DynamoHandler.call_action

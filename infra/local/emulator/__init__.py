@@ -1,0 +1,46 @@
+"""Everything the local runtime changes in moto, in one place and against one moto version.
+
+`lambda_hook` runs our handlers when moto invokes a Lambda function, `scope` lets moto answer
+stepgraph's own clients (and only them), and the private modules patch moto's DynamoDB and Step
+Functions where the local runtime needs it. `install()` applies every patch; each refuses a moto
+other than `MOTO_VERSION`, the version `pyproject.toml` pins.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MOTO_VERSION", "install", "require_moto", "uninstall"]
+
+MOTO_VERSION = "5.2.5"  # pyproject.toml pins moto to this (tests/unit/test_emulator_pin.py)
+
+
+def require_moto(component: str) -> None:
+    """Refuse any moto but `MOTO_VERSION`: the patches rely on its internals."""
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"stepgraph_local.emulator.{component} patches moto internals written against moto=={MOTO_VERSION}, "
+            f"but moto=={moto.__version__} is installed. Install moto=={MOTO_VERSION}, or re-check the patches "
+            "before bumping the pin."
+        )
+
+
+def install() -> None:
+    """Apply every patch (idempotent); on another moto, none."""
+    require_moto("install")
+    from . import _dynamodb, _speed, _stepfunctions, lambda_hook
+
+    lambda_hook.install()
+    _dynamodb.install()
+    _stepfunctions.install()
+    _speed.install()
+
+
+def uninstall() -> None:
+    """Give moto back its own code (idempotent). The hook's registrations are kept."""
+    from . import _dynamodb, _speed, _stepfunctions, lambda_hook
+
+    lambda_hook.uninstall()
+    _dynamodb.uninstall()
+    _stepfunctions.uninstall()
+    _speed.uninstall()
