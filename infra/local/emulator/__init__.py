@@ -8,7 +8,9 @@ other than `MOTO_VERSION`, the version `pyproject.toml` pins.
 
 from __future__ import annotations
 
-__all__ = ["MOTO_VERSION", "install", "require_moto", "uninstall"]
+from collections.abc import Collection
+
+__all__ = ["MOTO_VERSION", "install", "require_moto", "speed_ups", "uninstall"]
 
 MOTO_VERSION = "5.2.5"  # pyproject.toml pins moto to this (tests/unit/test_emulator_pin.py)
 
@@ -25,15 +27,25 @@ def require_moto(component: str) -> None:
         )
 
 
-def install() -> None:
-    """Apply every patch (idempotent); on another moto, none."""
+def speed_ups() -> tuple[str, ...]:
+    """The names of the patches that only save time (what `install` can leave out)."""
+    from . import _dynamodb, _speed, _stepfunctions
+
+    return _dynamodb.SPEED_UPS + _stepfunctions.SPEED_UPS + _speed.SPEED_UPS
+
+
+def install(without: Collection[str] = ()) -> None:
+    """Apply every patch but the speed-ups named in `without` (idempotent); on another moto, none."""
     require_moto("install")
+    unknown = set(without) - set(speed_ups())
+    if unknown:
+        raise ValueError(f"not speed-ups of the emulator: {sorted(unknown)}")
     from . import _dynamodb, _speed, _stepfunctions, lambda_hook
 
     lambda_hook.install()
-    _dynamodb.install()
-    _stepfunctions.install()
-    _speed.install()
+    _dynamodb.install(without)
+    _stepfunctions.install(without)
+    _speed.install(without)
 
 
 def uninstall() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -32,6 +33,7 @@ from moto.dynamodb.models.table import Table
 from moto.dynamodb.responses import DynamoHandler
 
 from . import require_moto
+from ._patches import Patches
 
 _lock = threading.RLock()
 _originals: dict[str, Any] = {}
@@ -157,22 +159,22 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
         raise
 
 
-def install() -> None:
-    """Idempotent."""
+SPEED_UPS = ("query_partition",)
+_patches = Patches()
+
+
+def install(without: Collection[str] = ()) -> None:
+    """Idempotent. `without`: names of SPEED_UPS to leave out (the other two fixes are not optional)."""
     require_moto("dynamodb")
-    if _originals:
+    if _patches:
         return
-    _originals["call_action"] = DynamoHandler.call_action
-    _originals["transact_write_items"] = DynamoDBBackend.transact_write_items
-    _originals["query"], _originals["all_items"] = Table.query, Table.all_items
-    DynamoHandler.call_action = _serialised_call_action  # type: ignore[method-assign]
-    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
-    Table.query, Table.all_items = _query, _all_items  # type: ignore[method-assign]
+    _originals["call_action"] = _patches.replace(DynamoHandler, "call_action", _serialised_call_action)
+    _patches.replace(DynamoDBBackend, "transact_write_items", _transact_write_items)
+    if "query_partition" not in without:
+        _originals["query"] = _patches.replace(Table, "query", _query)
+        _originals["all_items"] = _patches.replace(Table, "all_items", _all_items)
 
 
 def uninstall() -> None:
-    if not _originals:
-        return
-    DynamoHandler.call_action = _originals.pop("call_action")  # type: ignore[method-assign]
-    DynamoDBBackend.transact_write_items = _originals.pop("transact_write_items")  # type: ignore[method-assign]
-    Table.query, Table.all_items = _originals.pop("query"), _originals.pop("all_items")  # type: ignore[method-assign]
+    _patches.revert()
+    _originals.clear()

@@ -73,6 +73,7 @@ import logging
 import pickle
 import sys
 from collections import deque
+from collections.abc import Collection
 from typing import Any
 
 import botocore
@@ -90,8 +91,9 @@ from moto.dynamodb.parsing import expressions as update_expressions
 from moto.dynamodb.parsing import validators as update_validators
 
 from . import require_moto
+from ._patches import Patches
 
-__all__ = ["BOTOCORE_VERSION", "WERKZEUG_VERSION", "install", "uninstall"]
+__all__ = ["BOTOCORE_VERSION", "SPEED_UPS", "WERKZEUG_VERSION", "install", "uninstall"]
 
 BOTOCORE_VERSION = "1.43.127"
 WERKZEUG_VERSION = "3.1.9"
@@ -434,62 +436,69 @@ def _supported(library: str, found: str, expected: str) -> bool:
     return False
 
 
-def install() -> None:
-    """Idempotent."""
+SPEED_UPS = (
+    "serializer",
+    "action_lookup",
+    "user_agent",
+    "url_tables",
+    "werkzeug_urls",
+    "update_parse",
+    "condition_lex",
+    "camel_case",
+    "update_walk",
+    "tree_copy",
+    "projection",
+)
+_patches = Patches()
+
+
+def install(without: Collection[str] = ()) -> None:
+    """Idempotent. `without`: names of SPEED_UPS to leave out."""
     require_moto("speed")
-    if _originals:
+    if _patches:
         return
-    _originals["get_value"] = serialize.ResponseSerializer.get_value
-    _originals["method_names_from_class"] = moto_responses.method_names_from_class
-    _originals["urls"] = base_backend.BaseBackend.__dict__["urls"]
-    serialize.ResponseSerializer.get_value = _get_value  # type: ignore[method-assign]
-    moto_responses.method_names_from_class = _method_names_from_class  # type: ignore[assignment]
-    base_backend.BaseBackend.urls = property(_backend_urls)  # type: ignore[method-assign,assignment]
-    parser = update_expressions.UpdateExpressionParser
-    _originals["make_update_expression"] = parser.__dict__["make"]
-    parser.make = classmethod(_make_update_expression)  # type: ignore[method-assign,assignment]
-    _originals["lex_condition_expression"] = ConditionExpressionParser._lex_condition_expression
-    ConditionExpressionParser._lex_condition_expression = _lex_condition_expression  # type: ignore[method-assign]
-    _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
-    for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
-        module.camelcase_to_underscores = _camelcase_to_underscores
-    _originals["traverse"] = _Walker.traverse
-    _Walker.traverse = _traverse  # type: ignore[method-assign]
-    _originals["deepcopy"] = update_validators.deepcopy
-    update_validators.deepcopy = _copy_tree  # type: ignore[attr-defined]
-    _originals["project"] = Item.project
-    Item.project = _project  # type: ignore[method-assign]
-    if _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
-        _originals["to_string"] = useragent.UserAgentString.to_string
-        useragent.UserAgentString.to_string = _user_agent_to_string  # type: ignore[method-assign]
-    if _supported("werkzeug", importlib.metadata.version("werkzeug"), WERKZEUG_VERSION):
-        _originals["iri_to_uri"] = werkzeug.test.iri_to_uri
-        _originals["get_current_url"] = werkzeug.sansio.request.get_current_url
-        werkzeug.test.iri_to_uri = functools.lru_cache(_URL_CACHE_SIZE)(werkzeug.test.iri_to_uri)
-        werkzeug.sansio.request.get_current_url = functools.lru_cache(_URL_CACHE_SIZE)(
-            werkzeug.sansio.request.get_current_url
+    replace = _patches.replace
+    if "serializer" not in without:
+        _originals["get_value"] = replace(serialize.ResponseSerializer, "get_value", _get_value)
+    if "action_lookup" not in without:
+        _originals["method_names_from_class"] = replace(
+            moto_responses, "method_names_from_class", _method_names_from_class
         )
-    _originals.setdefault("installed", True)
+    if "url_tables" not in without:
+        _originals["urls"] = replace(base_backend.BaseBackend, "urls", property(_backend_urls))
+    if "update_parse" not in without:
+        _originals["make_update_expression"] = replace(
+            update_expressions.UpdateExpressionParser, "make", classmethod(_make_update_expression)
+        )
+    if "condition_lex" not in without:
+        _originals["lex_condition_expression"] = replace(
+            ConditionExpressionParser, "_lex_condition_expression", _lex_condition_expression
+        )
+    if "camel_case" not in without:
+        _originals["camelcase_to_underscores"] = moto_utils.camelcase_to_underscores
+        for module in _moto_modules_using(moto_utils.camelcase_to_underscores):
+            replace(module, "camelcase_to_underscores", _camelcase_to_underscores)
+    if "update_walk" not in without:
+        _originals["traverse"] = replace(_Walker, "traverse", _traverse)
+    if "tree_copy" not in without:
+        _originals["deepcopy"] = replace(update_validators, "deepcopy", _copy_tree)
+    if "projection" not in without:
+        _originals["project"] = replace(Item, "project", _project)
+    if "user_agent" not in without and _supported("botocore", botocore.__version__, BOTOCORE_VERSION):
+        _originals["to_string"] = replace(useragent.UserAgentString, "to_string", _user_agent_to_string)
+    if "werkzeug_urls" not in without and _supported(
+        "werkzeug", importlib.metadata.version("werkzeug"), WERKZEUG_VERSION
+    ):
+        replace(werkzeug.test, "iri_to_uri", functools.lru_cache(_URL_CACHE_SIZE)(werkzeug.test.iri_to_uri))
+        replace(
+            werkzeug.sansio.request,
+            "get_current_url",
+            functools.lru_cache(_URL_CACHE_SIZE)(werkzeug.sansio.request.get_current_url),
+        )
 
 
 def uninstall() -> None:
-    if not _originals:
-        return
-    serialize.ResponseSerializer.get_value = _originals["get_value"]  # type: ignore[method-assign]
-    moto_responses.method_names_from_class = _originals["method_names_from_class"]
-    base_backend.BaseBackend.urls = _originals["urls"]  # type: ignore[method-assign]
-    update_expressions.UpdateExpressionParser.make = _originals["make_update_expression"]  # type: ignore
-    ConditionExpressionParser._lex_condition_expression = _originals["lex_condition_expression"]  # type: ignore
-    for module in _moto_modules_using(_camelcase_to_underscores):
-        module.camelcase_to_underscores = _originals["camelcase_to_underscores"]
-    _Walker.traverse = _originals["traverse"]  # type: ignore[method-assign]
-    update_validators.deepcopy = _originals["deepcopy"]  # type: ignore[attr-defined]
-    Item.project = _originals["project"]  # type: ignore[method-assign]
-    if "to_string" in _originals:
-        useragent.UserAgentString.to_string = _originals["to_string"]  # type: ignore[method-assign]
-    if "iri_to_uri" in _originals:
-        werkzeug.test.iri_to_uri = _originals["iri_to_uri"]
-        werkzeug.sansio.request.get_current_url = _originals["get_current_url"]
+    _patches.revert()
     _originals.clear()
     _possible_keys.clear()
     _url_tables.clear()

@@ -21,6 +21,7 @@ import functools
 import json
 import sys
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from botocore.config import Config
@@ -34,6 +35,7 @@ from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 from . import require_moto, scope
+from ._patches import Patches
 
 _STATEFUL_TYPES = {"Map", "Parallel"}
 _original: dict[str, Any] = {}
@@ -60,6 +62,7 @@ def _parse(definition: str) -> Any:
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
+_reuse_clients = True
 
 
 # moto's own boto_client_for settings: no retries (the state's Retry decides), no validation.
@@ -76,6 +79,8 @@ def _boto_client_for(region: str, service: str, state_credentials: Any = None) -
     # In-process the stubber answers; else, as moto does, the moto server on MOTO_PORT.
     endpoint_url = None if scope.active() else f"http://localhost:{moto_server_port()}"
     key = (region, service, endpoint_url)
+    if not _reuse_clients:
+        return scope.client(service, region=region, endpoint_url=endpoint_url, config=_TASK_CLIENT_CONFIG)
     with _clients_lock:
         if key not in _clients:
             _clients[key] = scope.client(service, region=region, endpoint_url=endpoint_url, config=_TASK_CLIENT_CONFIG)
@@ -91,27 +96,27 @@ def _modules_using(function: Any) -> list[Any]:
     ]
 
 
-def install() -> None:
-    """Idempotent."""
+SPEED_UPS = ("asl_parse", "json_path", "task_client_reuse")
+_patches = Patches()
+
+
+def install(without: Collection[str] = ()) -> None:
+    """Idempotent. `without`: names of SPEED_UPS to leave out."""
     require_moto("stepfunctions")
-    if _original:
+    if _patches:
         return
-    _original["parse"] = asl_parser.AmazonStateLanguageParser.parse
-    _original["json_path_parse"] = json_path.parse
-    asl_parser.AmazonStateLanguageParser.parse = staticmethod(_parse)  # type: ignore[method-assign]
-    json_path.parse = functools.lru_cache(maxsize=1024)(json_path.parse)
-    _original["boto_client_for"] = boto_client.boto_client_for
+    global _reuse_clients
+    _reuse_clients = "task_client_reuse" not in without
     for module in _modules_using(boto_client.boto_client_for):
-        module.boto_client_for = _boto_client_for
+        _patches.replace(module, "boto_client_for", _boto_client_for)
+    if "asl_parse" not in without:
+        _original["parse"] = _patches.replace(asl_parser.AmazonStateLanguageParser, "parse", staticmethod(_parse))
+    if "json_path" not in without:
+        _patches.replace(json_path, "parse", functools.lru_cache(maxsize=1024)(json_path.parse))
 
 
 def uninstall() -> None:
-    if not _original:
-        return
-    asl_parser.AmazonStateLanguageParser.parse = staticmethod(_original.pop("parse"))  # type: ignore[method-assign]
-    json_path.parse = _original.pop("json_path_parse")
-    for module in _modules_using(_boto_client_for):
-        module.boto_client_for = _original["boto_client_for"]
-    _original.pop("boto_client_for")
+    _patches.revert()
+    _original.clear()
     _clients.clear()
     _parse_cached.cache_clear()
