@@ -1,9 +1,10 @@
 """Everything the local runtime changes in moto, in one place and against one moto version.
 
-`lambda_hook` runs our handlers when moto invokes a Lambda function, `scope` lets moto answer
-stepgraph's own clients (and only them), and the private modules patch moto's DynamoDB and Step
-Functions where the local runtime needs it. `install()` applies every patch; each refuses a moto
-other than `MOTO_VERSION`, the version `pyproject.toml` pins.
+`lambda_hook` runs our handlers when moto invokes a Lambda function, and `scope` lets moto answer
+stepgraph's own clients (and only them). The private modules patch moto where the local runtime
+needs it: `_dynamodb` (thread safety, transactions, speed-ups), `_stepfunctions` (the Tasks'
+clients, speed-ups) and `_core` (speed-ups to every request). `install()` applies them all; each
+refuses a moto other than `MOTO_VERSION`, the version `pyproject.toml` pins.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def require_moto(component: str) -> None:
 
 def speed_ups() -> tuple[str, ...]:
     """The names of the patches that only save time (what `install` can leave out)."""
-    from . import _dynamodb, _speed, _stepfunctions
+    from . import _core, _dynamodb, _stepfunctions
 
-    return _dynamodb.SPEED_UPS + _stepfunctions.SPEED_UPS + _speed.SPEED_UPS
+    return _dynamodb.SPEED_UPS + _stepfunctions.SPEED_UPS + _core.SPEED_UPS
 
 
 def install(without: Collection[str] = ()) -> None:
@@ -40,19 +41,19 @@ def install(without: Collection[str] = ()) -> None:
     unknown = set(without) - set(speed_ups())
     if unknown:
         raise ValueError(f"not speed-ups of the emulator: {sorted(unknown)}")
-    from . import _dynamodb, _speed, _stepfunctions, lambda_hook
+    from . import _core, _dynamodb, _stepfunctions, lambda_hook
 
     lambda_hook.install()
     _dynamodb.install(without)
     _stepfunctions.install(without)
-    _speed.install(without)
+    _core.install(without)
 
 
 def uninstall() -> None:
     """Give moto back its own code (idempotent). The hook's registrations are kept."""
-    from . import _dynamodb, _speed, _stepfunctions, lambda_hook
+    from . import _core, _dynamodb, _stepfunctions, lambda_hook
 
     lambda_hook.uninstall()
     _dynamodb.uninstall()
     _stepfunctions.uninstall()
-    _speed.uninstall()
+    _core.uninstall()

@@ -1,14 +1,12 @@
-"""The record of what a patch module replaced in a library, so that it can be given back."""
+"""The record of what a patch module replaced in moto, so that it can be given back."""
 
 from __future__ import annotations
 
 from typing import Any
 
-_ABSENT = object()
-
 
 class Patches:
-    """Attributes replaced on classes and modules, undone last first by `revert`."""
+    """Attributes replaced on classes and modules, put back last first by `revert`."""
 
     def __init__(self) -> None:
         self._saved: list[tuple[Any, str, Any]] = []
@@ -17,17 +15,14 @@ class Patches:
         return bool(self._saved)
 
     def replace(self, owner: Any, name: str, replacement: Any) -> Any:
-        """Set `owner.name`; return what it was, as stored (a class's own staticmethod or property)."""
-        stored = vars(owner).get(name, _ABSENT)  # _ABSENT: inherited, so reverting deletes ours
-        original = getattr(owner, name) if stored is _ABSENT else stored
-        self._saved.append((owner, name, stored))
+        """Set `owner.name`, one of the owner's own attributes; return it as stored (a class's own
+        staticmethod or classmethod, not the function it wraps)."""
+        original = vars(owner)[name]
+        self._saved.append((owner, name, original))
         setattr(owner, name, replacement)
         return original
 
     def revert(self) -> None:
         while self._saved:
-            owner, name, stored = self._saved.pop()
-            if stored is _ABSENT:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, stored)
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)

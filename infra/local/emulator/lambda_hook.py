@@ -27,6 +27,7 @@ from typing import Any
 from werkzeug.datastructures import Headers
 
 from . import require_moto
+from ._patches import Patches
 
 __all__ = [
     "LambdaContext",
@@ -43,7 +44,8 @@ logger = logging.getLogger("stepgraph_local.lambda")
 Handler = Callable[[Any, Any], Any]
 
 _lock = threading.RLock()
-_original_invoke: Callable[..., Any] | None = None
+_patches = Patches()
+_originals: dict[str, Callable[..., Any]] = {}
 # function name -> handler callable, or (code dir, "module.attr") still to be imported
 _handlers: dict[str, Handler] = {}
 _sources: dict[str, tuple[Path, str]] = {}
@@ -101,30 +103,23 @@ def unregister(function_name: str) -> None:
 
 
 def installed() -> bool:
-    return _original_invoke is not None
+    return bool(_patches)
 
 
 def install() -> None:
     """Replace `moto.awslambda.models.LambdaFunction.invoke` (idempotent)."""
-    global _original_invoke
-    from moto.awslambda.models import LambdaFunction
-
     require_moto("lambda_hook")
+    from moto.awslambda.models import LambdaFunction  # here: the worker process imports this module, not moto
+
     with _lock:
-        if _original_invoke is None:
-            _original_invoke = LambdaFunction.invoke
-            LambdaFunction.invoke = _invoke  # type: ignore[method-assign]
+        if not _patches:
+            _originals["invoke"] = _patches.replace(LambdaFunction, "invoke", _invoke)
 
 
 def uninstall() -> None:
     """Restore moto's own `LambdaFunction.invoke` (idempotent). Registrations are kept."""
-    global _original_invoke
-    from moto.awslambda.models import LambdaFunction
-
     with _lock:
-        if _original_invoke is not None:
-            LambdaFunction.invoke = _original_invoke  # type: ignore[method-assign]
-            _original_invoke = None
+        _patches.revert()
 
 
 def _resolve(function_name: str) -> Handler | None:
@@ -216,8 +211,7 @@ def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -
         response_headers["x-amz-function-error"] = "Unhandled"
         return _error_envelope(exc.error_type, str(exc))
     if handler is None:  # not one of ours: moto's own behaviour
-        assert _original_invoke is not None
-        return _original_invoke(self, body, request_headers, response_headers)
+        return _originals["invoke"](self, body, request_headers, response_headers)
 
     invocation_type = _header(request_headers, "x-amz-invocation-type", "RequestResponse")
     if invocation_type == "DryRun":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
@@ -64,10 +65,11 @@ class _Stubber(BotocoreStubber):
         if response is None:  # not an AWS URL moto knows: never let our call leave the process
             raise RuntimeError(f"stepgraph's own client called {request.url}, which the local emulator does not serve")
         status, headers, body = response
-        return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]  # a dict, as moto passes
 
 
 _stubber = _Stubber()
+_before_send: Callable[..., Any] = _stubber  # botocore's stubs type handlers as returning None; this returns a response
 # Like moto's own: every botocore session created from now on carries it (inert while disabled).
 BUILTIN_HANDLERS.append(("before-send", _stubber))
 
@@ -102,8 +104,8 @@ class InProcess:
             BackendDict.reset()
             # Sessions created before this module was imported: give them the handler too.
             for session in {id(s): s for s in (own_session(), boto3.DEFAULT_SESSION) if s is not None}.values():
-                session.events.unregister("before-send", _stubber)
-                session.events.register("before-send", _stubber)
+                session.events.unregister("before-send", _before_send)
+                session.events.register("before-send", _before_send)
             _stubber.enabled = True
 
     def stop(self) -> None:
