@@ -1,10 +1,10 @@
 """CPU cost of one emulated AWS call (boto3 -> botocore -> moto -> back) in the local runtime.
 
-    python benchmarks/aws_call_cost.py [--calls 300] [--repeats 5] [--without-speedups]
+    python benchmarks/aws_call_cost.py [--calls 300] [--repeats 5] [--without all|NAME,NAME...]
 
 Prints, per operation, the best of `repeats` means over `calls` calls, in ms per call (the best,
 not the median: on a shared machine the slower samples measure the neighbours).
-`--without-speedups` measures moto and botocore as they are (`moto_speed` uninstalled).
+`--without` leaves the emulator's speed-ups out (`all`, or some of `emulator.speed_ups()`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepgraph_local import moto_speed
+from stepgraph_local import emulator
 from stepgraph_local.aws import LocalAWS
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
@@ -35,10 +35,10 @@ def _per_call_ms(call: Callable[[int], Any], calls: int, repeats: int) -> float:
     return best
 
 
-def measure(calls: int, repeats: int, speedups: bool = True) -> dict[str, float]:
+def measure(calls: int, repeats: int, without: list[str]) -> dict[str, float]:
     aws = LocalAWS(TEMPLATE, handlers={"StepFunction": lambda event, context: {"ok": True}}).start()
-    if not speedups:
-        moto_speed.uninstall()
+    emulator.uninstall()  # the hook's registrations stay
+    emulator.install(without=without)
     try:
         ddb, lam = aws.client("dynamodb"), aws.client("lambda")
         sqs, s3 = aws.client("sqs"), aws.client("s3")
@@ -120,9 +120,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--without-speedups", action="store_true")
+    parser.add_argument("--without", default="", help="speed-ups to leave out: all, or names separated by commas")
     args = parser.parse_args()
-    print(json.dumps(measure(args.calls, args.repeats, speedups=not args.without_speedups), indent=2))
+    without = list(emulator.speed_ups()) if args.without == "all" else [n for n in args.without.split(",") if n]
+    print(json.dumps(measure(args.calls, args.repeats, without), indent=2))
 
 
 if __name__ == "__main__":

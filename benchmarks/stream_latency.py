@@ -41,7 +41,7 @@ def resume_latency(resumes: int) -> dict[str, dict[str, float]]:
     from stepgraph.api.runs import create_run
     from stepgraph.api.schemas import RunCreate
     from stepgraph.api.threads import new_thread
-    from stepgraph_local import lambda_hook
+    from stepgraph_local.emulator import lambda_hook
     from stepgraph_local.runtime import LocalRuntime
 
     runtime = LocalRuntime().start()

@@ -25,13 +25,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *args: str, config: Path = EXAMPLES, env: dict[str, str] | None = None, flavor: str = "sync"):
+    def __init__(
+        self,
+        *args: str,
+        config: Path = EXAMPLES,
+        env: dict[str, str] | None = None,
+        flavor: str = "sync",
+        cli: tuple[str, ...] = ("-m", "stepgraph_local.cli"),  # what python runs: the module, or a wrapper script
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
             sys.executable,
-            "-m",
-            "stepgraph_local.cli",
+            *cli,
             "dev",
             "--config",
             str(config),

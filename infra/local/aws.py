@@ -1,11 +1,12 @@
 """The emulated AWS account: moto in-process, provisioned from `template.yaml`.
 
 Tables, buckets, queues, functions and the state machine are created from the template itself
-(no second list of resources), Lambda invokes run our handlers in-process (`lambda_hook`), and
-the functions' `STEPGRAPH_*` environment is resolved to the local physical names and exported to
-`os.environ`, where the in-process handlers read their settings. Only stepgraph's own clients
-reach the emulator (`moto_scope`): the process's AWS credentials, region and endpoints are left
-to the user's code, as on Lambda a graph node's own boto3 clients are the user's.
+(no second list of resources), Lambda invokes run our handlers in-process
+(`emulator.lambda_hook`), and the functions' `STEPGRAPH_*` environment is resolved to the local
+physical names and exported to `os.environ`, where the in-process handlers read their settings.
+Only stepgraph's own clients reach the emulator (`emulator.scope`): the process's AWS
+credentials, region and endpoints are left to the user's code, as on Lambda a graph node's own
+boto3 clients are the user's.
 """
 
 from __future__ import annotations
@@ -32,11 +33,15 @@ import moto.sqs.responses
 import moto.stepfunctions.parser.models
 import moto.stepfunctions.responses  # noqa: F401
 from botocore.exceptions import ClientError
+from stepgraph.vocabulary import error_code
 
-from . import lambda_hook, moto_dynamodb, moto_scope, moto_speed, moto_stepfunctions
+from . import emulator
+from .emulator import lambda_hook, scope
 from .template import load_template
 
 __all__ = ["LocalAWS"]
+
+logger = logging.getLogger(__name__)
 
 STACK_NAME = "stepgraph-local"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -149,10 +154,7 @@ class LocalAWS:
             return self
         if LocalAWS._active is not None:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
-        lambda_hook.install()  # first: it refuses an unexpected moto version
-        moto_dynamodb.install()  # thread-safe DynamoDB; transactions and queries cost O(items touched)
-        moto_stepfunctions.install()  # parse the ASL once, not per execution; reuse its boto3 clients
-        moto_speed.install()  # work moto, botocore and werkzeug redo on every request, done once
+        emulator.install()  # our Lambda handlers, thread-safe DynamoDB, moto's per-request work done once
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         for mapping in (
@@ -169,7 +171,7 @@ class LocalAWS:
 
         # lambda.use_docker stays at its default: `LambdaFunction.invoke` is hooked instead.
         if self.endpoint_url is None:
-            self._mock = moto_scope.InProcess(config={"stepfunctions": {"execute_state_machine": True}})
+            self._mock = scope.InProcess(config={"stepfunctions": {"execute_state_machine": True}})
         else:
             from moto.moto_api import _internal
 
@@ -188,8 +190,8 @@ class LocalAWS:
         exported = {
             "STEPGRAPH_REGION": self.region,
             "STEPGRAPH_ENDPOINT_URL": self.endpoint_url or "",
-            "STEPGRAPH_AWS_ACCESS_KEY_ID": moto_scope.CREDENTIALS["aws_access_key_id"],
-            "STEPGRAPH_AWS_SECRET_ACCESS_KEY": moto_scope.CREDENTIALS["aws_secret_access_key"],
+            "STEPGRAPH_AWS_ACCESS_KEY_ID": scope.CREDENTIALS["aws_access_key_id"],
+            "STEPGRAPH_AWS_SECRET_ACCESS_KEY": scope.CREDENTIALS["aws_secret_access_key"],
             **{key: value for key, value in self.environment.items() if not _lambda_only(key)},
         }
         for key, value in exported.items():
@@ -222,10 +224,7 @@ class LocalAWS:
                 LocalAWS._active = None
                 for name in self._of_type("AWS::Serverless::Function"):
                     lambda_hook.unregister(name)
-                lambda_hook.uninstall()
-                moto_dynamodb.uninstall()
-                moto_stepfunctions.uninstall()
-                moto_speed.uninstall()
+                emulator.uninstall()
                 for key, value in reversed(list(self._saved_env.items())):
                     if value is None:
                         os.environ.pop(key, None)
@@ -235,7 +234,7 @@ class LocalAWS:
 
     def client(self, service: str) -> Any:
         """A boto3 client for the emulated account (only valid while started)."""
-        return moto_scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
+        return scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
@@ -419,8 +418,9 @@ class LocalAWS:
         for token in _pending_task_tokens(self.account_id, self.region, set(arns)):
             try:
                 sfn.send_task_failure(taskToken=token, error="LocalAWS.Stopped", cause="LocalAWS.stop()")
-            except ClientError:  # spent or timed out meanwhile
-                pass
+            except ClientError as exc:
+                # Spent or timed out meanwhile: that execution is not waiting any more either.
+                logger.debug("task token already answered at stop (%s)", error_code(exc))
         deadline = time.monotonic() + timeout
         while (arns := running()) and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -569,9 +569,11 @@ def _pending_task_tokens(account_id: str, region: str, execution_arns: set[str])
     backend = stepfunctions_parser_backends[account_id][region]
     for state_machine in backend.state_machines:
         for execution in state_machine.executions:
-            if execution.exec_arn not in execution_arns or execution.exec_worker is None:
+            # The parser backend's executions (its own Execution subclass) carry these two.
+            arn, worker = getattr(execution, "exec_arn", None), getattr(execution, "exec_worker", None)
+            if arn not in execution_arns or worker is None:
                 continue
-            env = getattr(execution.exec_worker, "env", None)
+            env = getattr(worker, "env", None)
             pool = getattr(getattr(env, "callback_pool_manager", None), "_pool", {})
             tokens += [token for token, endpoint in list(pool.items()) if endpoint.get_outcome() is None]
     return tokens

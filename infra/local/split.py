@@ -158,7 +158,7 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     from stepgraph.settings import Settings
     from stepgraph.storage.events import InProcessNotifier
 
-    from .lambda_hook import LambdaContext, _load_handler
+    from .emulator.lambda_hook import LambdaContext, _load_handler
     from .runtime import QueuePoller
 
     ctx = Context(Settings.from_env(), notifier=InProcessNotifier())

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from stepgraph_local import LocalAWS, lambda_hook, load_template
+from stepgraph_local import LocalAWS, load_template
+from stepgraph_local.emulator import MOTO_VERSION, lambda_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -260,7 +262,7 @@ def test_hook_install_is_pinned_and_idempotent(monkeypatch):
     assert LambdaFunction.invoke is original and not lambda_hook.installed()
 
     monkeypatch.setattr(moto, "__version__", "9.9.9")
-    with pytest.raises(RuntimeError, match=r"moto==5\.2\.5"):
+    with pytest.raises(RuntimeError, match=re.escape(f"moto=={MOTO_VERSION}, but moto==9.9.9")):
         lambda_hook.install()
     assert LambdaFunction.invoke is original
 

@@ -3,7 +3,7 @@
 moto (without Docker) cannot run Lambda code. `LambdaFunction.invoke` is the single point where
 it would start a container, and every path goes through it: boto3 `Invoke`, Step Functions
 tasks, SQS / DynamoDB-stream event-source mappings. Replacing that method, and nothing else,
-runs the real handler for every path. Written against moto 5.2.5 exactly (see `install`).
+runs the real handler for every path. Written against `MOTO_VERSION` exactly (see `install`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from typing import Any
 
 from werkzeug.datastructures import Headers
 
+from . import require_moto
+from ._patches import Patches
+
 __all__ = [
-    "MOTO_VERSION",
     "LambdaContext",
     "install",
     "installed",
@@ -37,14 +39,13 @@ __all__ = [
     "unregister",
 ]
 
-MOTO_VERSION = "5.2.5"
-
-_log = logging.getLogger("stepgraph_local.lambda")
+logger = logging.getLogger("stepgraph_local.lambda")
 
 Handler = Callable[[Any, Any], Any]
 
 _lock = threading.RLock()
-_original_invoke: Callable[..., Any] | None = None
+_patches = Patches()
+_originals: dict[str, Callable[..., Any]] = {}
 # function name -> handler callable, or (code dir, "module.attr") still to be imported
 _handlers: dict[str, Handler] = {}
 _sources: dict[str, tuple[Path, str]] = {}
@@ -102,36 +103,23 @@ def unregister(function_name: str) -> None:
 
 
 def installed() -> bool:
-    return _original_invoke is not None
+    return bool(_patches)
 
 
 def install() -> None:
     """Replace `moto.awslambda.models.LambdaFunction.invoke` (idempotent)."""
-    global _original_invoke
-    import moto
-    from moto.awslambda.models import LambdaFunction
+    require_moto("lambda_hook")
+    from moto.awslambda.models import LambdaFunction  # here: the worker process imports this module, not moto
 
-    if moto.__version__ != MOTO_VERSION:
-        raise RuntimeError(
-            f"stepgraph_local.lambda_hook patches moto internals written against moto=={MOTO_VERSION}, "
-            f"but moto=={moto.__version__} is installed. Install moto=={MOTO_VERSION} or re-check "
-            "LambdaFunction.invoke and its callers before bumping the pin."
-        )
     with _lock:
-        if _original_invoke is None:
-            _original_invoke = LambdaFunction.invoke
-            LambdaFunction.invoke = _invoke  # type: ignore[method-assign]
+        if not _patches:
+            _originals["invoke"] = _patches.replace(LambdaFunction, "invoke", _invoke)
 
 
 def uninstall() -> None:
     """Restore moto's own `LambdaFunction.invoke` (idempotent). Registrations are kept."""
-    global _original_invoke
-    from moto.awslambda.models import LambdaFunction
-
     with _lock:
-        if _original_invoke is not None:
-            LambdaFunction.invoke = _original_invoke  # type: ignore[method-assign]
-            _original_invoke = None
+        _patches.revert()
 
 
 def _resolve(function_name: str) -> Handler | None:
@@ -211,7 +199,7 @@ def _error_envelope(error_type: str, message: str, tb: Any = None, request_id: s
 def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> str | bytes:
     """Replacement for `LambdaFunction.invoke(self, body, request_headers, response_headers)`.
 
-    Contract (moto 5.2.5): return the response payload as bytes (None would make the API
+    Contract (moto `MOTO_VERSION`): return the response payload as bytes (None would make the API
     answer 404) and flag errors through `response_headers["x-amz-function-error"]`; the
     Step Functions engine turns that flag plus the payload's `errorType` into the state
     error, so `Retry`/`Catch` match the Python exception class name and `States.TaskFailed`.
@@ -223,8 +211,7 @@ def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -
         response_headers["x-amz-function-error"] = "Unhandled"
         return _error_envelope(exc.error_type, str(exc))
     if handler is None:  # not one of ours: moto's own behaviour
-        assert _original_invoke is not None
-        return _original_invoke(self, body, request_headers, response_headers)
+        return _originals["invoke"](self, body, request_headers, response_headers)
 
     invocation_type = _header(request_headers, "x-amz-invocation-type", "RequestResponse")
     if invocation_type == "DryRun":
@@ -251,7 +238,7 @@ def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -
         response_headers["x-amz-function-error"] = "Unhandled"
         # drop this frame: the runtime's stackTrace starts in the handler
         tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-        _log.warning("%s: unhandled %s in handler", self.function_name, type(exc).__name__, exc_info=exc)
+        logger.warning("%s: unhandled %s in handler", self.function_name, type(exc).__name__, exc_info=exc)
         payload = _error_envelope(type(exc).__name__, str(exc), tb, context.aws_request_id)
 
     if invocation_type == "Event":  # async invoke (run synchronously here): 202, empty body

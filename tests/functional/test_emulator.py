@@ -1,28 +1,25 @@
-"""The local runtime's speed-ups to moto, botocore and werkzeug (`moto_speed`) change nothing a caller
-can see: every response is compared, byte for byte, with what moto answers without them."""
+"""The emulator's speed-ups change nothing a caller can see: every response is compared, byte for
+byte, with what moto answers without them; and the emulator refuses a moto it was not written for."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
-from functools import partial
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.context import start_as_current_context
 from botocore.exceptions import ClientError
-from botocore.useragent import register_feature_id
-from moto.core import base_backend, serialize
 from moto.core import responses as moto_responses
-from moto.core.request import Request
+from moto.core import serialize
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
-from stepgraph_local import LocalAWS, moto_speed
+from stepgraph_local import LocalAWS, emulator
+from stepgraph_local.emulator import _core, _dynamodb
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -34,6 +31,17 @@ def aws() -> Iterator[LocalAWS]:
     local = LocalAWS(TEMPLATE, handlers={"StepFunction": lambda event, context: {"echo": event}}).start()
     yield local
     local.stop()
+
+
+@contextmanager
+def without_speed_ups() -> Iterator[None]:
+    emulator.uninstall()
+    emulator.install(without=emulator.speed_ups())
+    try:
+        yield
+    finally:
+        emulator.uninstall()
+        emulator.install()
 
 
 class SerializerCheck:
@@ -54,7 +62,7 @@ class SerializerCheck:
             paged = isinstance(action_result, moto_responses.PaginatedResult)
             reference_result = copy.deepcopy(action_result) if paged else action_result
             fast_get_value = serialize.ResponseSerializer.get_value
-            serialize.ResponseSerializer.get_value = moto_speed._originals["get_value"]
+            serialize.ResponseSerializer.get_value = _core._originals["get_value"]
             try:
                 reference = original(response, reference_result)
             finally:
@@ -262,11 +270,11 @@ def test_serialised_responses_are_byte_identical_to_moto(aws: LocalAWS) -> None:
     # DynamoDB's errors (cancellation reasons included) are JSON moto builds itself; SQS's go through the serializer.
     assert "__type" in check.bodies["sqs.GetQueueUrl"][2]
     assert sum(check.compared.values()) >= 45
-    assert moto_speed._possible_keys  # the cached lookups did serve these responses
+    assert _core._possible_keys  # the cached lookups did serve these responses
 
 
 def test_action_lookup_matches_inspect_getmembers() -> None:
-    original = moto_speed._originals.get("method_names_from_class") or moto_responses.method_names_from_class
+    original = _core._originals.get("method_names_from_class") or moto_responses.method_names_from_class
 
     class Patched(moto_responses.BaseResponse):
         def get_item(self) -> None: ...
@@ -284,44 +292,9 @@ def test_action_lookup_matches_inspect_getmembers() -> None:
 
     for cls in (DynamoHandler, SQSResponse, LambdaResponse, S3Response, StepFunctionResponse, Patched):
         names = set(original(cls))
-        fast = moto_speed._MethodNames(cls)
+        fast = _core._MethodNames(cls)
         for name in [*dir(cls), "no_such_action", "", "__init__", "__class__", "Meta"]:
             assert (name in fast) == (name in names), (cls, name)
-
-
-def test_user_agent_matches_botocore(aws: LocalAWS) -> None:
-    original = moto_speed._originals["to_string"]
-    configs = [
-        None,
-        Config(user_agent_extra="extra/1", user_agent_appid="my app#1"),
-        Config(retries={"mode": "standard"}, user_agent_appid="a"),
-        Config(retries={"mode": "adaptive", "max_attempts": 2}),
-        Config(user_agent="legacy/1.0", user_agent_extra="x"),
-    ]
-    for config in configs:
-        client = boto3.session.Session().client("dynamodb", region_name="us-east-1", config=config)
-        creator = client._user_agent_creator
-        assert creator.to_string() == original(creator)
-        with start_as_current_context():
-            register_feature_id("RETRY_MODE_STANDARD")
-            register_feature_id("WAITER")
-            assert creator.to_string() == original(creator)
-        assert creator.to_string() == original(creator)
-
-
-def test_backend_url_tables_match_moto(aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.backends import get_backend
-
-    original = moto_speed._originals["urls"].fget
-    for iso in ("false", "true"):
-        monkeypatch.setenv("MOTO_ENABLE_ISO_REGIONS", iso)
-        for service in ("dynamodb", "sqs", "lambda", "s3", "stepfunctions", "iam"):
-            backends = get_backend(service)["123456789012"]
-            backend = backends["us-east-1"] if "us-east-1" in backends else backends["aws"]
-            fast = backend.urls
-            assert list(fast.items()) == list(original(backend).items())
-            fast.clear()  # each caller owns its copy
-            assert backend.urls == original(backend)
 
 
 def _tree(node: Any, parent: Any = None) -> Any:
@@ -346,7 +319,7 @@ def _tree(node: Any, parent: Any = None) -> Any:
     ],
 )
 def test_update_expression_trees_match_a_fresh_parse(aws: LocalAWS, expression: str) -> None:
-    original = moto_speed._originals["make_update_expression"].__func__
+    original = _dynamodb._originals["make_update_expression"].__func__
     expected = _tree(original(UpdateExpressionParser, expression))
     first, second = UpdateExpressionParser.make(expression), UpdateExpressionParser.make(expression)
     assert _tree(first) == expected and _tree(second) == expected
@@ -355,7 +328,7 @@ def test_update_expression_trees_match_a_fresh_parse(aws: LocalAWS, expression: 
 
 @pytest.mark.parametrize("expression", ["SET", "SET a = ", "REMOVE", "SET a = :a REMOVE", "DROP a"])
 def test_invalid_update_expressions_raise_as_before(aws: LocalAWS, expression: str) -> None:
-    original = moto_speed._originals["make_update_expression"].__func__
+    original = _dynamodb._originals["make_update_expression"].__func__
     with pytest.raises(Exception) as expected:
         original(UpdateExpressionParser, expression)
     for _ in range(2):
@@ -375,7 +348,7 @@ def test_invalid_update_expressions_raise_as_before(aws: LocalAWS, expression: s
     ],
 )
 def test_condition_expression_tokens_match_the_lexer(aws: LocalAWS, expression: str) -> None:
-    lex = moto_speed._originals["lex_condition_expression"]
+    lex = _dynamodb._originals["lex_condition_expression"]
     expected = lex(ConditionExpressionParser(expression, {}, {}))
     first = ConditionExpressionParser(expression, {}, {})._lex_condition_expression()
     second = ConditionExpressionParser(expression, {}, {})._lex_condition_expression()
@@ -384,63 +357,13 @@ def test_condition_expression_tokens_match_the_lexer(aws: LocalAWS, expression: 
 
 
 def test_invalid_condition_expressions_raise_as_before(aws: LocalAWS) -> None:
-    lex = moto_speed._originals["lex_condition_expression"]
+    lex = _dynamodb._originals["lex_condition_expression"]
     with pytest.raises(ValueError) as expected:
         lex(ConditionExpressionParser("a = :a AND b ! :b", {}, {}))
     for _ in range(2):
         with pytest.raises(ValueError) as got:
             ConditionExpressionParser("a = :a AND b ! :b", {}, {})._lex_condition_expression()
         assert str(got.value) == str(expected.value)
-
-
-def test_camel_case_conversion_matches_moto(aws: LocalAWS) -> None:
-    from moto.sqs import models as sqs_models
-    from moto.sqs.models import Queue
-
-    original = moto_speed._originals["camelcase_to_underscores"]
-    assert sqs_models.camelcase_to_underscores is moto_speed._camelcase_to_underscores
-    names = [
-        *Queue.BASE_ATTRIBUTES,
-        *Queue.FIFO_ATTRIBUTES,
-        "TransactWriteItems",
-        "GetItem",
-        "DBInstanceIdentifier",
-        "ABC",
-        "aB",
-        "a b C",
-        "X",
-        "",
-        "\u00c9t\u00e9Long",
-        "V2Thing",
-        "listQueues",
-        "x_y Z",
-    ]
-    for name in names * 2:
-        assert sqs_models.camelcase_to_underscores(name) == original(name)
-    assert sqs_models.camelcase_to_underscores(None) is None
-
-
-def test_request_environ_unchanged_by_url_caches(aws: LocalAWS) -> None:
-    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Meta-My_Key": "v", "Content-Length": "2"}
-    urls = [
-        "https://dynamodb.us-east-1.amazonaws.com/",
-        "https://bucket.s3.amazonaws.com/k/a%20b%2Fc?list-type=2&prefix=k%2F",
-        "http://localhost:5000/2015-03-31/functions/f/invocations",
-        "https://s3.amazonaws.com/b/\u00e9t\u00e9",
-    ]
-
-    def request(url: str) -> tuple[dict[str, Any], str, str]:
-        r = Request.from_primitives("POST", url, headers, b"{}")
-        environ = {k: v for k, v in r.environ.items() if k not in ("wsgi.input", "wsgi.errors", "werkzeug.request")}
-        return environ, r.raw_url, r.url
-
-    fast = [request(url) for url in urls * 2]
-    moto_speed.uninstall()
-    try:
-        reference = [request(url) for url in urls * 2]
-    finally:
-        moto_speed.install()
-    assert fast == reference
 
 
 _UPDATES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
@@ -471,9 +394,9 @@ _UPDATES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
 ]
 
 
-def _outcome(call: Any) -> Any:
+def _outcome(call: Any, **kwargs: Any) -> Any:
     try:
-        return call()
+        return call(**kwargs)
     except ClientError as exc:
         return exc.response["Error"]["Code"], exc.response["Error"]["Message"]
 
@@ -489,7 +412,7 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
             kwargs["ExpressionAttributeNames"] = names
         if values:
             kwargs["ExpressionAttributeValues"] = values
-        response = _outcome(partial(ddb.update_item, TableName=table, Key=key, ReturnValues="ALL_NEW", **kwargs))
+        response = _outcome(ddb.update_item, TableName=table, Key=key, ReturnValues="ALL_NEW", **kwargs)
         if isinstance(response, dict):
             response = response["Attributes"]
         stored = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
@@ -499,9 +422,8 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
         outcomes.append((expression, response, stored))
         # Inside a transaction too, on an item that does not exist yet (validated twice by moto).
         fresh = {"pk": {"S": "updates"}, "sk": {"S": f"{sk}{n:02}-new"}}
-        failure = _outcome(
-            partial(ddb.transact_write_items, TransactItems=[{"Update": {"TableName": table, "Key": fresh, **kwargs}}])
-        )
+        update = {"TableName": table, "Key": fresh, **kwargs}
+        failure = _outcome(ddb.transact_write_items, TransactItems=[{"Update": update}])
         created = ddb.get_item(TableName=table, Key=fresh, ConsistentRead=True).get("Item", {})
         created.pop("sk", None)
         outcomes.append((failure if isinstance(failure, tuple) else "committed", created))
@@ -510,11 +432,8 @@ def _apply_updates(aws: LocalAWS, sk: str) -> list[Any]:
 
 def test_updates_apply_as_moto_applies_them(aws: LocalAWS) -> None:
     fast = _apply_updates(aws, "fast")
-    moto_speed.uninstall()
-    try:
+    with without_speed_ups():
         reference = _apply_updates(aws, "ref")
-    finally:
-        moto_speed.install()
     assert fast == reference
     failed = [o for o in fast[::2] if isinstance(o[1], tuple)]
     assert len(failed) == 7, failed  # the invalid ones fail, with moto's own messages
@@ -522,82 +441,71 @@ def test_updates_apply_as_moto_applies_them(aws: LocalAWS) -> None:
     assert [o[0] if isinstance(o[0], str) else o[0][0] for o in fast[1::2]].count("committed") == 1
 
 
-def _sets_sorted(value: Any) -> Any:
-    """moto's projection returns sets as Python set order; DynamoDB promises no order either."""
-    if isinstance(value, dict):
-        return {k: sorted(v) if k in ("SS", "NS", "BS") else _sets_sorted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_sets_sorted(v) for v in value]
-    return value
+def test_another_moto_is_refused_and_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto
+    from moto.awslambda.models import LambdaFunction
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    def patched() -> list[Any]:  # one of each patch module's
+        return [
+            LambdaFunction.invoke,
+            DynamoHandler.call_action,
+            AmazonStateLanguageParser.__dict__["parse"],
+            serialize.ResponseSerializer.get_value,
+        ]
+
+    emulator.uninstall()
+    before = patched()
+    monkeypatch.setattr(moto, "__version__", "0.0.0")
+    with pytest.raises(RuntimeError, match=re.escape(f"moto=={emulator.MOTO_VERSION}, but moto==0.0.0")):
+        emulator.install()
+    assert patched() == before
 
 
-def _projected_reads(aws: LocalAWS) -> list[Any]:
-    ddb, table = aws.client("dynamodb"), aws.resources["CheckpointsTable"]
-    for n in range(3):
-        # (moto rewrites a <RequestId> in any response body: the default "s" would differ per call)
-        ddb.put_item(TableName=table, Item={**_item(n), "pk": {"S": "projections"}, "s": {"S": f"text {n}"}})
-    key = {"pk": {"S": "projections"}, "sk": {"S": "0001"}}
-    out = []
-    for projection, names in [
-        ("s, n, ss, ns, bs", {}),
-        ("#m, l, null, yes, no, empty", {"#m": "m"}),
-        ("b, missing, big", {}),
-        ("pk, sk", {}),
-        ("m.inner.l[1], l[0]", {}),
-        ("sk, sk", {}),
-        ("#a", {"#a": "absent"}),
-    ]:
-        extra: dict[str, Any] = {"ProjectionExpression": projection}
-        if names:
-            extra["ExpressionAttributeNames"] = names
-        out.extend(_read_every_way(ddb, table, key, extra))
-    return _sets_sorted(out)
+def _moto_attributes() -> list[Any]:
+    """What every patch replaces, as moto's classes and modules hold it."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+    from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
-
-def _read_every_way(ddb: Any, table: str, key: dict[str, Any], extra: dict[str, Any]) -> list[Any]:
-    """The item as GetItem, Query, BatchGetItem and TransactGetItems return it with `extra`."""
-    return [
-        _outcome(lambda: ddb.get_item(TableName=table, Key=key, **extra).get("Item")),
-        _outcome(
-            lambda: ddb.query(
-                TableName=table,
-                KeyConditionExpression="pk = :p",
-                ExpressionAttributeValues={":p": {"S": "projections"}},
-                **extra,
-            )["Items"]
-        ),
-        _outcome(lambda: ddb.batch_get_item(RequestItems={table: {"Keys": [key], **extra}})["Responses"]),
-        _outcome(
-            lambda: ddb.transact_get_items(TransactItems=[{"Get": {"TableName": table, "Key": key, **extra}}])[
-                "Responses"
-            ]
-        ),
+    owners = [
+        (LambdaFunction, "invoke"),
+        (DynamoHandler, "call_action"),
+        (DynamoDBBackend, "transact_write_items"),
+        (Table, "query"),
+        (Table, "all_items"),
+        (UpdateExpressionParser, "make"),
+        (ConditionExpressionParser, "_lex_condition_expression"),
+        (AmazonStateLanguageParser, "parse"),
+        (json_path, "parse"),
+        (boto_client, "boto_client_for"),
+        (serialize.ResponseSerializer, "get_value"),
+        (moto_responses, "method_names_from_class"),
     ]
+    return [(owner, name, vars(owner).get(name)) for owner, name in owners]
 
 
-def test_projected_reads_match_moto(aws: LocalAWS) -> None:
-    fast = _projected_reads(aws)
-    moto_speed.uninstall()
+def test_uninstall_gives_moto_back_its_own() -> None:
+    emulator.uninstall()
+    own = _moto_attributes()
+    emulator.install()
+    assert [attribute for *_, attribute in _moto_attributes()] != [attribute for *_, attribute in own]
+    emulator.uninstall()
+    assert _moto_attributes() == own
+
+
+def test_speed_ups_can_be_left_out_and_only_they() -> None:
+    emulator.uninstall()
+    get_value, call_action = serialize.ResponseSerializer.get_value, _dynamodb.DynamoHandler.call_action
     try:
-        reference = _projected_reads(aws)
+        emulator.install(without=["serializer"])
+        assert serialize.ResponseSerializer.get_value is get_value  # left out
+        assert _dynamodb.DynamoHandler.call_action is not call_action  # the lock is not optional
+        with pytest.raises(ValueError, match="not speed-ups"):
+            emulator.install(without=["lock"])
     finally:
-        moto_speed.install()
-    assert fast == reference
-    assert fast[0] == _sets_sorted({"s": {"S": "text 1"}, **{k: _item(1)[k] for k in ("n", "ss", "ns", "bs")}})
-
-
-def test_other_versions_leave_the_library_alone(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    moto_speed.uninstall()
-    monkeypatch.setattr(moto_speed, "MOTO_VERSION", "0.0.0")
-    monkeypatch.setattr(moto_speed, "_warned", set())
-    get_value = serialize.ResponseSerializer.get_value
-    urls = base_backend.BaseBackend.__dict__["urls"]
-    try:
-        moto_speed.install()
-        assert serialize.ResponseSerializer.get_value is get_value
-        assert base_backend.BaseBackend.__dict__["urls"] is urls
-        assert "moto" in caplog.text and "0.0.0" in caplog.text
-    finally:
-        moto_speed.uninstall()
+        emulator.uninstall()

@@ -15,7 +15,7 @@ with: nothing is written to `os.environ`, moto's global stubber stays off, and m
 the `requests` library is never started.
 
 The rest of what mock_aws does is done here: moto's user config (Step Functions execution on)
-and the reset of its backends. Written against moto 5.2.5 (`BotocoreStubber`, `BackendDict`,
+and the reset of its backends. Written against `MOTO_VERSION` (`BotocoreStubber`, `BackendDict`,
 `reset_model_data`, `default_user_config`); another version is refused, as by the Lambda hook.
 """
 
@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
 import boto3
-import moto
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
 from moto.core.base_backend import BackendDict
@@ -36,9 +36,10 @@ from moto.core.config import default_user_config
 from moto.core.model_instances import reset_model_data
 from stepgraph.settings import APP_ID, client_config, own_session
 
-__all__ = ["CREDENTIALS", "MOTO_VERSION", "InProcess", "active", "client", "is_stepgraph_request"]
+from . import require_moto
 
-MOTO_VERSION = "5.2.5"
+__all__ = ["CREDENTIALS", "InProcess", "active", "client", "is_stepgraph_request"]
+
 # What stepgraph's own clients sign with locally: never the user's keys, never os.environ.
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -48,7 +49,7 @@ _lock = threading.Lock()
 
 def is_stepgraph_request(request: AWSPreparedRequest) -> bool:
     """True for a request made by a client stepgraph built (its app id in the User-Agent)."""
-    agent = request.headers.get("User-Agent") or ""
+    agent: str | bytes = request.headers.get("User-Agent") or ""  # botocore may hold it as bytes
     if isinstance(agent, bytes):
         agent = agent.decode("latin-1")
     return _APP_TOKEN.search(agent) is not None
@@ -64,10 +65,11 @@ class _Stubber(BotocoreStubber):
         if response is None:  # not an AWS URL moto knows: never let our call leave the process
             raise RuntimeError(f"stepgraph's own client called {request.url}, which the local emulator does not serve")
         status, headers, body = response
-        return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+        return AWSResponse(request.url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]  # a dict, as moto passes
 
 
 _stubber = _Stubber()
+_before_send: Callable[..., Any] = _stubber  # botocore's stubs type handlers as returning None; this returns a response
 # Like moto's own: every botocore session created from now on carries it (inert while disabled).
 BUILTIN_HANDLERS.append(("before-send", _stubber))
 
@@ -91,24 +93,19 @@ class InProcess:
     """In place of `mock_aws(config)`: moto answers stepgraph's clients, in this process."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
-        if moto.__version__ != MOTO_VERSION:
-            raise RuntimeError(
-                f"stepgraph_local.moto_scope drives moto internals written against moto=={MOTO_VERSION}, "
-                f"but moto=={moto.__version__} is installed. Install moto=={MOTO_VERSION} or re-check "
-                "BotocoreStubber, BackendDict.reset and default_user_config before bumping the pin."
-            )
+        require_moto("scope")
         self._config = mock.patch.dict(default_user_config, config or {})
 
     def start(self) -> None:
         with _lock:
             if _stubber.enabled:
-                raise RuntimeError("moto_scope.InProcess is already started in this process")
+                raise RuntimeError("emulator.scope.InProcess is already started in this process")
             self._config.start()
             BackendDict.reset()
             # Sessions created before this module was imported: give them the handler too.
             for session in {id(s): s for s in (own_session(), boto3.DEFAULT_SESSION) if s is not None}.values():
-                session.events.unregister("before-send", _stubber)
-                session.events.register("before-send", _stubber)
+                session.events.unregister("before-send", _before_send)
+                session.events.register("before-send", _before_send)
             _stubber.enabled = True
 
     def stop(self) -> None:

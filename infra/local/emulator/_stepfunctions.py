@@ -1,0 +1,129 @@
+"""moto's Step Functions engine as the local runtime needs it: one fix, then three speed-ups.
+
+1. The engine's Tasks (each Lambda invocation, each SQS send) call AWS through boto3 clients it
+   builds itself, which reach the in-process emulator only under moto's global `mock_aws`: the
+   local runtime does not use it (`scope`). They are built as stepgraph's own (`scope.client`), so
+   the emulator answers them and the user's AWS_ENDPOINT_URL_* cannot redirect them; on a moto
+   server they go to it, on MOTO_PORT, as moto's own do.
+2. And moto builds a new client for every Task: 10-15 ms of CPU each, several per run. boto3
+   clients are thread-safe: one per region, service and endpoint is shared.
+3. moto parses the state machine's ASL with an ANTLR grammar for every execution (and at
+   StartExecution): about 20 ms of pure-Python parsing per run, more than the whole rest of a
+   short run. The parsed program is a tree of stateless evaluation components (execution state
+   lives in each execution's Environment), except for Map and Parallel states, which keep
+   per-execution workers: definitions without those are parsed once and shared.
+4. It also parses every JSONPath (`$.step.status`, ...) anew each time a state reads one, about
+   0.25 ms each with jsonpath-ng; parsed paths are immutable, so they are cached too.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+import threading
+from collections.abc import Collection
+from typing import Any
+
+from botocore.config import Config
+from moto.settings import moto_server_port
+from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.parse import asl_parser
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+
+from . import require_moto, scope
+from ._patches import Patches
+
+SPEED_UPS = ("task_client_reuse", "asl_parse", "json_path")
+# moto imports the Tasks' modules on first use, each with its own reference to boto_client_for:
+# those of the Tasks the run state machine has are imported before it is replaced.
+_TASK_MODULES = (
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+)
+_STATEFUL_TYPES = {"Map", "Parallel"}
+_patches = Patches()
+_originals: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- 1-2. the Tasks' clients
+# moto's own boto_client_for settings: no retries (the state's Retry decides), no validation.
+_TASK_CLIENT_CONFIG = Config(
+    parameter_validation=False,
+    retries={"max_attempts": 0, "total_max_attempts": 1},
+    connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+    read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+)
+_clients: dict[tuple[str, str, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _endpoint_url() -> str | None:
+    """In-process the stubber answers; else, as moto does, the moto server on MOTO_PORT."""
+    return None if scope.active() else f"http://localhost:{moto_server_port()}"
+
+
+def _task_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    # moto's own version ignores state_credentials too (fixed test keys).
+    return scope.client(service, region=region, endpoint_url=_endpoint_url(), config=_TASK_CLIENT_CONFIG)
+
+
+def _shared_task_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    key = (region, service, _endpoint_url())
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _task_client(region, service)
+        return _clients[key]
+
+
+def _modules_using(function: Any) -> list[Any]:
+    return [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.parser") and getattr(module, "boto_client_for", None) is function
+    ]
+
+
+# ---------------------------------------------------------------- 3. ASL parses
+def _has_stateful_states(definition: str) -> bool:
+    try:
+        states = json.loads(definition).get("States", {})
+    except (ValueError, AttributeError):
+        return True
+    return any(isinstance(s, dict) and s.get("Type") in _STATEFUL_TYPES for s in states.values())
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_cached(definition: str) -> Any:
+    return _originals["parse"](definition)
+
+
+def _parse(definition: str) -> Any:
+    if _has_stateful_states(definition):
+        return _originals["parse"](definition)
+    return _parse_cached(definition)
+
+
+# ---------------------------------------------------------------- install
+def install(without: Collection[str] = ()) -> None:
+    """Idempotent. `without`: names of SPEED_UPS to leave out (the Tasks' clients are always ours)."""
+    require_moto("stepfunctions")
+    if _patches:
+        return
+    for name in _TASK_MODULES:
+        importlib.import_module(name)
+    client_for = _task_client if "task_client_reuse" in without else _shared_task_client
+    for module in _modules_using(boto_client.boto_client_for):
+        _patches.replace(module, "boto_client_for", client_for)
+    if "asl_parse" not in without:
+        parser = asl_parser.AmazonStateLanguageParser
+        _originals["parse"] = _patches.replace(parser, "parse", staticmethod(_parse))
+    if "json_path" not in without:
+        _patches.replace(json_path, "parse", functools.lru_cache(maxsize=1024)(json_path.parse))
+
+
+def uninstall() -> None:
+    _patches.revert()
+    _clients.clear()
+    _parse_cached.cache_clear()
