@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
+        logging.getLogger("stepgraph").info("stopped (Ctrl-C)")  # the user's way to stop the server
     return 0
 
 
