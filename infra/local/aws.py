@@ -560,8 +560,8 @@ def _substitute(node: Any, substitutions: dict[str, str]) -> Any:
 def _pending_task_tokens(account_id: str, region: str, execution_arns: set[str]) -> list[str]:
     """Task tokens that running executions are parked on and nobody has answered yet.
 
-    moto keeps them in each execution's callback pool (internal API of moto 5.2.5, the version
-    the Lambda hook pins); there is no public call that lists them.
+    moto keeps them in each execution's callback pool (an internal API of the moto version
+    `emulator.MOTO_VERSION` names); there is no public call that lists them.
     """
     from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
