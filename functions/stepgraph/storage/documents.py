@@ -35,8 +35,9 @@ Document = dict[str, Any]  # a resource as the API shows it
 # and 350 KB of that is far beyond what a run request needs (graph state lives in checkpoints).
 MAX_DOCUMENT_BYTES = 350_000
 
-# Written by conditional updates, so they live at the top level, not in the document.
-_TOP = ("status", "active_run_id", "parked_run_id", "task_token")
+# Written by conditional updates, so they live at the top level, not in the document
+# (`execution`: the Step Functions execution that carries a running run).
+_TOP = ("status", "active_run_id", "parked_run_id", "task_token", "execution")
 
 
 def now_iso() -> str:

@@ -5,21 +5,31 @@ with one entry per pending run, `"<due ms, 13 digits>.<run_id>"`, so the set's s
 admission order, and `tail` the id of the run inserted last. Every move of a run into, through
 or out of the queue is one transaction over the run item and the thread item, so the queue and
 the runs' statuses never disagree, and conditions on the thread item decide what the API and
-dispatch may do: reject's 409, admission, the order of inserts. Reads are consistent (the
-thread item), never through an index.
+dispatch may do: reject's 409, admission, the order of inserts. Reads that decide are consistent
+(the thread item). One index serves the sweeper only: a pending run carries its due time in the
+runs table's sparse `pending_due` index, so runs whose doorbell was lost are found without a scan.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
-from stepgraph.storage.dynamo import Item, contended, s, transact, update_if
+from stepgraph.storage.dynamo import Item, contended, paginate, s, transact, update_if
 from stepgraph.storage.errors import Conflict, ThreadMissing
+from stepgraph.storage.runs import PENDING_INDEX_ATTRIBUTES
 from stepgraph.vocabulary import AwsError, RunStatus, ThreadStatus
 
-__all__ = ["QueueState", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
+__all__ = ["PENDING_INDEX", "QueueState", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
+
+# The runs table's sparse index of pending runs by due time (template.yaml). Its partition key is
+# one of a few shards (by thread), not one value, so no single index partition takes every insert.
+PENDING_INDEX = "pending_due"
+_PENDING_SHARDS = 8
+_INDEXED = ", ".join(PENDING_INDEX_ATTRIBUTES)
 
 
 def queue_entry(run_id: str, due_ms: int) -> str:
@@ -84,7 +94,12 @@ class ThreadQueue:
         (and, for reject, if the thread holds no run and queues none). Raises Conflict if not,
         ThreadMissing if the thread is gone."""
         thread_id, run_id = run["thread_id"], run["run_id"]
-        item = {**doc_item(strip_top(run), status=RunStatus.PENDING), **self._run_key(thread_id, run_id)}
+        item = {
+            **doc_item(strip_top(run), status=RunStatus.PENDING),
+            **self._run_key(thread_id, run_id),
+            "pending_shard": s(_shard(thread_id)),
+            "pending_due": {"N": str(entry_due_ms(entry))},
+        }
         cond = "attribute_exists(thread_id) AND " + ("tail = :tail" if tail else "attribute_not_exists(tail)")
         if reject:
             cond += " AND attribute_not_exists(active_run_id) AND attribute_not_exists(pending)"
@@ -123,7 +138,7 @@ class ThreadQueue:
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :running, updated_at = :u",
+            "UpdateExpression": f"SET #s = :running, updated_at = :u REMOVE {_INDEXED}",
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
@@ -162,10 +177,11 @@ class ThreadQueue:
 
     def _interrupt_run(self, thread_id: str, run_id: str, *, was: RunStatus) -> Item:
         """The transaction item that ends a run `interrupted` if its status is still `was`."""
+        leave_index = f" REMOVE {_INDEXED}" if was == RunStatus.PENDING else ""
         return {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": "SET #s = :interrupted, updated_at = :u",
+            "UpdateExpression": "SET #s = :interrupted, updated_at = :u" + leave_index,
             "ConditionExpression": "#s = :was",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {":interrupted": s(RunStatus.INTERRUPTED), ":was": s(was), ":u": s(now_iso())},
@@ -183,6 +199,19 @@ class ThreadQueue:
             "attribute_exists(thread_id) AND attribute_not_exists(active_run_id) AND attribute_not_exists(pending)",
             {":s": s(status)},
         )
+
+    def overdue(self, due_before_ms: int) -> Iterator[tuple[str, str]]:
+        """(thread_id, run_id) of the pending runs due before `due_before_ms`, from the sparse
+        index: eventually consistent, so a run may have left the queue since; read the thread."""
+        for shard in range(_PENDING_SHARDS):
+            for item in paginate(
+                self.client.query,
+                TableName=self.runs,
+                IndexName=PENDING_INDEX,
+                KeyConditionExpression="pending_shard = :shard AND pending_due < :before",
+                ExpressionAttributeValues={":shard": s(str(shard)), ":before": {"N": str(due_before_ms)}},
+            ):
+                yield item["thread_id"]["S"], item["run_id"]["S"]
 
     def _thread_update(self, thread_id: str, expr: str, values: Item, cond: str = "") -> Item:
         """An UpdateItem of the thread item (`#s` in an expression names its status)."""
@@ -211,3 +240,8 @@ class ThreadQueue:
             if not contended(codes):
                 raise RuntimeError(f"transaction cancelled: {codes}")
         raise RuntimeError("transaction kept conflicting with concurrent writers")
+
+
+def _shard(thread_id: str) -> str:
+    """The pending index's partition of a thread's runs (stable across processes)."""
+    return str(zlib.crc32(thread_id.encode()) % _PENDING_SHARDS)

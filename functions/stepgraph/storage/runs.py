@@ -9,10 +9,15 @@ from botocore.exceptions import ClientError
 
 from stepgraph import serde
 from stepgraph.storage.documents import Document, doc_item, documents, from_item, now_iso, strip_top
-from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s
+from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s, update_if
 from stepgraph.storage.errors import Conflict
+from stepgraph.vocabulary import RunStatus
 
-__all__ = ["RunStore"]
+__all__ = ["PENDING_INDEX_ATTRIBUTES", "RunStore"]
+
+# A pending run's place in the runs table's sparse `pending_due` index (storage/queue.py writes
+# them): every transition out of `pending` removes them.
+PENDING_INDEX_ATTRIBUTES = ("pending_shard", "pending_due")
 
 
 class RunStore:
@@ -25,7 +30,10 @@ class RunStore:
         return {"thread_id": s(thread_id), "run_id": s(run_id)}
 
     def create(self, doc: Document) -> None:
-        item = {**doc_item(strip_top(doc), status=doc["status"]), **self._key(doc["thread_id"], doc["run_id"])}
+        item = {
+            **doc_item(strip_top(doc), status=doc["status"], execution=doc.get("execution")),
+            **self._key(doc["thread_id"], doc["run_id"]),
+        }
         self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
 
     def get(self, thread_id: str, run_id: str) -> Document | None:
@@ -72,9 +80,17 @@ class RunStore:
         return run
 
     def transition_action(
-        self, thread_id: str, run_id: str, *, to: str, expected: tuple[str, ...], patch: dict[str, Any] | None = None
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        to: str,
+        expected: tuple[str, ...],
+        patch: dict[str, Any] | None = None,
+        execution: str | None = None,
     ) -> Item:
-        """`transition` as the arguments of an UpdateItem, or of a transaction's Update action."""
+        """`transition` as the arguments of an UpdateItem, or of a transaction's Update action.
+        `execution` records the execution that carries the run."""
         names = {"#s": "status"}
         values: Item = {":s": s(to), ":u": s(now_iso()), **{f":e{i}": s(status) for i, status in enumerate(expected)}}
         sets = ["#s = :s", "updated_at = :u"]
@@ -82,14 +98,52 @@ class RunStore:
             names[f"#p{i}"] = f"x_{key}"
             values[f":p{i}"] = s(serde.dumps_str(value))
             sets.append(f"#p{i} = :p{i}")
+        if execution is not None:
+            values[":x"] = s(execution)
+            sets.append("execution = :x")
+        update = "SET " + ", ".join(sets)
+        if RunStatus.PENDING in expected and to != RunStatus.PENDING:
+            update += " REMOVE " + ", ".join(PENDING_INDEX_ATTRIBUTES)
         return {
             "TableName": self.table,
             "Key": self._key(thread_id, run_id),
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "UpdateExpression": update,
             "ConditionExpression": "#s IN (" + ", ".join(f":e{i}" for i in range(len(expected))) + ")",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+
+    def record_execution(self, thread_id: str, run_id: str, execution: str) -> bool:
+        """Record the execution that carries a running run, unless another one is recorded (a
+        hand-over moved the run on). False if the run is not running or belongs elsewhere."""
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id, run_id),
+            UpdateExpression="SET execution = :x",
+            ConditionExpression="#s = :running AND (attribute_not_exists(execution) OR execution = :x)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":x": s(execution), ":running": s(RunStatus.RUNNING)},
+        )
+
+    def hand_over(self, thread_id: str, run_id: str, *, carrier: str, handover: dict[str, Any]) -> bool:
+        """Move a running run from the execution `carrier` to `handover["execution"]`, recording
+        the hand-over (what the new execution starts with). False if the run is not running or
+        another execution carries it."""
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id, run_id),
+            UpdateExpression="SET execution = :to, x_handover = :h",
+            ConditionExpression="#s = :running AND (attribute_not_exists(execution) OR execution = :from)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":to": s(handover["execution"]),
+                ":from": s(carrier),
+                ":h": s(serde.dumps_str(handover)),
+                ":running": s(RunStatus.RUNNING),
+            },
+        )
 
     def delete(self, thread_id: str, run_id: str) -> bool:
         resp = self.client.delete_item(TableName=self.table, Key=self._key(thread_id, run_id), ReturnValues="ALL_OLD")
