@@ -13,4 +13,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     finish = FinishEvent.model_validate(event)
-    return finish_run(current_context(), finish.run_id, finish.thread_id, finish.outcome, finish.error)
+    return finish_run(
+        current_context(), finish.run_id, finish.thread_id, finish.outcome, finish.error, finish.execution
+    )

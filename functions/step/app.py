@@ -1,4 +1,4 @@
-"""step: runs the run's next supersteps and returns continue | interrupted | done | error."""
+"""step: runs the run's next supersteps and returns continue | interrupted | done | error | handover."""
 
 from typing import Any
 
@@ -14,6 +14,11 @@ logger = Logger()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepEvent.model_validate(event)
     result = run_supersteps(
-        current_context(), step.run_id, step.thread_id, remaining_ms=context.get_remaining_time_in_millis
+        current_context(),
+        step.run_id,
+        step.thread_id,
+        remaining_ms=context.get_remaining_time_in_millis,
+        execution=step.execution,
+        count=step.count,
     )
     return result.to_payload()

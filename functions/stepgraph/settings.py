@@ -77,6 +77,11 @@ class Settings:
     # transaction). What a crash or a cancel can lose beyond the superstep in flight.
     commit_linger_ms: int = 20
     event_ttl_seconds: int = 86_400
+    # Step invocations (and park/resume cycles) after which a run goes on in a fresh execution,
+    # far below a Standard execution's 25,000 history events (the arithmetic: engine/handover.py).
+    handover_after: int = 2_000
+    # A due pending run on a free thread this old lost its doorbell: the sweeper rings again.
+    lost_doorbell_seconds: float = 60.0
     # SSE comment sent on a stream that has been silent this long (the peer: 5 s).
     heartbeat_seconds: float = 5.0
     # Checkpoint/event values above this many bytes go to S3 (DynamoDB items stop at 400 KB).
@@ -107,6 +112,8 @@ class Settings:
             step_budget_ms=int(_env("STEP_BUDGET_MS", str(cls.step_budget_ms))),
             commit_linger_ms=int(_env("COMMIT_LINGER_MS", str(cls.commit_linger_ms))),
             event_ttl_seconds=int(_env("EVENT_TTL_SECONDS", str(cls.event_ttl_seconds))),
+            handover_after=max(1, int(_env("HANDOVER_AFTER", str(cls.handover_after)))),
+            lost_doorbell_seconds=float(_env("LOST_DOORBELL_SECONDS", str(cls.lost_doorbell_seconds))),
             heartbeat_seconds=float(_env("HEARTBEAT_SECONDS", str(cls.heartbeat_seconds))),
             region=_env("REGION") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or cls.region,
             endpoint_url=_env("ENDPOINT_URL") or None,

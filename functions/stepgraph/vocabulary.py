@@ -11,9 +11,11 @@ from enum import StrEnum
 from botocore.exceptions import ClientError
 
 __all__ = [
+    "DEAD_EXECUTION",
     "INFLIGHT",
     "AwsError",
     "DoubleText",
+    "ExecutionStatus",
     "RunStatus",
     "StepOutcome",
     "ThreadStatus",
@@ -54,6 +56,26 @@ class StepOutcome(StrEnum):
     DONE = "done"
     ERROR = "error"
     EXPIRED = "expired"  # Park timed out: the human-input deadline passed (Finish only)
+    HANDOVER = "handover"  # the run goes on in a fresh execution (continue as new): this one ends
+
+
+class ExecutionStatus(StrEnum):
+    """A Step Functions execution's status (DescribeExecution, and the EventBridge events of
+    its status changes)."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+
+
+# An execution that ended without its run's Finish: nothing will finish the run but the reaper.
+DEAD_EXECUTION: tuple[ExecutionStatus, ...] = (
+    ExecutionStatus.FAILED,
+    ExecutionStatus.TIMED_OUT,
+    ExecutionStatus.ABORTED,
+)
 
 
 class DoubleText(StrEnum):

@@ -49,7 +49,7 @@ def test_strict_mode_invokes_step_once_per_superstep(strict_runtime):
     assert run["status"] == "success"
     states = _entered(_history(strict_runtime, run["run_id"]))
     # 5 checkpointed supersteps (input, a, b, c, final): Step, Route each time, then Finish.
-    assert states == ["Step", "Route"] * 5 + ["Finish", "Done"]
+    assert states == ["Start", *["Step", "Route"] * 5, "Finish", "Done"]
     history = list(strict_runtime.ctx.checkpointer.list({"configurable": {"thread_id": run["thread_id"]}}))
     assert len(history) == 5
 
@@ -58,7 +58,7 @@ def test_batched_mode_runs_many_supersteps_per_invocation(batched_runtime):
     run = _run_to_end(batched_runtime, "loop", {"steps": 30})
     assert run["status"] == "success"
     states = _entered(_history(batched_runtime, run["run_id"]))
-    assert states == ["Step", "Route", "Finish", "Done"]
+    assert states == ["Start", "Step", "Route", "Finish", "Done"]
     history = list(batched_runtime.ctx.checkpointer.list({"configurable": {"thread_id": run["thread_id"]}}))
     assert len(history) == 32  # input + 30 ticks + final: every superstep still checkpointed
 

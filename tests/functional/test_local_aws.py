@@ -17,7 +17,12 @@ from stepgraph_local.emulator import MOTO_VERSION, lambda_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-RUN_INPUT = {"run_id": "r1", "thread_id": "t1", "step": {"status": "pending", "park_timeout_seconds": 0}, "error": None}
+RUN_INPUT = {
+    "run_id": "r1",
+    "thread_id": "t1",
+    "step": {"status": "pending", "park_timeout_seconds": 0, "count": 0},
+    "error": None,
+}
 
 
 def _client(service: str):
@@ -145,7 +150,8 @@ def test_provisions_every_template_resource(local_aws):
 
     machines = _resources("AWS::Serverless::StateMachine")
     listed = _client("stepfunctions").list_state_machines()["stateMachines"]
-    assert {m["name"] for m in listed} == set(machines)
+    assert {m["name"] for m in listed} == {aws.resolve(props.get("Name", name)) for name, props in machines.items()}
+    assert aws.resources["RunStateMachine"].endswith(":stateMachine:stepgraph-local-run")  # its Name
     assert aws.state_machine_arn in {m["stateMachineArn"] for m in listed}
     definition = _client("stepfunctions").describe_state_machine(stateMachineArn=aws.state_machine_arn)["definition"]
     assert "${" not in definition and "function:StepFunction" in definition
@@ -270,9 +276,9 @@ def test_hook_install_is_pinned_and_idempotent(monkeypatch):
 # ---------------------------------------------------------------------------- the run state machine
 def test_run_loops_step_until_done(local_aws):
     rec = Recorder(
-        {"status": "continue", "park_timeout_seconds": 60},
-        {"status": "continue", "park_timeout_seconds": 60},
-        {"status": "done", "park_timeout_seconds": 60},
+        {"status": "continue", "park_timeout_seconds": 60, "count": 1},
+        {"status": "continue", "park_timeout_seconds": 60, "count": 1},
+        {"status": "done", "park_timeout_seconds": 60, "count": 1},
     )
     aws = local_aws(handlers=rec.handlers)
 
@@ -280,15 +286,22 @@ def test_run_loops_step_until_done(local_aws):
 
     assert description["status"] == "SUCCEEDED"
     assert len(rec.calls["step"]) == 3
-    assert rec.calls["step"][0] == {"run_id": "r1", "thread_id": "t1", "execution": description["executionArn"]}
+    assert rec.calls["step"][0] == {
+        "run_id": "r1",
+        "thread_id": "t1",
+        "execution": description["executionArn"],
+        "count": 0,
+    }
     assert rec.calls["finish"] == [{"run_id": "r1", "thread_id": "t1", "outcome": "done", "error": None}]
-    assert _states(history) == ["Step", "Route"] * 3 + ["Finish", "Done"]
+    assert _states(history) == ["Start", *["Step", "Route"] * 3, "Finish", "Done"]
 
 
 def test_step_crash_is_retried_on_task_failed(local_aws):
     # Costs real seconds: the ASL's Retry waits 1 s, then 2 s.
     rec = Recorder(
-        RuntimeError("lost the lease"), RuntimeError("again"), {"status": "done", "park_timeout_seconds": 60}
+        RuntimeError("lost the lease"),
+        RuntimeError("again"),
+        {"status": "done", "park_timeout_seconds": 60, "count": 1},
     )
     aws = local_aws(handlers=rec.handlers)
 
@@ -300,13 +313,13 @@ def test_step_crash_is_retried_on_task_failed(local_aws):
     assert [f["error"] for f in failures] == ["RuntimeError", "RuntimeError"]
     assert json.loads(failures[0]["cause"])["errorMessage"] == "lost the lease"
     assert rec.calls["finish"][0]["outcome"] == "done" and rec.calls["finish"][0]["error"] is None
-    assert _states(history) == ["Step", "Route", "Finish", "Done"]
+    assert _states(history) == ["Start", "Step", "Route", "Finish", "Done"]
 
 
 def test_parked_run_resumes_with_send_task_success(local_aws):
     rec = Recorder(
-        {"status": "interrupted", "park_timeout_seconds": 60},
-        {"status": "done", "park_timeout_seconds": 60},
+        {"status": "interrupted", "park_timeout_seconds": 60, "count": 1},
+        {"status": "done", "park_timeout_seconds": 60, "count": 1},
     )
     aws = local_aws(handlers=rec.handlers)
     sfn = _client("stepfunctions")
@@ -323,11 +336,11 @@ def test_parked_run_resumes_with_send_task_success(local_aws):
     assert description["status"] == "SUCCEEDED"
     assert [c["run_id"] for c in rec.calls["step"]] == ["r1", "r2"]
     assert rec.calls["finish"] == [{"run_id": "r2", "thread_id": "t1", "outcome": "done", "error": None}]
-    assert _states(history) == ["Step", "Route", "Park", "Resume", "Step", "Route", "Finish", "Done"]
+    assert _states(history) == ["Start", "Step", "Route", "Park", "Resume", "Step", "Route", "Finish", "Done"]
 
 
 def test_park_expires_after_timeout_seconds_path(local_aws):
-    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 1})
+    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 1, "count": 1})
     aws = local_aws(handlers=rec.handlers)
 
     started = time.monotonic()
@@ -340,12 +353,14 @@ def test_park_expires_after_timeout_seconds_path(local_aws):
     assert [e["taskTimedOutEventDetails"]["error"] for e in history if e["type"] == "TaskTimedOut"] == [
         "States.Timeout"
     ]
-    assert rec.calls["finish"] == [{"run_id": "r1", "thread_id": "t1", "outcome": "expired"}]
-    assert _states(history) == ["Step", "Route", "Park", "Expire", "AfterExpire", "Done"]
+    assert rec.calls["finish"] == [
+        {"run_id": "r1", "thread_id": "t1", "outcome": "expired", "execution": description["executionArn"]}
+    ]
+    assert _states(history) == ["Start", "Step", "Route", "Park", "Expire", "AfterExpire", "Done"]
 
 
 def test_start_execution_is_idempotent_only_while_running(local_aws):
-    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 60})
+    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 60, "count": 1})
     aws = local_aws(handlers=rec.handlers)
     sfn = _client("stepfunctions")
     start = dict(stateMachineArn=aws.state_machine_arn, name="same", input=json.dumps(RUN_INPUT))
@@ -363,7 +378,7 @@ def test_start_execution_is_idempotent_only_while_running(local_aws):
 
 def test_stop_ends_parked_executions(local_aws):
     baseline = threading.active_count()
-    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 3600})
+    rec = Recorder({"status": "interrupted", "park_timeout_seconds": 3600, "count": 1})
     aws = local_aws(handlers=rec.handlers)
     sfn = _client("stepfunctions")
     sfn.start_execution(stateMachineArn=aws.state_machine_arn, name="parked", input=json.dumps(RUN_INPUT))

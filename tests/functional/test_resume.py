@@ -96,7 +96,7 @@ def test_resume_continues_the_parked_execution(runtime):
     assert status == "SUCCEEDED"
     # One execution: it waited on the task token, SendTaskSuccess released it, and the same
     # execution ran the resume's supersteps as the new run.
-    assert _states(events) == ["Step", "Route", "Park", "Resume", "Step", "Route", "Finish", "Done"]
+    assert _states(events) == ["Start", "Step", "Route", "Park", "Resume", "Step", "Route", "Finish", "Done"]
     kinds = [e["type"] for e in events]
     assert "TaskSubmitted" in kinds and "TaskSucceeded" in kinds
     park_submitted = next(
@@ -157,6 +157,7 @@ def test_deadline_resumes_in_the_same_execution(runtime):
     status, events = _execution(runtime, first["run_id"])  # the deadline passes after 1 s
     assert status == "SUCCEEDED"
     assert _states(events) == [
+        "Start",
         "Step",
         "Route",
         "Park",

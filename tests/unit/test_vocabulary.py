@@ -24,5 +24,5 @@ def test_every_step_status_in_the_state_machine_is_a_step_outcome():
     branched = {n["StringEquals"] for n in _walk(machine) if n.get("Variable") == "$.step.status"}
     set_by_states = {n["step"]["status"] for n in _walk(machine) if isinstance(n.get("step"), dict)}
     set_by_states |= {n["outcome"] for n in _walk(machine) if isinstance(n.get("outcome"), str)}
-    assert branched == {StepOutcome.CONTINUE, StepOutcome.INTERRUPTED}
+    assert branched == {StepOutcome.CONTINUE, StepOutcome.INTERRUPTED, StepOutcome.HANDOVER}
     assert set_by_states and set_by_states <= set(StepOutcome)

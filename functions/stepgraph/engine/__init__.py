@@ -5,6 +5,8 @@ what this module exports; the rooms behind it:
 - `execution`: the one place that calls Step Functions and SQS (executions, task tokens, doorbell)
 - `runner`: a Step invocation runs supersteps of the graph and checkpoints them
 - `completion`: the state machine reports a run parked on an interrupt, or finished
+- `handover`: a long run goes on in a fresh execution before the execution's history cap
+- `recovery`: the reaper (an execution that ended without Finish) and the lost-doorbell sweeper
 - `cancellation`: cancel and rollback
 - `deadlines`: a parked run's human-input deadline
 - `lease`: who holds a thread and the status it settles to
@@ -28,6 +30,7 @@ from stepgraph.engine.protocol import (
     thread_ms,
     thread_seq,
 )
+from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
@@ -61,6 +64,8 @@ __all__ = [
     "park_run",
     "prune_threads",
     "queue_counts",
+    "reap_execution",
+    "ring_lost_doorbells",
     "run_position",
     "run_supersteps",
     "set_context",

@@ -21,7 +21,7 @@ from stepgraph.engine.context import Context
 from stepgraph.engine.ids import id_time_ms, new_run_id
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_thread_status
 from stepgraph.storage import Conflict, ThreadMissing, entry_due_ms, entry_run_id, now_iso, queue_entry
-from stepgraph.vocabulary import DoubleText, RunStatus, ThreadStatus
+from stepgraph.vocabulary import DEAD_EXECUTION, DoubleText, ExecutionStatus, RunStatus, ThreadStatus
 
 __all__ = ["admit_next_run", "base_run", "continues_thread", "insert_run", "submit_run"]
 
@@ -136,7 +136,7 @@ def admit_next_run(ctx: Context, thread_id: str) -> str | None:
         run = ctx.runs.get(thread_id, run_id)
         if run is None:  # deleted right after admission (thread deleted): nothing to start
             return None
-        _start(ctx, run, state.task_token)
+        _start(ctx, run, state.task_token, state.parked_run_id)
         return run_id
     return None
 
@@ -149,14 +149,23 @@ def continues_thread(kwargs: dict[str, Any]) -> bool:
     return "input" not in kwargs and not kwargs.get("checkpoint_id") and not kwargs.get("checkpoint")
 
 
-def _start(ctx: Context, run: dict[str, Any], parked_token: str | None) -> None:
+def _start(ctx: Context, run: dict[str, Any], parked_token: str | None, parked_run_id: str | None = None) -> None:
     if parked_token:
         if continues_thread(run.get("kwargs", {})):
             if ctx.executions.resume(parked_token, run):  # the parked execution itself goes on
+                _record_parked_execution(ctx, run, parked_run_id)
                 return
         else:
             ctx.executions.abandon(parked_token, "new input on the thread")
     ctx.executions.start(run)
+
+
+def _record_parked_execution(ctx: Context, run: dict[str, Any], parked_run_id: str | None) -> None:
+    """A resume run lives in the execution the parked run stopped in: record it now, so the
+    reaper knows the run even if that execution ends before the run's first Step records it."""
+    parked = ctx.runs.get(run["thread_id"], parked_run_id) if parked_run_id else None
+    if parked is not None and parked.get("execution"):
+        ctx.runs.record_execution(run["thread_id"], run["run_id"], parked["execution"])
 
 
 def _recover_holder(ctx: Context, thread_id: str, holder: str) -> bool:
@@ -164,7 +173,7 @@ def _recover_holder(ctx: Context, thread_id: str, holder: str) -> bool:
     if holder.startswith(ROLLBACK):
         # A rollback stopped between holding the thread and releasing it: finish its work.
         run_id = holder.removeprefix(ROLLBACK)
-        ctx.executions.stop(run_id)
+        ctx.executions.stop(ctx.runs.get(thread_id, run_id) or {"run_id": run_id})
         complete_rollback(ctx, thread_id, run_id)
         return True
     held = ctx.runs.get(thread_id, holder)
@@ -204,10 +213,22 @@ def _age_seconds(run: dict[str, Any]) -> float:
 
 
 def _ensure_started(ctx: Context, run: dict[str, Any]) -> None:
-    """A running run has an execution, unless the dispatch that admitted it died before
-    StartExecution: a redelivered doorbell starts it (same name and input: idempotent)."""
-    if continues_thread(run.get("kwargs", {})):
-        return  # it continues a parked execution named after an earlier run
-    if not ctx.executions.exists(run["run_id"]):
-        logger.warning("run %s was admitted but never started; starting it", run["run_id"])
-        _start(ctx, run, None)
+    """A running run has a live execution. Unless the dispatch that admitted it died before
+    StartExecution: a redelivered doorbell starts it (same name and input: idempotent). Or its
+    execution ended without Finish and the reaper never heard: the doorbell reaps it."""
+    if run.get("execution") is None and continues_thread(run.get("kwargs", {})):
+        return  # it continues a parked execution named after an earlier run, not recorded yet
+    execution = ctx.executions.of_run(run)
+    described = ctx.executions.describe(execution)
+    if described is None:
+        if run.get("execution") is None:
+            logger.warning("run %s was admitted but never started; starting it", run["run_id"])
+            _start(ctx, run, None)
+        return
+    status = ExecutionStatus(described["status"])
+    if status in DEAD_EXECUTION:
+        from stepgraph.engine.recovery import reap_execution  # recovery finishes runs: completion imports us
+
+        reap_execution(
+            ctx, run["thread_id"], execution, status, error=described.get("error"), cause=described.get("cause")
+        )

@@ -90,7 +90,7 @@ def _cancel_running(ctx: Context, run: dict[str, Any], rollback: bool) -> dict[s
     hold = ROLLBACK + run_id if rollback else None
     if not ctx.queue.stop(thread_id, run_id, status=status, hold=hold):
         return _cancel_unleased(ctx, run, rollback)
-    ctx.executions.stop(run_id)
+    ctx.executions.stop(run)
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})
     if rollback:
         complete_rollback(ctx, thread_id, run_id)  # releases the thread and rings

@@ -38,14 +38,16 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
         ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
 
 
-def finish_run(ctx: Context, run_id: str, thread_id: str, outcome: str | None, error: Any = None) -> dict[str, Any]:
+def finish_run(
+    ctx: Context, run_id: str, thread_id: str, outcome: str | None, error: Any = None, execution: str | None = None
+) -> dict[str, Any]:
     """Final status (conditional: never overwrites a cancel), free the lease, admit the next run.
 
-    `outcome` is the last step's (`StepOutcome`); `expired` means Park timed out, handed to
-    the human-input deadline. Returns what the state machine needs next: the id of a run that
-    resumes this execution, or None."""
+    `outcome` is the last step's (`StepOutcome`); `expired` means Park timed out in `execution`,
+    handed to the human-input deadline. Returns what the state machine needs next: the id of a
+    run that resumes this execution, or None."""
     if outcome == StepOutcome.EXPIRED:
-        return {"resume_run_id": expire_parked_run(ctx, run_id, thread_id)}
+        return {"resume_run_id": expire_parked_run(ctx, run_id, thread_id, execution)}
     failure = None
     if error:
         # The step crashed past its retries: the error never reached the event log.

@@ -29,13 +29,13 @@ _RESUME_KWARGS = (
 )
 
 
-def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
+def expire_parked_run(ctx: Context, run_id: str, thread_id: str, execution: str | None = None) -> str | None:
     """The deadline for human input passed while the run was parked (Park timed out).
 
     Action "resume": a new run resumes the thread with the configured value and continues
-    this same execution (its id goes back to the state machine). Action "end": the parked run
-    ends with status `timeout`; the thread keeps its interrupt, and a later resume starts a
-    fresh execution. Nothing happens if someone moved first (resume, new input, delete).
+    this same execution, `execution`, recorded on it (its id goes back to the state machine).
+    Action "end": the parked run ends with status `timeout`; the thread keeps its interrupt, and
+    a later resume starts a fresh execution. Nothing happens if someone moved first (resume, new input, delete).
     Safe to run twice: a retry finds the resume run it already leased.
     """
     parked = ctx.runs.get(thread_id, run_id)
@@ -68,6 +68,8 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str) -> str | None:
         **{k: parked[k] for k in ("assistant_config", "assistant_context") if k in parked},
     )
     resume["status"] = RunStatus.RUNNING
+    if execution:
+        resume["execution"] = execution
     # Lease first: a crash before the run exists leaves a lease on a missing run, which
     # admission frees; the other order could leave a running run nobody executes.
     if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):

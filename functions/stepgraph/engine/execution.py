@@ -1,8 +1,11 @@
 """The one place that calls Step Functions and SQS: a run's execution and its thread's doorbell.
 
 A run executes as a Step Functions execution named after it (starting twice is harmless); a run
-that stopped on an interrupt waits in that execution on a task token. The SQS FIFO queue (one
-message group per thread) only rings a doorbell: dispatch then decides what to admit.
+that stopped on an interrupt waits in that execution on a task token, and a resume run continues
+in it. A long run hands over to a fresh execution of the same state machine (`<run_id>-<n>`)
+before the execution's history cap. The run records the execution that carries it (`execution`);
+without a record, it is the one named after it. The SQS FIFO queue (one message group per
+thread) only rings a doorbell: dispatch then decides what to admit.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from stepgraph.settings import Settings
-from stepgraph.vocabulary import AwsError, StepOutcome, error_code
+from stepgraph.vocabulary import AwsError, ExecutionStatus, StepOutcome, error_code
 
 __all__ = ["Doorbell", "Executions"]
 
@@ -30,34 +33,55 @@ class Executions:
     def __init__(self, sfn: Any, settings: Settings):
         self.sfn, self.settings = sfn, settings
 
-    def arn(self, run_id: str) -> str:
-        return self.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+    def arn(self, name: str) -> str:
+        """The ARN of the run state machine's execution named `name` (a run's first: its id)."""
+        return self.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+
+    def of_run(self, run: dict[str, Any]) -> str:
+        """The execution that carries (or last carried) a run: the one recorded on it, else the
+        one named after it."""
+        return str(run.get("execution") or self.arn(run["run_id"]))
 
     def start(self, run: dict[str, Any]) -> None:
         """Start the run's execution. Idempotent: the execution is named after the run and its
         input is the same each time, so a second start is ExecutionAlreadyExists."""
-        execution_input = {
-            "run_id": run["run_id"],
-            "thread_id": run["thread_id"],
-            "step": {"status": StepOutcome.PENDING.value, "park_timeout_seconds": 0},
-            "error": None,
-        }
+        step = {"status": StepOutcome.PENDING.value, "park_timeout_seconds": 0, "count": 0}
+        self._start(self.settings.state_machine_arn, run["run_id"], run, step)
+
+    def hand_over(self, run: dict[str, Any], handover: dict[str, Any]) -> None:
+        """Start the fresh execution a long run continues in (`handover`, recorded on the run:
+        its ARN, and the status its first state sees). Same state machine as the execution it
+        leaves; same name and input each time, so starting it again is harmless."""
+        execution: str = handover["execution"]
+        state_machine, name = _state_machine_of(execution), execution.rsplit(":", 1)[1]
+        step = {"status": handover["status"], "park_timeout_seconds": handover["park_timeout_seconds"], "count": 0}
+        self._start(state_machine, name, run, step)
+
+    def _start(self, state_machine: str, name: str, run: dict[str, Any], step: dict[str, Any]) -> None:
+        execution_input = {"run_id": run["run_id"], "thread_id": run["thread_id"], "step": step, "error": None}
         try:
-            self.sfn.start_execution(
-                stateMachineArn=self.settings.state_machine_arn, name=run["run_id"], input=json.dumps(execution_input)
-            )
+            self.sfn.start_execution(stateMachineArn=state_machine, name=name, input=json.dumps(execution_input))
         except ClientError as exc:
             if error_code(exc) != AwsError.EXECUTION_ALREADY_EXISTS:
                 raise
 
-    def exists(self, run_id: str) -> bool:
+    def describe(self, execution: str) -> dict[str, Any] | None:
+        """DescribeExecution's answer (status, error, cause...); None if it does not exist."""
         try:
-            self.sfn.describe_execution(executionArn=self.arn(run_id))
+            described: dict[str, Any] = self.sfn.describe_execution(executionArn=execution)
         except ClientError as exc:
             if error_code(exc) != AwsError.EXECUTION_DOES_NOT_EXIST:
                 raise
-            return False
-        return True
+            return None
+        return described
+
+    def status(self, execution: str) -> ExecutionStatus | None:
+        """The execution's status; None if it does not exist (not started yet)."""
+        described = self.describe(execution)
+        return ExecutionStatus(described["status"]) if described else None
+
+    def exists(self, execution: str) -> bool:
+        return self.status(execution) is not None
 
     def resume(self, task_token: str, run: dict[str, Any]) -> bool:
         """Continue a parked execution with this run; False if that execution is gone (its token
@@ -82,15 +106,15 @@ class Executions:
             # Spent, timed out, or its execution is gone: it is not waiting any more, as wanted.
             logger.info("parked execution already over (%s); nothing to abandon", error_code(exc))
 
-    def stop(self, run_id: str) -> None:
-        """Best effort: a cancelled run's fence already keeps it from writing; this saves compute."""
+    def stop(self, run: dict[str, Any]) -> None:
+        """Stop the execution that carries the run. Best effort: a cancelled run's fence already
+        keeps it from writing; this saves compute."""
         try:
-            self.sfn.stop_execution(executionArn=self.arn(run_id), error="Cancelled")
+            self.sfn.stop_execution(executionArn=self.of_run(run), error="Cancelled")
         except Exception:
-            # Not started yet, already over, or a resumed parked execution named after another
-            # run; whatever it is, the cancel stands without it (moto even raises AttributeError
-            # for an execution that has not begun).
-            logger.info("stop_execution for %s did nothing", run_id, exc_info=True)
+            # Not started yet or already over; whatever it is, the cancel stands without it (moto
+            # even raises AttributeError for an execution that has not begun).
+            logger.info("stop_execution for %s did nothing", run["run_id"], exc_info=True)
 
     def ring_when_due(self, thread_id: str, run_id: str, wait_ms: int) -> None:
         """SQS FIFO has no per-message delay: a small execution (Wait, then SendMessage) rings the
@@ -120,6 +144,12 @@ class Doorbell:
             MessageGroupId=thread_id,
             MessageDeduplicationId=dedup,
         )
+
+
+def _state_machine_of(execution: str) -> str:
+    """arn:aws:states:<region>:<account>:execution:<machine>:<name> → the machine's ARN."""
+    head, _name = execution.rsplit(":", 1)
+    return head.replace(":execution:", ":stateMachine:", 1)
 
 
 def _resume_output(run: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from langgraph.types import Command, Send
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.handover import carried_elsewhere, hand_over
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
 from stepgraph.storage import Conflict, DynamoDBSaver, Fence, HeadConflict, LeaseCondition, SeqTaken
@@ -68,9 +69,10 @@ def error_payload(exc: BaseException) -> dict[str, str]:
 class StepResult:
     status: StepOutcome
     park_timeout_seconds: int = DEFAULT_PARK_TIMEOUT_SECONDS
+    count: int = 0  # the execution's history budget spent, this invocation included (`handover`)
 
     def to_payload(self) -> dict[str, Any]:
-        return {"status": self.status.value, "park_timeout_seconds": self.park_timeout_seconds}
+        return {"status": self.status.value, "park_timeout_seconds": self.park_timeout_seconds, "count": self.count}
 
 
 class EventWriter:
@@ -195,11 +197,33 @@ def run_supersteps(
     thread_id: str,
     *,
     remaining_ms: Callable[[], int] | None = None,
+    execution: str | None = None,
+    count: int = 0,
 ) -> StepResult:
+    """One Step invocation of the run in `execution` (None: an invocation from outside a state
+    machine, which neither records nor hands over), the `count`-th of that execution's budget
+    (`handover`). Returns what the state machine does next, with the count spent so far."""
     run = ctx.runs.get(thread_id, run_id)
     if run is None or run["status"] != RunStatus.RUNNING:
         # Cancelled, rolled back or already finished: a late or duplicate step does nothing.
         return StepResult(StepOutcome.DONE)
+    if execution is not None and carried_elsewhere(ctx, run, execution):
+        return StepResult(StepOutcome.HANDOVER)  # this execution ends; the run goes on in another
+    result = _run_supersteps(ctx, run, remaining_ms=remaining_ms, execution=execution)
+    result.count = count + 1
+    if (
+        execution is not None
+        and result.count >= ctx.settings.handover_after
+        and result.status in (StepOutcome.CONTINUE, StepOutcome.INTERRUPTED)
+    ):
+        result.status = hand_over(ctx, run, execution, result.status, result.park_timeout_seconds)
+    return result
+
+
+def _run_supersteps(
+    ctx: Context, run: dict[str, Any], *, remaining_ms: Callable[[], int] | None, execution: str | None
+) -> StepResult:
+    run_id, thread_id = run["run_id"], run["thread_id"]
     kwargs = run.get("kwargs", {})
     # The assistant's config as it was when the run was created (the peer resolves it then too).
     assistant: dict[str, Any] | None
@@ -227,11 +251,20 @@ def run_supersteps(
     # Where the run started, for its continuations: written by the run's first commit.
     rider = None
     if first:
+        # ... and, unless recorded already (a resume), the execution that carries the run.
         rider = ctx.runs.transition_action(
-            thread_id, run_id, to=RunStatus.RUNNING, expected=(RunStatus.RUNNING,), patch={"start_step": step_now}
+            thread_id,
+            run_id,
+            to=RunStatus.RUNNING,
+            expected=(RunStatus.RUNNING,),
+            patch={"start_step": step_now},
+            execution=execution if run.get("execution") is None else None,
         )
     else:
         config["recursion_limit"] = max(limit - (step_now - int(run.get("start_step", step_now))), 1)
+        if execution is not None and run.get("execution") is None:
+            # Its first commit recorded no execution (it ran outside one): record this one now.
+            ctx.runs.record_execution(thread_id, run_id, execution)
     if first:
         stream_input = run_input(kwargs)
         checkpoint_id = kwargs.get("checkpoint_id") or (kwargs.get("checkpoint") or {}).get("checkpoint_id")
