@@ -37,6 +37,7 @@ from stepgraph.vocabulary import error_code
 
 from . import emulator
 from .emulator import lambda_hook, scope
+from .events import LocalEventBridge
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -89,7 +90,9 @@ class LocalAWS:
     boto3 client in the process keeps the user's credentials, region and endpoints.
 
     `parameters` overrides template parameter defaults; `handlers` maps a function's logical id
-    to a callable run instead of the template's `CodeUri` + `Handler`.
+    to a callable run instead of the template's `CodeUri` + `Handler`. The functions' event
+    rules and schedules run too (`events`); `schedule_seconds` (or the environment's
+    STEPGRAPH_LOCAL_SCHEDULE_SECONDS) fires every schedule at that interval instead of its rate.
     Only one LocalAWS can run at a time in a process (moto's backends are process-wide).
     """
 
@@ -102,6 +105,7 @@ class LocalAWS:
         parameters: dict[str, str] | None = None,
         handlers: dict[str, Callable[[Any, Any], Any]] | None = None,
         endpoint_url: str | None = None,
+        schedule_seconds: float | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         # Set: provision a moto server already running in this process (its backends are this
@@ -137,6 +141,9 @@ class LocalAWS:
         self._attrs: dict[str, dict[str, str]] = {}  # logical id -> Fn::GetAtt attributes
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
+        local_rate = os.environ.get("STEPGRAPH_LOCAL_SCHEDULE_SECONDS")
+        self.schedule_seconds = schedule_seconds or (float(local_rate) if local_rate else None)
+        self.events: LocalEventBridge | None = None  # while started
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalAWS:
@@ -197,6 +204,7 @@ class LocalAWS:
         for key, value in exported.items():
             self._setenv(key, value)
         self.exported_environment.update(exported)
+        self.events = LocalEventBridge(self, schedule_seconds=self.schedule_seconds).start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -214,6 +222,9 @@ class LocalAWS:
         """
         if self._mock is None:
             return
+        if self.events is not None:  # first: ending the executions below must reap nothing
+            self.events.stop()
+            self.events = None
         try:
             self._end_executions(timeout)
         finally:
@@ -235,6 +246,10 @@ class LocalAWS:
     def client(self, service: str) -> Any:
         """A boto3 client for the emulated account (only valid while started)."""
         return scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
+
+    def resolve(self, value: Any) -> Any:
+        """A template value with its intrinsics (Ref, Fn::GetAtt, Fn::Sub...) resolved locally."""
+        return self._resolve(value)
 
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:

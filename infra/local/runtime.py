@@ -1,5 +1,6 @@
 """The local runtime: template.yaml's stack inside moto, the real handlers in-process, our own
-SQS poller feeding `dispatch`, and the API under uvicorn. `stepgraph dev` runs one of these."""
+SQS poller feeding `dispatch`, the template's event rules and schedules (`events`: the reaper,
+the sweeper), and the API under uvicorn. `stepgraph dev` runs one of these."""
 
 from __future__ import annotations
 
@@ -125,6 +126,9 @@ class LocalRuntime:
     step_mode: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     ttl_sweep_seconds: float = float(os.environ.get("STEPGRAPH_LOCAL_TTL_SWEEP_SECONDS", "60"))
+    # The template's schedules (the lost-doorbell sweeper's rate(1 minute)) fire this often
+    # instead; None: STEPGRAPH_LOCAL_SCHEDULE_SECONDS, else their own rate.
+    schedule_seconds: float | None = None
 
     def start(self) -> LocalRuntime:
         from stepgraph.api.assistants import ensure_system_assistants
@@ -137,7 +141,7 @@ class LocalRuntime:
         parameters = {"LangGraphConfig": str(Path(self.config_path).resolve()), **self.parameters}
         if self.step_mode:
             parameters["StepMode"] = self.step_mode
-        self.aws = LocalAWS(TEMPLATE, parameters=parameters)
+        self.aws = LocalAWS(TEMPLATE, parameters=parameters, schedule_seconds=self.schedule_seconds)
         self.aws.start()
         settings = dataclasses.replace(Settings.from_env(), sign_requests=False)
         self.ctx = Context(settings, notifier=InProcessNotifier())

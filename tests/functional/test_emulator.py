@@ -471,6 +471,7 @@ def _moto_attributes() -> list[Any]:
     from moto.dynamodb.responses import DynamoHandler
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
     owners = [
         (LambdaFunction, "invoke"),
@@ -483,6 +484,7 @@ def _moto_attributes() -> list[Any]:
         (AmazonStateLanguageParser, "parse"),
         (json_path, "parse"),
         (boto_client, "boto_client_for"),
+        (BaseExecutionWorkerCommunication, "terminated"),
         (serialize.ResponseSerializer, "get_value"),
         (moto_responses, "method_names_from_class"),
     ]

@@ -1,4 +1,10 @@
-"""moto's Step Functions engine as the local runtime needs it: one fix, then three speed-ups.
+"""moto's Step Functions engine as the local runtime needs it: two fixes, then three speed-ups.
+
+0. AWS publishes every execution's status change to EventBridge ("Step Functions Execution
+   Status Change"); moto publishes nothing, so nothing would tell the reaper that an execution
+   ended without its run's Finish. Every moto execution ends in one place, after its status is
+   set: its worker's `terminated()`. Listeners (`on_execution_end`) get the event's `detail`
+   there, on the execution's own thread.
 
 1. The engine's Tasks (each Lambda invocation, each SQS send) call AWS through boto3 clients it
    builds itself, which reach the in-process emulator only under moto's global `mock_aws`: the
@@ -21,9 +27,11 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import logging
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from botocore.config import Config
@@ -31,9 +39,12 @@ from moto.settings import moto_server_port
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
 from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 
 from . import require_moto, scope
 from ._patches import Patches
+
+logger = logging.getLogger("stepgraph_local.stepfunctions")
 
 SPEED_UPS = ("task_client_reuse", "asl_parse", "json_path")
 # moto imports the Tasks' modules on first use, each with its own reference to boto_client_for:
@@ -45,6 +56,58 @@ _TASK_MODULES = (
 _STATEFUL_TYPES = {"Map", "Parallel"}
 _patches = Patches()
 _originals: dict[str, Any] = {}
+
+
+# ---------------------------------------------------------------- 0. execution status changes
+ExecutionListener = Callable[[dict[str, Any]], None]
+_listeners: list[ExecutionListener] = []
+
+
+def on_execution_end(listener: ExecutionListener) -> None:
+    """Call `listener(detail)` when an execution ends: the `detail` of the EventBridge event AWS
+    sends then (executionArn, stateMachineArn, name, status, startDate, stopDate, input, output,
+    error, cause; dates in epoch ms, input and output JSON strings)."""
+    _listeners.append(listener)
+
+
+def remove_listener(listener: ExecutionListener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def _terminated(self: BaseExecutionWorkerCommunication) -> None:
+    _originals["terminated"](self)
+    if not _listeners:
+        return
+    detail = _status_change(self.execution)
+    for listener in list(_listeners):
+        try:
+            listener(detail)
+        except Exception:  # the execution has ended either way; a listener's failure is its own
+            logger.exception("execution-end listener %r failed for %s", listener, detail["executionArn"])
+
+
+def _status_change(execution: Any) -> dict[str, Any]:
+    def ms(moment: datetime | None) -> int | None:
+        return int(moment.timestamp() * 1000) if moment is not None else None
+
+    def text(data: Any) -> str | None:
+        return None if data is None else json.dumps(data, separators=(",", ":"))
+
+    return {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": execution.status,
+        "startDate": ms(execution.start_date),
+        "stopDate": ms(execution.stop_date),
+        "input": text(execution.input_data),
+        "output": text(execution.output),
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True} if execution.output is not None else None,
+        "error": execution.error,
+        "cause": execution.cause,
+    }
 
 
 # ---------------------------------------------------------------- 1-2. the Tasks' clients
@@ -111,6 +174,7 @@ def install(without: Collection[str] = ()) -> None:
     require_moto("stepfunctions")
     if _patches:
         return
+    _originals["terminated"] = _patches.replace(BaseExecutionWorkerCommunication, "terminated", _terminated)
     for name in _TASK_MODULES:
         importlib.import_module(name)
     client_for = _task_client if "task_client_reuse" in without else _shared_task_client
@@ -124,6 +188,7 @@ def install(without: Collection[str] = ()) -> None:
 
 
 def uninstall() -> None:
+    """Give moto its code back (idempotent). Listeners stay registered until removed."""
     _patches.revert()
     _clients.clear()
     _parse_cached.cache_clear()
