@@ -98,14 +98,16 @@ class LocalEventBridge:
             thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
         """Deliver nothing more (events still queued are dropped, as an account being torn down
-        drops them) and wait for a delivery in progress."""
+        drops them). A delivery in progress gets `timeout` seconds to end; one that waits longer
+        (split mode: its worker is gone) ends on its own, as any Lambda invocation in flight."""
         _stepfunctions.remove_listener(self._execution_ended)
         self._stopping.set()
         self._events.put(None)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # ------------------------------------------------------------------ events
     def put(self, source: str, detail_type: str, detail: dict[str, Any], resources: list[str]) -> None:

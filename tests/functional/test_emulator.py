@@ -469,6 +469,7 @@ def _moto_attributes() -> list[Any]:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import boto_client, json_path
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -485,6 +486,7 @@ def _moto_attributes() -> list[Any]:
         (json_path, "parse"),
         (boto_client, "boto_client_for"),
         (BaseExecutionWorkerCommunication, "terminated"),
+        (Environment, "set_error"),
         (serialize.ResponseSerializer, "get_value"),
         (moto_responses, "method_names_from_class"),
     ]
@@ -498,6 +500,33 @@ def test_uninstall_gives_moto_back_its_own() -> None:
     assert [attribute for *_, attribute in _moto_attributes()] != [attribute for *_, attribute in own]
     emulator.uninstall()
     assert _moto_attributes() == own
+
+
+def test_a_stopped_execution_keeps_its_stop_when_its_last_state_fails() -> None:
+    # What moto's Environment does when a StopExecution lands as a Task state begins: set_stop,
+    # then that state's failure calls set_error. AWS ends a stopped execution ABORTED.
+    import datetime
+    import threading
+
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramError, ProgramRunning, ProgramStopped
+
+    def environment() -> Environment:
+        env = Environment.__new__(Environment)  # only what the state changes touch
+        env._state_mutex, env._frames = threading.RLock(), []
+        env._program_state, env.program_state_event = ProgramRunning(), threading.Event()
+        return env
+
+    emulator.install()
+    try:
+        stopped, failed = environment(), environment()
+        stopped.set_stop(stop_date=datetime.datetime.now(datetime.UTC), cause=None, error=None)
+        stopped.set_error({"error": "States.Runtime", "cause": "'dict' object has no attribute 'region'"})
+        failed.set_error({"error": "States.Runtime", "cause": "a real failure"})
+        assert isinstance(stopped.program_state(), ProgramStopped)
+        assert isinstance(failed.program_state(), ProgramError)
+    finally:
+        emulator.uninstall()
 
 
 def test_speed_ups_can_be_left_out_and_only_they() -> None:

@@ -224,6 +224,9 @@ def _ensure_started(ctx: Context, run: dict[str, Any]) -> None:
         if run.get("execution") is None:
             logger.warning("run %s was admitted but never started; starting it", run["run_id"])
             _start(ctx, run, None)
+        elif (run.get("handover") or {}).get("execution") == execution:
+            logger.warning("run %s was handed over to %s, never started; starting it", run["run_id"], execution)
+            ctx.executions.hand_over(run, run["handover"])
         return
     status = ExecutionStatus(described["status"])
     if status in DEAD_EXECUTION:

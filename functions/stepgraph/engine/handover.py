@@ -31,7 +31,7 @@ from typing import Any
 from stepgraph.engine.context import Context
 from stepgraph.vocabulary import StepOutcome
 
-__all__ = ["EVENTS_PER_COUNT", "carried_elsewhere", "hand_over", "history_bound"]
+__all__ = ["EVENTS_PER_COUNT", "carried_elsewhere", "hand_over", "handing_over_from", "history_bound"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ def history_bound(handover_after: int) -> int:
     return handover_after * EVENTS_PER_COUNT + _EVENTS_TO_BEGIN_AND_END
 
 
+def handing_over_from(run: dict[str, Any], execution: str) -> bool:
+    """The run's last hand-over left `execution` for the execution the run now records."""
+    handover: dict[str, Any] = run.get("handover") or {}
+    return bool(handover.get("from") == execution and handover.get("execution") == run.get("execution"))
+
+
 def carried_elsewhere(ctx: Context, run: dict[str, Any], execution: str) -> bool:
     """True if `execution` no longer carries the run: it handed the run over (a retried Step
     makes sure the next execution runs), or another execution carries it. That execution ends."""
-    handover = run.get("handover") or {}
-    if handover.get("from") == execution:
-        ctx.executions.hand_over(run, handover)
+    if handing_over_from(run, execution):
+        ctx.executions.hand_over(run, run["handover"])
         return True
     carrier = run.get("execution")
     if carrier is not None and carrier != execution:
@@ -61,9 +66,10 @@ def carried_elsewhere(ctx: Context, run: dict[str, Any], execution: str) -> bool
 def hand_over(
     ctx: Context, run: dict[str, Any], execution: str, status: StepOutcome, park_timeout_seconds: int
 ) -> StepOutcome:
-    """Move the run to a fresh execution: record it on the run (so the reaper never takes the old
-    one's end for the run's), then start it. `status` (continue or interrupted) is where the
-    new execution begins. Returns HANDOVER, or DONE if the run ended meanwhile (a cancel)."""
+    """Move the run to a fresh execution: record it on the run, then start it. From the record
+    on, the old execution's end is not the run's (the reaper, or a retried Step, starts the
+    recorded one if need be). `status` (continue or interrupted) is where the new execution
+    begins. Returns HANDOVER, or DONE if the run ended meanwhile (a cancel)."""
     number = int((run.get("handover") or {}).get("number", 0)) + 1
     name = f"{run['run_id']}-{number}"  # Step Functions names: at most 80 characters; this is 38+
     handover = {

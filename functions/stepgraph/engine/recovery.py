@@ -26,6 +26,7 @@ from typing import Any
 from stepgraph.engine.admission import continues_thread
 from stepgraph.engine.completion import finish_run
 from stepgraph.engine.context import Context
+from stepgraph.engine.handover import handing_over_from
 from stepgraph.engine.lease import ROLLBACK
 from stepgraph.storage import QueueState, entry_due_ms
 from stepgraph.vocabulary import ExecutionStatus, RunStatus
@@ -54,18 +55,26 @@ def reap_execution(
     """The run state machine's `execution` (on `thread_id`) ended `status` without Finish: end
     the run it carried `error` and free its thread. Returns that run's id; None if the execution
     carried none that is still holding the thread (it finished, a cancel ended it, it moved on to
-    a fresh execution, or this end was reported before)."""
+    a fresh execution, or this end was reported before). An execution that ends while handing
+    its run over ends nothing: the run goes on in the fresh execution."""
     state = ctx.queue.state(thread_id)
     if state is None or state.holder is None:
         return None
     if state.holder.startswith(ROLLBACK):
         # A rollback holds the thread; if its canceller died, a doorbell lets dispatch finish it.
         rolled_back = ctx.runs.get(thread_id, state.holder.removeprefix(ROLLBACK))
-        if rolled_back is not None and _carried_by(ctx, rolled_back, execution):
+        if rolled_back is not None and _carried_by(rolled_back, execution):
             ctx.doorbell.ring(thread_id, dedup=f"reap:{rolled_back['run_id']}")
         return None
     run = ctx.runs.get(thread_id, state.holder)
-    if run is None or not _carried_by(ctx, run, execution):
+    if run is None:
+        return None
+    if handing_over_from(run, execution):
+        # It ended while its Step was handing the run over: the run lives on in the execution
+        # recorded on it, which that Step may not have started yet (starting it is idempotent).
+        ctx.executions.hand_over(run, run["handover"])
+        return None
+    if not _carried_by(run, execution):
         return None
     logger.warning("run %s: its execution %s ended %s without finishing it", run["run_id"], execution, status)
     failure = {
@@ -77,17 +86,13 @@ def reap_execution(
     return run_id
 
 
-def _carried_by(ctx: Context, run: dict[str, Any], execution: str) -> bool:
+def _carried_by(run: dict[str, Any], execution: str) -> bool:
     """`execution` is the one the run lives in: the one recorded on it; with no record yet (its
-    first commit records it), the one named after it; or the one that was handing it over and
-    died before the next one started (nothing carries it then)."""
+    first commit records it), the one named after it."""
     recorded = run.get("execution")
-    if recorded == execution:
-        return True
     if recorded is None:
         return bool(execution.rsplit(":", 1)[-1] == run["run_id"])
-    handover: dict[str, Any] = run.get("handover") or {}
-    return bool(handover.get("from") == execution) and not ctx.executions.exists(str(recorded))
+    return bool(recorded == execution)
 
 
 def ring_lost_doorbells(ctx: Context, now_ms: int | None = None) -> list[str]:

@@ -1,10 +1,14 @@
-"""moto's Step Functions engine as the local runtime needs it: two fixes, then three speed-ups.
+"""moto's Step Functions engine as the local runtime needs it: three fixes, then three speed-ups.
 
 0. AWS publishes every execution's status change to EventBridge ("Step Functions Execution
    Status Change"); moto publishes nothing, so nothing would tell the reaper that an execution
    ended without its run's Finish. Every moto execution ends in one place, after its status is
    set: its worker's `terminated()`. Listeners (`on_execution_end`) get the event's `detail`
    there, on the execution's own thread.
+0b. A StopExecution that lands as a Task state begins makes that state fail (moto pops the stack
+   its stopped resource never pushed: `'dict' object has no attribute 'region'`), and the
+   failure overwrote the stop: the execution ended FAILED (States.Runtime), not ABORTED as AWS
+   ends every stopped execution. A stopped execution's environment now keeps its stop.
 
 1. The engine's Tasks (each Lambda invocation, each SQS send) call AWS through boto3 clients it
    builds itself, which reach the in-process emulator only under moto's global `mock_aws`: the
@@ -37,6 +41,8 @@ from typing import Any
 from botocore.config import Config
 from moto.settings import moto_server_port
 from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
@@ -110,6 +116,13 @@ def _status_change(execution: Any) -> dict[str, Any]:
     }
 
 
+def _set_error(self: Environment, error: Any) -> None:
+    with self._state_mutex:  # an RLock: the original takes it again
+        if isinstance(self._program_state, ProgramStopped):
+            return  # stopped first: the execution ends ABORTED, whatever its last state met
+        _originals["set_error"](self, error)
+
+
 # ---------------------------------------------------------------- 1-2. the Tasks' clients
 # moto's own boto_client_for settings: no retries (the state's Retry decides), no validation.
 _TASK_CLIENT_CONFIG = Config(
@@ -175,6 +188,7 @@ def install(without: Collection[str] = ()) -> None:
     if _patches:
         return
     _originals["terminated"] = _patches.replace(BaseExecutionWorkerCommunication, "terminated", _terminated)
+    _originals["set_error"] = _patches.replace(Environment, "set_error", _set_error)
     for name in _TASK_MODULES:
         importlib.import_module(name)
     client_for = _task_client if "task_client_reuse" in without else _shared_task_client
