@@ -68,6 +68,7 @@ class ExecutionStatus(StrEnum):
     FAILED = "FAILED"
     TIMED_OUT = "TIMED_OUT"
     ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"  # a failed execution being redriven (by hand: stepgraph never does)
 
 
 # An execution that ended without its run's Finish: nothing will finish the run but the reaper.

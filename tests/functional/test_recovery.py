@@ -300,7 +300,7 @@ def test_an_execution_that_ends_handing_its_run_over_leaves_the_run_to_the_next_
 
 def test_an_end_that_is_not_the_runs_own_reaps_nothing(runtime):
     ctx = runtime.ctx
-    run = _run(runtime, "loop", {"steps": 3 * HANDOVER_AFTER})
+    run = _run(runtime, "loop", {"steps": HANDOVER_AFTER + 5})
     first = ctx.executions.arn(run["run_id"])
     _until(lambda: _record(runtime, run).get("handover"), what="its first hand-over")
     # The execution it left, as if stopped afterwards: the run lives on in the next one.
