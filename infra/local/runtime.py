@@ -16,16 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .template import EXAMPLES_CONFIG, TEMPLATE
 from .ttl import TtlSweeper
 
 if TYPE_CHECKING:
     from .aws import LocalAWS
 
 logger = logging.getLogger("stepgraph.local")
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
-EXAMPLES_CONFIG = ROOT / "examples" / "langgraph.json"
 
 
 class PortInUse(RuntimeError):

@@ -26,10 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from .template import TEMPLATE
+
 logger = logging.getLogger("stepgraph.local")
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 # How long a forwarded invocation waits for a worker to accept it (a worker restarting).
 WORKER_WAIT_SECONDS = 60.0
 
