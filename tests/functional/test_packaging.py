@@ -23,9 +23,9 @@ PIP_QUIET = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 def _would_install(target: str, tmp_path: Path) -> set[str]:
     """The distributions `pip install <target>` puts into an empty environment (resolved, not installed)."""
     report = tmp_path / "report.json"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed"]
-        + ["--no-build-isolation", "--report", str(report), target],
+        [*pip, "--no-build-isolation", "--report", str(report), target],
         cwd=ROOT,
         env=PIP_QUIET,
         check=True,
