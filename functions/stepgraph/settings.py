@@ -58,6 +58,25 @@ def own_session() -> Any:
     return _own_session
 
 
+LOCALSTACK = "localstack"
+
+
+def endpoint_for(endpoint_url: str | None, service: str) -> str | None:
+    """The endpoint of `service` for the `endpoint_url` setting (None: AWS's own)."""
+    if endpoint_url != LOCALSTACK:
+        return endpoint_url
+    try:
+        from localstack_client.config import get_service_endpoint
+    except ImportError:
+        raise RuntimeError(
+            "STEPGRAPH_ENDPOINT_URL=localstack needs localstack-client: pip install 'stepgraph[localstack]'"
+        ) from None
+    endpoint: str | None = get_service_endpoint(service)
+    if endpoint is None:
+        raise RuntimeError(f"localstack-client knows no endpoint for {service}")
+    return endpoint
+
+
 @dataclass(frozen=True)
 class Settings:
     checkpoints_table: str = "CheckpointsTable"
@@ -82,6 +101,10 @@ class Settings:
     # Checkpoint/event values above this many bytes go to S3 (DynamoDB items stop at 400 KB).
     spill_threshold_bytes: int = 350_000
     region: str = "us-east-1"
+    # Where stepgraph's own clients send their calls (STEPGRAPH_ENDPOINT_URL): unset, AWS's own
+    # endpoints (deployed; under `stepgraph dev` the in-process emulator answers them); a URL, that
+    # endpoint for every service; "localstack", a LocalStack instance's endpoint for each service as
+    # `localstack-client` resolves it (LOCALSTACK_HOST, default localhost:4566).
     endpoint_url: str | None = None
     # stepgraph's own credentials; None: the process's (on Lambda, the function's role). The
     # local runtime sets fake ones here, leaving the user's AWS_* variables to the user's code.
@@ -160,10 +183,14 @@ class Clients:
                     "aws_access_key_id": self.settings.access_key_id,
                     "aws_secret_access_key": self.settings.secret_access_key,
                 }
+            if self.settings.endpoint_url == LOCALSTACK and not credentials:
+                # LocalStack takes any key; its own default spares the user a fake profile.
+                credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+                session = own_session()
             self._cache[service] = session.client(
                 service,
                 region_name=self.settings.region,
-                endpoint_url=self.settings.endpoint_url,
+                endpoint_url=endpoint_for(self.settings.endpoint_url, service),
                 config=config,
                 **credentials,
             )

@@ -43,7 +43,7 @@ def test_the_engine_installs_without_the_emulator_or_the_web_app(tmp_path: Path)
 
 def test_the_local_extra_brings_what_stepgraph_dev_needs(tmp_path: Path) -> None:
     local = _would_install(".[local]", tmp_path)
-    assert {"moto", "fastapi", "uvicorn", "pyyaml", "langgraph"} <= local
+    assert {"moto", "fastapi", "uvicorn", "pyyaml", "flask", "flask-cors", "langgraph"} <= local
     assert not local & {"cfn-lint", "aws-sam-cli", "pytest"}  # test tools stay in `test`
 
 
