@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -38,13 +38,14 @@ from stepgraph.settings import APP_ID
 
 __all__ = [
     "LOG_VARIABLE",
+    "TOKEN_ACTIONS",
     "ActingAs",
     "Call",
     "Recorder",
     "acting_as",
-    "current_principal",
     "iam_calls",
     "name_principal",
+    "principal_for",
     "read_calls",
     "record_from_env",
     "recorder",
@@ -77,11 +78,8 @@ def name_principal(physical: str, logical_id: str) -> None:
 
 
 def principal_for(physical: str) -> str:
+    """The logical id of the function or state machine named `physical` (itself if unknown)."""
     return _names.get(physical, physical)
-
-
-def current_principal() -> str | None:
-    return _principal.get()
 
 
 @contextmanager
@@ -332,9 +330,3 @@ def read_calls(path: str | Path) -> set[Call]:
         except (ValueError, TypeError):
             logger.debug("skipped a partial line of %s (a process killed mid-write): %r", path, line)
     return calls
-
-
-def unattributed_threads(rec: Recorder, allowed: Iterable[str]) -> set[str]:
-    """Threads that made unattributed calls, other than those named (prefixes) in `allowed`."""
-    prefixes = tuple(allowed)
-    return {thread for thread, _ in rec.unattributed if not thread.startswith(prefixes)}
