@@ -122,22 +122,23 @@ def recorded() -> Iterator[tuple[set[iam.Call], LocalRuntime, set[str]]]:
     """Every call of the session, this module's workload included, and the stack to resolve the
     template's policies against; and the threads of the workload that made unattributed calls."""
     runtime = LocalRuntime(config_path=GRAPHS).start()
-    recorder = iam.recorder()
-    assert recorder is not None and recorder.path == Path(os.environ[iam.LOG_VARIABLE])
-    before = set(recorder.unattributed)
-    # The handlers' context and the API's: the runtime's, with a spill threshold the workload's values pass.
-    ctx = Context(
-        dataclasses.replace(runtime.ctx.settings, spill_threshold_bytes=SPILL_THRESHOLD), runtime.ctx.notifier
-    )
-    set_context(ctx)
-    api = _Api(ctx)
     try:
-        asyncio.run(_workload(api.url))
+        recorder = iam.recorder()
+        assert recorder is not None and recorder.path == Path(os.environ[iam.LOG_VARIABLE])
+        before = set(recorder.unattributed)
+        # The handlers' and the API's context: the runtime's, with a spill threshold the workload's values pass.
+        settings = dataclasses.replace(runtime.ctx.settings, spill_threshold_bytes=SPILL_THRESHOLD)
+        ctx = Context(settings, runtime.ctx.notifier)
+        set_context(ctx)
+        api = _Api(ctx)
+        try:
+            asyncio.run(_workload(api.url))
+        finally:
+            api.stop()
+        stray = {thread for thread, _ in recorder.unattributed - before if not thread.startswith(_UNATTRIBUTED)}
+        yield iam.read_calls(recorder.path), runtime, stray
     finally:
-        api.stop()
-    stray = {thread for thread, _ in recorder.unattributed - before if not thread.startswith(_UNATTRIBUTED)}
-    yield iam.read_calls(recorder.path), runtime, stray
-    runtime.stop()
+        runtime.stop()
 
 
 def _check(recorded: tuple[set[iam.Call], LocalRuntime, set[str]], template: dict[str, Any]) -> Report:
