@@ -35,7 +35,7 @@ import moto.stepfunctions.responses  # noqa: F401
 from botocore.exceptions import ClientError
 from stepgraph.vocabulary import error_code
 
-from . import emulator
+from . import emulator, iam
 from .emulator import lambda_hook, scope
 from .template import load_template
 
@@ -155,6 +155,7 @@ class LocalAWS:
         if LocalAWS._active is not None:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
         emulator.install()  # our Lambda handlers, thread-safe DynamoDB, moto's per-request work done once
+        iam.record_from_env()  # the calls each function makes, for the IAM check (tests set the variable)
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         for mapping in (
@@ -369,6 +370,7 @@ class LocalAWS:
         fn = self.client("lambda").create_function(**kwargs)
         self.resources[logical_id] = fn["FunctionName"]
         self._attrs[logical_id] = {"Arn": fn["FunctionArn"]}
+        iam.name_principal(fn["FunctionName"], logical_id)
         if logical_id in self.handlers:
             lambda_hook.register(logical_id, self.handlers[logical_id])
         else:
@@ -396,6 +398,7 @@ class LocalAWS:
         )["stateMachineArn"]
         self.resources[logical_id] = arn
         self.state_machine_arns[logical_id] = arn
+        iam.name_principal(arn, logical_id)
         self.state_machine_arn = self.state_machine_arn or arn
         self._attrs[logical_id] = {"Arn": arn, "Name": name}
 
@@ -428,6 +431,11 @@ class LocalAWS:
             _log.warning("executions still running after stop(), left to end on their own: %s", arns)
 
     # ------------------------------------------------------------------ intrinsics
+    def resolve(self, value: Any) -> Any:
+        """A template value (`Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Join`, ...) as this stack has it:
+        the local physical names and ARNs (only while started)."""
+        return self._resolve(value)
+
     def _of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
             name: resource.get("Properties") or {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -90,7 +91,11 @@ class EventWriter:
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[:8]}", daemon=True)
+        # In the invocation's context, as asyncio.to_thread does: what it carries (the local
+        # runtime's record of which function makes a call) goes with the writes.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._loop,), name=f"events-{run_id[:8]}", daemon=True
+        )
         self._thread.start()
 
     def append(self, event: str, data: Any) -> None:
