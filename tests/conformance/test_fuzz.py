@@ -178,7 +178,7 @@ class Tally(Counter):
 
 # Input validation is the HTTP layer's, which never sees how nodes are written: one flavor (async,
 # as most users' graphs) is fuzzed, not both (CI's time budget).
-@pytest.mark.parametrize("flavor", ["async"])
+@pytest.mark.parametrize("flavor", ["async"], scope="session")
 def test_no_server_error_on_any_input(server, flavor, record_counts):
     with removing_what_is_created(server.url):
         _fuzz_everything(server, flavor, record_counts)
