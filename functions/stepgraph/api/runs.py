@@ -269,35 +269,31 @@ def list_runs(
     return [run_to_wire(r) for r in runs[offset : offset + limit]]
 
 
-def _load_run(ctx: Context, thread_id: str, run_id: str) -> dict[str, Any]:
-    run = ctx.runs.get(check_uuid(thread_id, "thread"), check_uuid(run_id, "run"))
+def _load_run(ctx: Context, thread_id: str, run_id: str, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run, if it exists and its thread's metadata passes `filters` (the user's): a run
+    of a thread the filter hides is a 404, as a missing one."""
+    if filters:
+        thread = ctx.threads.get(thread_id)
+        if thread is None or not matches_filter(thread.get("metadata"), filters):
+            raise not_found("Run")
+    run = ctx.runs.get(thread_id, run_id)
     if run is None:
         raise not_found("Run")
     return run
 
 
 def _authorized_run(request: Request, thread_id: str, run_id: str, verb: str = "read", **value: Any) -> dict[str, Any]:
-    """The run, once the user may `verb` its thread: a run of a thread the user's filter hides
-    is a 404, as a missing one. Runs in a worker thread."""
-    check_uuid(run_id, "run")
-    try:
-        authorized_thread(request, thread_id, verb, run_id=run_id, **value)
-    except HTTPException as exc:
-        if exc.status_code == 404:
-            raise not_found("Run") from None
-        raise
-    return _load_run(ctx_of(request), thread_id, run_id)
+    """The run, once the user may `verb` its thread (`threads.<verb>`). In a worker thread."""
+    value = {"thread_id": check_uuid(thread_id, "thread"), "run_id": check_uuid(run_id, "run"), **value}
+    filters = access_of(request).authorize("threads", verb, value)
+    return _load_run(ctx_of(request), thread_id, run_id, filters)
 
 
-async def _aauthorized_run(request: Request, thread_id: str, run_id: str, verb: str = "read") -> dict[str, Any]:
-    check_uuid(run_id, "run")
-    try:
-        await aauthorized_thread(request, thread_id, verb, run_id=run_id)
-    except HTTPException as exc:
-        if exc.status_code == 404:
-            raise not_found("Run") from None
-        raise
-    return await run_in_threadpool(_load_run, ctx_of(request), thread_id, run_id)
+async def _aauthorized_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
+    """`_authorized_run` of a read, on the event loop."""
+    value = {"thread_id": check_uuid(thread_id, "thread"), "run_id": check_uuid(run_id, "run")}
+    filters = await access_of(request).aauthorize("threads", "read", value)
+    return await run_in_threadpool(_load_run, ctx_of(request), thread_id, run_id, filters)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
