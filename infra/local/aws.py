@@ -1,7 +1,7 @@
 """The emulated AWS account: moto in-process, provisioned from `template.yaml`.
 
-Tables, buckets, queues, functions and the state machine are created from the template itself
-(no second list of resources), Lambda invokes run our handlers in-process
+Tables, buckets, queues, secrets, functions and the state machines are created from the
+template itself (no second list of resources), Lambda invokes run our handlers in-process
 (`emulator.lambda_hook`), and the functions' `STEPGRAPH_*` environment is resolved to the local
 physical names and exported to `os.environ`, where the in-process handlers read their settings.
 Only stepgraph's own clients reach the emulator (`emulator.scope`): the process's AWS
