@@ -122,6 +122,8 @@ async def test_the_graph_runs_as_the_user_who_created_the_run(auth_server):
         ("first", "user-a", "user-a", "user-a", "acme", "threads:write"),
         ("second", "user-a", "user-a", "user-a", "acme", "threads:write"),
     }
+    # A graph factory is given the run's user too (ServerRuntime.user).
+    assert (await b.runs.wait(None, "made_for", input={}))["made_for"] == "user-b"
     # A stateless run, and a run creating its thread: B's, stamped by the run's handler.
     assert {s[1] for s in seen_by(await b.runs.wait(None, "who", input={}))} == {"user-b"}
     new_id = str(uuid.uuid4())

@@ -1,4 +1,5 @@
-"""Two nodes, each one Step invocation in strict mode, reporting the user they run for."""
+"""Two nodes, each one Step invocation in strict mode, reporting the user they run for; and a
+graph factory that builds the run's graph for the run's user."""
 
 import operator
 from typing import Annotated, Any, TypedDict
@@ -6,10 +7,12 @@ from typing import Annotated, Any, TypedDict
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
+from langgraph_sdk.runtime import ServerRuntime
 
 
 class State(TypedDict, total=False):
     seen: Annotated[list[dict[str, Any]], operator.add]
+    made_for: str | None
 
 
 def _who(node: str, config: RunnableConfig, runtime: Runtime) -> dict[str, Any]:
@@ -41,3 +44,13 @@ builder.add_edge(START, "first")
 builder.add_edge("first", "second")
 builder.add_edge("second", END)
 graph = builder.compile()
+
+
+def made_for(runtime: ServerRuntime) -> Any:
+    """A factory: the graph it makes answers whom it was made for (no one when it is made to be
+    read, as for the assistant's schemas)."""
+    owner = runtime.user.identity if runtime.user else None
+    factory = StateGraph(State)
+    factory.add_node("answer", lambda state: {"made_for": owner})
+    factory.add_edge(START, "answer")
+    return factory.compile()
