@@ -112,6 +112,11 @@ class Settings:
     secret_access_key: str | None = None
     # The local runtime's emulated AWS checks no signatures; skipping SigV4 saves ~20% per call.
     sign_requests: bool = True
+    # Without `auth` in langgraph.json, the API asks every request (but /ok) for this Secrets
+    # Manager secret in `x-api-key`: what the template creates at deploy. `stepgraph dev` turns
+    # `require_api_key` off, as `langgraph dev` serves loopback openly; custom auth applies always.
+    api_key_secret_arn: str = ""
+    require_api_key: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -136,6 +141,8 @@ class Settings:
             access_key_id=_env("AWS_ACCESS_KEY_ID") or None,
             secret_access_key=_env("AWS_SECRET_ACCESS_KEY") or None,
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
+            api_key_secret_arn=_env("API_KEY_SECRET_ARN"),
+            require_api_key=_env("REQUIRE_API_KEY", "1") != "0",
         )
 
 
@@ -200,3 +207,4 @@ class Clients:
     s3 = _Service("s3")
     sqs = _Service("sqs")
     sfn = _Service("stepfunctions")
+    secretsmanager = _Service("secretsmanager")

@@ -1,7 +1,7 @@
 """The emulated AWS account: moto in-process, provisioned from `template.yaml`.
 
-Tables, buckets, queues, functions and the state machine are created from the template itself
-(no second list of resources), Lambda invokes run our handlers in-process
+Tables, buckets, queues, secrets, functions and the state machines are created from the
+template itself (no second list of resources), Lambda invokes run our handlers in-process
 (`emulator.lambda_hook`), and the functions' `STEPGRAPH_*` environment is resolved to the local
 physical names and exported to `os.environ`, where the in-process handlers read their settings.
 Only stepgraph's own clients reach the emulator (`emulator.scope`): the process's AWS
@@ -29,6 +29,7 @@ import moto.awslambda.responses
 import moto.dynamodb.responses
 import moto.iam.responses
 import moto.s3.responses
+import moto.secretsmanager.responses
 import moto.sqs.responses
 import moto.stepfunctions.parser.models
 import moto.stepfunctions.responses  # noqa: F401
@@ -243,6 +244,8 @@ class LocalAWS:
             self._create_table(logical_id, props)
         for logical_id, props in self._of_type("AWS::S3::Bucket").items():
             self._create_bucket(logical_id, props)
+        for logical_id, props in self._of_type("AWS::SecretsManager::Secret").items():
+            self._create_secret(logical_id, props)
         self._create_queues(self._of_type("AWS::SQS::Queue"))
         # moto's CreateFunction checks that the execution role exists in IAM.
         role = self.client("iam").create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=_TRUST_POLICY)
@@ -319,6 +322,21 @@ class LocalAWS:
             "DomainName": f"{name}.s3.amazonaws.com",
             "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
         }
+
+    def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A secret with its `SecretString`, or one generated as CloudFormation would."""
+        sm = self.client("secretsmanager")
+        name = self._resolve(props.get("Name", f"{self.stack_name}-{logical_id}"))
+        if "SecretString" in props:
+            value = str(self._resolve(props["SecretString"]))
+        else:
+            options = props.get("GenerateSecretString") or {}
+            # GetRandomPassword takes GenerateSecretString's options (but the JSON-template ones).
+            known = {k: v for k, v in options.items() if k not in ("SecretStringTemplate", "GenerateStringKey")}
+            value = sm.get_random_password(**known)["RandomPassword"]
+        arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+        self.resources[logical_id] = arn  # a secret's Ref is its ARN
+        self._attrs[logical_id] = {"Id": arn}
 
     def _create_queues(self, queues: dict[str, dict[str, Any]]) -> None:
         # Dead-letter queues first: a RedrivePolicy names its target's ARN.

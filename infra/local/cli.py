@@ -73,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     if not config.exists():
         print(f"stepgraph: {config} not found", file=sys.stderr)
         return 2
+    from stepgraph.engine import ConfigError
+
     try:
         serve(config.resolve(), args.host, args.port, args.step_mode)
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # langgraph.json, or a file it names, cannot be served as written
+        print(f"stepgraph: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         logging.getLogger("stepgraph").info("stopped (Ctrl-C)")  # the user's way to stop the server
     return 0

@@ -139,7 +139,8 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters)
         self.aws.start()
-        settings = dataclasses.replace(Settings.from_env(), sign_requests=False)
+        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
+        settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
         self.ctx = Context(settings, notifier=InProcessNotifier())
         with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
             ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
@@ -187,6 +188,9 @@ def api_app(ctx: Context) -> Any:
     return iam.ActingAs(create_app(ctx), api_function())
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
     """The function whose SQS event source is this queue (template: DispatchFunction)."""
     resources: dict[str, dict[str, Any]] = aws.template["Resources"]
@@ -207,6 +211,8 @@ def serve(config_path: Path, host: str, port: int, step_mode: str | None = None)
     runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
     try:
         app = api_app(runtime.ctx)
+        if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
+            logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
         graphs = ", ".join(runtime.ctx.graphs.graph_ids())
         print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

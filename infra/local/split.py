@@ -11,6 +11,7 @@ retries it, and the retry waits for a worker to come back, as a cold start would
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -163,7 +164,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     from .runtime import QueuePoller, api_app, api_function
 
     iam.record_from_env()
-    ctx = Context(Settings.from_env(), notifier=InProcessNotifier())
+    # The API it may serve is `stepgraph dev`'s: open without an API key unless auth.py says otherwise.
+    ctx = Context(dataclasses.replace(Settings.from_env(), require_api_key=False), notifier=InProcessNotifier())
     set_context(ctx)
     with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
         ensure_system_assistants(ctx)
