@@ -4,20 +4,29 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 PORT   ?= 2024
+# What each entry point installs (pyproject.toml's extras): the local server, or that plus the
+# test and lint tools. A stamp per extra: `make dev` after `make test` installs nothing more.
+LOCAL  := $(VENV)/.installed-local
+STAMP  := $(VENV)/.installed-test
 
 .PHONY: dev test lint bench install clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(LOCAL): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e ".[local]"
+	touch $(LOCAL)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $(STAMP) $(LOCAL)
 
 install: $(STAMP)
 
-dev: $(STAMP)
+dev: $(LOCAL)
 	$(BIN)/stepgraph dev --config examples/langgraph.json --port $(PORT)
 
 test: $(STAMP) lint

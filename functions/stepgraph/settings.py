@@ -58,6 +58,25 @@ def own_session() -> Any:
     return _own_session
 
 
+LOCALSTACK = "localstack"
+
+
+def endpoint_for(endpoint_url: str | None, service: str) -> str | None:
+    """The endpoint of `service` for the `endpoint_url` setting (None: AWS's own)."""
+    if endpoint_url != LOCALSTACK:
+        return endpoint_url
+    try:
+        from localstack_client.config import get_service_endpoint
+    except ImportError:
+        raise RuntimeError(
+            "STEPGRAPH_ENDPOINT_URL=localstack needs localstack-client: pip install 'stepgraph[localstack]'"
+        ) from None
+    endpoint: str | None = get_service_endpoint(service)
+    if endpoint is None:
+        raise RuntimeError(f"localstack-client knows no endpoint for {service}")
+    return endpoint
+
+
 @dataclass(frozen=True)
 class Settings:
     checkpoints_table: str = "CheckpointsTable"
@@ -87,6 +106,10 @@ class Settings:
     # Checkpoint/event values above this many bytes go to S3 (DynamoDB items stop at 400 KB).
     spill_threshold_bytes: int = 350_000
     region: str = "us-east-1"
+    # Where stepgraph's own clients send their calls (STEPGRAPH_ENDPOINT_URL): unset, AWS's own
+    # endpoints (deployed; under `stepgraph dev` the in-process emulator answers them); a URL, that
+    # endpoint for every service; "localstack", a LocalStack instance's endpoint for each service as
+    # `localstack-client` resolves it (LOCALSTACK_HOST, default localhost:4566).
     endpoint_url: str | None = None
     # stepgraph's own credentials; None: the process's (on Lambda, the function's role). The
     # local runtime sets fake ones here, leaving the user's AWS_* variables to the user's code.
@@ -94,6 +117,11 @@ class Settings:
     secret_access_key: str | None = None
     # The local runtime's emulated AWS checks no signatures; skipping SigV4 saves ~20% per call.
     sign_requests: bool = True
+    # Without `auth` in langgraph.json, the API asks every request (but /ok) for this Secrets
+    # Manager secret in `x-api-key`: what the template creates at deploy. `stepgraph dev` turns
+    # `require_api_key` off, as `langgraph dev` serves loopback openly; custom auth applies always.
+    api_key_secret_arn: str = ""
+    require_api_key: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -120,6 +148,8 @@ class Settings:
             access_key_id=_env("AWS_ACCESS_KEY_ID") or None,
             secret_access_key=_env("AWS_SECRET_ACCESS_KEY") or None,
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
+            api_key_secret_arn=_env("API_KEY_SECRET_ARN"),
+            require_api_key=_env("REQUIRE_API_KEY", "1") != "0",
         )
 
 
@@ -167,10 +197,14 @@ class Clients:
                     "aws_access_key_id": self.settings.access_key_id,
                     "aws_secret_access_key": self.settings.secret_access_key,
                 }
+            if self.settings.endpoint_url == LOCALSTACK and not credentials:
+                # LocalStack takes any key; its own default spares the user a fake profile.
+                credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+                session = own_session()
             self._cache[service] = session.client(
                 service,
                 region_name=self.settings.region,
-                endpoint_url=self.settings.endpoint_url,
+                endpoint_url=endpoint_for(self.settings.endpoint_url, service),
                 config=config,
                 **credentials,
             )
@@ -180,3 +214,4 @@ class Clients:
     s3 = _Service("s3")
     sqs = _Service("sqs")
     sfn = _Service("stepfunctions")
+    secretsmanager = _Service("secretsmanager")

@@ -1,7 +1,7 @@
 """The emulated AWS account: moto in-process, provisioned from `template.yaml`.
 
-Tables, buckets, queues, functions and the state machine are created from the template itself
-(no second list of resources), Lambda invokes run our handlers in-process
+Tables, buckets, queues, secrets, functions and the state machines are created from the
+template itself (no second list of resources), Lambda invokes run our handlers in-process
 (`emulator.lambda_hook`), and the functions' `STEPGRAPH_*` environment is resolved to the local
 physical names and exported to `os.environ`, where the in-process handlers read their settings.
 Only stepgraph's own clients reach the emulator (`emulator.scope`): the process's AWS
@@ -29,13 +29,14 @@ import moto.awslambda.responses
 import moto.dynamodb.responses
 import moto.iam.responses
 import moto.s3.responses
+import moto.secretsmanager.responses
 import moto.sqs.responses
 import moto.stepfunctions.parser.models
 import moto.stepfunctions.responses  # noqa: F401
 from botocore.exceptions import ClientError
 from stepgraph.vocabulary import error_code
 
-from . import emulator
+from . import emulator, iam
 from .emulator import lambda_hook, scope
 from .events import LocalEventBridge
 from .template import load_template
@@ -162,6 +163,7 @@ class LocalAWS:
         if LocalAWS._active is not None:
             raise RuntimeError("another LocalAWS is running in this process: moto's state is process-wide")
         emulator.install()  # our Lambda handlers, thread-safe DynamoDB, moto's per-request work done once
+        iam.record_from_env()  # the calls each function makes, for the IAM check (tests set the variable)
         # The engine logs every state failure (Retry/Catch paths included) at ERROR with a huge repr.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         for mapping in (
@@ -247,16 +249,14 @@ class LocalAWS:
         """A boto3 client for the emulated account (only valid while started)."""
         return scope.client(service, region=self.region, endpoint_url=self.endpoint_url)
 
-    def resolve(self, value: Any) -> Any:
-        """A template value with its intrinsics (Ref, Fn::GetAtt, Fn::Sub...) resolved locally."""
-        return self._resolve(value)
-
     # ------------------------------------------------------------------ provisioning
     def _provision(self) -> None:
         for logical_id, props in self._of_type("AWS::DynamoDB::Table").items():
             self._create_table(logical_id, props)
         for logical_id, props in self._of_type("AWS::S3::Bucket").items():
             self._create_bucket(logical_id, props)
+        for logical_id, props in self._of_type("AWS::SecretsManager::Secret").items():
+            self._create_secret(logical_id, props)
         self._create_queues(self._of_type("AWS::SQS::Queue"))
         # moto's CreateFunction checks that the execution role exists in IAM.
         role = self.client("iam").create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=_TRUST_POLICY)
@@ -334,6 +334,21 @@ class LocalAWS:
             "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
         }
 
+    def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        """A secret with its `SecretString`, or one generated as CloudFormation would."""
+        sm = self.client("secretsmanager")
+        name = self._resolve(props.get("Name", f"{self.stack_name}-{logical_id}"))
+        if "SecretString" in props:
+            value = str(self._resolve(props["SecretString"]))
+        else:
+            options = props.get("GenerateSecretString") or {}
+            # GetRandomPassword takes GenerateSecretString's options (but the JSON-template ones).
+            known = {k: v for k, v in options.items() if k not in ("SecretStringTemplate", "GenerateStringKey")}
+            value = sm.get_random_password(**known)["RandomPassword"]
+        arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+        self.resources[logical_id] = arn  # a secret's Ref is its ARN
+        self._attrs[logical_id] = {"Id": arn}
+
     def _create_queues(self, queues: dict[str, dict[str, Any]]) -> None:
         # Dead-letter queues first: a RedrivePolicy names its target's ARN.
         pending = dict(queues)
@@ -384,6 +399,7 @@ class LocalAWS:
         fn = self.client("lambda").create_function(**kwargs)
         self.resources[logical_id] = fn["FunctionName"]
         self._attrs[logical_id] = {"Arn": fn["FunctionArn"]}
+        iam.name_principal(fn["FunctionName"], logical_id)
         if logical_id in self.handlers:
             lambda_hook.register(logical_id, self.handlers[logical_id])
         else:
@@ -411,6 +427,7 @@ class LocalAWS:
         )["stateMachineArn"]
         self.resources[logical_id] = arn
         self.state_machine_arns[logical_id] = arn
+        iam.name_principal(arn, logical_id)
         self.state_machine_arn = self.state_machine_arn or arn
         self._attrs[logical_id] = {"Arn": arn, "Name": name}
 
@@ -443,6 +460,11 @@ class LocalAWS:
             _log.warning("executions still running after stop(), left to end on their own: %s", arns)
 
     # ------------------------------------------------------------------ intrinsics
+    def resolve(self, value: Any) -> Any:
+        """A template value (`Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Join`, ...) as this stack has it:
+        the local physical names and ARNs (only while started)."""
+        return self._resolve(value)
+
     def _of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
             name: resource.get("Properties") or {}

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 from pathlib import Path
 
-from .runtime import EXAMPLES_CONFIG, PortInUse, serve
+# What the local runtime needs beyond the engine: the `local` extra.
+_LOCAL_EXTRA = ("moto", "fastapi", "uvicorn", "yaml")
+
+
+def _missing_local_extra() -> list[str]:
+    return [name for name in _LOCAL_EXTRA if importlib.util.find_spec(name) is None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,13 +32,23 @@ def main(argv: list[str] | None = None) -> int:
     aws.add_argument("--port", type=int, required=True)
     aws.add_argument("--worker-url", required=True, help="where `stepgraph worker` listens")
     aws.add_argument("--env-file", type=Path, required=True, help="written when ready: the workers' environment")
-    aws.add_argument("--config", type=Path, default=EXAMPLES_CONFIG)
+    aws.add_argument("--config", type=Path, default=None, help="langgraph.json (default: the examples)")
     aws.add_argument("--step-mode", choices=["batched", "strict"], default=None)
     worker = sub.add_parser("worker", help="run the Lambda handlers (and the run-queue poller) for `stepgraph aws`")
     worker.add_argument("--port", type=int, required=True)
     worker.add_argument("--env-file", type=Path, required=True, help="the file `stepgraph aws` wrote")
     worker.add_argument("--api-port", type=int, default=None, help="also serve the API here")
     args = parser.parse_args(argv)
+    missing = _missing_local_extra()
+    if missing:
+        print(
+            f"stepgraph {args.command}: the local runtime is not installed (missing {', '.join(missing)}); "
+            "install it with: pip install 'stepgraph[local]'",
+            file=sys.stderr,
+        )
+        return 2
+    from .runtime import PortInUse, serve
+    from .template import EXAMPLES_CONFIG
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "aws":
@@ -42,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             worker_url=args.worker_url,
             env_file=args.env_file,
-            config_path=args.config,
+            config_path=args.config or EXAMPLES_CONFIG,
             step_mode=args.step_mode,
         )
         return 0
@@ -57,11 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     if not config.exists():
         print(f"stepgraph: {config} not found", file=sys.stderr)
         return 2
+    from stepgraph.engine import ConfigError
+
     try:
         serve(config.resolve(), args.host, args.port, args.step_mode)
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:  # langgraph.json, or a file it names, cannot be served as written
+        print(f"stepgraph: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         logging.getLogger("stepgraph").info("stopped (Ctrl-C)")  # the user's way to stop the server
     return 0

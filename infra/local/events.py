@@ -6,7 +6,9 @@ execution status changes, which the emulator reports through `on_execution_end`)
 against each function's `EventBridgeRule` pattern, with moto's own matcher, and delivered to the
 function through moto's Lambda, as EventBridge invokes a target: asynchronously (a thread of its
 own), retried twice if the function fails. Each `Schedule` event fires its function at its rate,
-or every `schedule_seconds` when the runtime asks for another interval (tests).
+or every `schedule_seconds` when the runtime asks for another interval (tests). The invocations
+are the EventBridge service's, no function's (the IAM record keeps them apart by thread, as it
+does the SQS poller's); what the function then calls is the function's, as always.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class LocalEventBridge:
         _stepfunctions.on_execution_end(self._execution_ended)
         self._threads = [threading.Thread(target=self._deliver_loop, name="eventbridge", daemon=True)]
         if self.schedules:
-            self._threads.append(threading.Thread(target=self._schedule_loop, name="schedules", daemon=True))
+            schedules = threading.Thread(target=self._schedule_loop, name="eventbridge-schedules", daemon=True)
+            self._threads.append(schedules)
         for thread in self._threads:
             thread.start()
         return self

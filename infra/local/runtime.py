@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import iam
+from .template import EXAMPLES_CONFIG, TEMPLATE, load_template
 from .ttl import TtlSweeper
 
 if TYPE_CHECKING:
+    from stepgraph.engine.context import Context
+
     from .aws import LocalAWS
 
 logger = logging.getLogger("stepgraph.local")
-
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
-EXAMPLES_CONFIG = ROOT / "examples" / "langgraph.json"
 
 
 class PortInUse(RuntimeError):
@@ -143,9 +143,11 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters, schedule_seconds=self.schedule_seconds)
         self.aws.start()
-        settings = dataclasses.replace(Settings.from_env(), sign_requests=False)
+        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
+        settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
         self.ctx = Context(settings, notifier=InProcessNotifier())
-        ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
+        with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
+            ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
         set_context(self.ctx)
         queue_url = self.ctx.settings.run_queue_url
         self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url), self.aws.client)
@@ -165,6 +167,34 @@ class LocalRuntime:
         set_context(None)
 
 
+def api_function(template: Path = TEMPLATE) -> str:
+    """The logical id of the function that serves the HTTP API: the one with a Function URL or an
+    API Gateway event (template: ApiFunction)."""
+    resources: dict[str, dict[str, Any]] = load_template(template)["Resources"]
+    serving = [
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+        and (
+            "FunctionUrlConfig" in (props := resource.get("Properties") or {})
+            or any(e.get("Type") in ("Api", "HttpApi") for e in (props.get("Events") or {}).values())
+        )
+    ]
+    if len(serving) != 1:
+        raise RuntimeError(f"expected one function serving the API in {template}, found {serving}")
+    return serving[0]
+
+
+def api_app(ctx: Context) -> Any:
+    """The API over `ctx`, its AWS calls made as the API function (`iam.ActingAs`)."""
+    from stepgraph.api import create_app
+
+    return iam.ActingAs(create_app(ctx), api_function())
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
     """The function whose SQS event source is this queue (template: DispatchFunction)."""
     resources: dict[str, dict[str, Any]] = aws.template["Resources"]
@@ -180,12 +210,13 @@ def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
 def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:
     """Start the local runtime and serve the API until interrupted."""
     import uvicorn
-    from stepgraph.api import create_app
 
     check_port(host, port)
     runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
     try:
-        app = create_app(runtime.ctx)
+        app = api_app(runtime.ctx)
+        if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
+            logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
         graphs = ", ".join(runtime.ctx.graphs.graph_ids())
         print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -11,6 +11,7 @@ retries it, and the retry waits for a worker to come back, as a cold start would
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,10 +27,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from .template import TEMPLATE
+
 logger = logging.getLogger("stepgraph.local")
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = ROOT / "template.yaml"
 # How long a forwarded invocation waits for a worker to accept it (a worker restarting).
 WORKER_WAIT_SECONDS = 60.0
 
@@ -158,12 +159,16 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     from stepgraph.settings import Settings
     from stepgraph.storage.events import InProcessNotifier
 
+    from . import iam
     from .emulator.lambda_hook import LambdaContext, _load_handler
-    from .runtime import QueuePoller
+    from .runtime import QueuePoller, api_app, api_function
 
-    ctx = Context(Settings.from_env(), notifier=InProcessNotifier())
+    iam.record_from_env()
+    # The API it may serve is `stepgraph dev`'s: open without an API key unless auth.py says otherwise.
+    ctx = Context(dataclasses.replace(Settings.from_env(), require_api_key=False), notifier=InProcessNotifier())
     set_context(ctx)
-    ensure_system_assistants(ctx)
+    with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
+        ensure_system_assistants(ctx)
     handlers = {
         name: _load_handler((TEMPLATE.parent / code_uri).resolve(), spec)
         for name, (code_uri, spec) in json.loads(env["STEPGRAPH_LOCAL_FUNCTIONS"]).items()
@@ -193,7 +198,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
                 request.get("remaining_ms", 900_000) / 1000,
             )
             try:
-                reply = {"result": handler(request["event"], context)}
+                with iam.acting_as(name):  # the function's AWS calls (its name is its logical id)
+                    reply = {"result": handler(request["event"], context)}
             except Exception as exc:  # as the Lambda runtime: any handler error is the reply, and logged
                 logger.warning("%s: unhandled %s in handler", name, type(exc).__name__, exc_info=exc)
                 reply = {
@@ -219,9 +225,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     print(f"stepgraph worker: http://{host}:{port}", flush=True)
     if api_port is not None:
         import uvicorn
-        from stepgraph.api import create_app
 
-        uvicorn.run(create_app(ctx), host=host, port=api_port, log_level="warning", access_log=False)
+        uvicorn.run(api_app(ctx), host=host, port=api_port, log_level="warning", access_log=False)
     else:
         _wait_for_signal()
     poller.stop()

@@ -8,7 +8,14 @@ from typing import Any, cast
 
 import yaml
 
-__all__ = ["load_template"]
+__all__ = ["EXAMPLES_CONFIG", "STACK", "TEMPLATE", "load_template"]
+
+# The stack the local runtime provisions: template.yaml, the ASL it names and the handlers it runs,
+# plus the example graphs, shipped inside the package (in the repository these are symlinks to
+# the files SAM deploys, so there is one copy), so an installed `stepgraph[local]` needs no clone.
+STACK = Path(__file__).parent / "stack"
+TEMPLATE = STACK / "template.yaml"
+EXAMPLES_CONFIG = STACK / "examples" / "langgraph.json"
 
 
 class _TemplateLoader(yaml.SafeLoader):

@@ -17,6 +17,7 @@ from unittest import mock
 
 from stepgraph.engine.context import Context
 from stepgraph.settings import Settings
+from stepgraph_local import iam
 from stepgraph_local.split import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,8 @@ class Cluster:
     # ------------------------------------------------------------------ processes
     def _spawn(self, args: list[str], log: str, extra: dict[str, str] | None = None) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STEPGRAPH_", "MOTO_"))}
+        if iam.LOG_VARIABLE in os.environ:  # the session's IAM record (functional/conftest.py)
+            env[iam.LOG_VARIABLE] = os.environ[iam.LOG_VARIABLE]
         env["STEPGRAPH_TEST_FAULTS"] = str(self.faults_file)
         env.update(extra or {})
         with open(self.dir / log, "a") as out:  # the child writes through its own descriptor

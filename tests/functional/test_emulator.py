@@ -458,7 +458,7 @@ def test_another_moto_is_refused_and_left_alone(monkeypatch: pytest.MonkeyPatch)
     emulator.uninstall()
     before = patched()
     monkeypatch.setattr(moto, "__version__", "0.0.0")
-    with pytest.raises(RuntimeError, match=re.escape(f"moto=={emulator.MOTO_VERSION}, but moto==0.0.0")):
+    with pytest.raises(RuntimeError, match=re.escape("but moto 0.0.0 is installed")):
         emulator.install()
     assert patched() == before
 

@@ -20,14 +20,13 @@ import httpx
 import pytest
 import uvicorn
 from langgraph_sdk import get_client
-from stepgraph.api import create_app
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
 from stepgraph.engine.context import Context
 from stepgraph.engine.runner import EventWriter
 from stepgraph.storage import END, EventLog, PollingNotifier, SeqTaken
-from stepgraph_local.runtime import LocalRuntime
+from stepgraph_local.runtime import LocalRuntime, api_app
 
 
 class _Api:
@@ -38,7 +37,7 @@ class _Api:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(api_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10

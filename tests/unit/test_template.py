@@ -107,3 +107,23 @@ def test_transition_check_catches_a_dangling_next():
         },
     }
     assert len(_check_states(machine, "m")) == 2
+
+
+def test_sdk_users_get_one_url_that_streams():
+    """DESIGN, One URL: a REST API whose Lambda proxy integration streams for up to 15 minutes, on
+    every path; no buffered HTTP API and no SigV4-only Function URL beside it."""
+    from stepgraph_local.iam_check import transform
+
+    cfn = transform(load_template(TEMPLATE), region="us-east-1")
+    kinds = {r["Type"] for r in cfn["Resources"].values()}
+    assert "AWS::ApiGatewayV2::Api" not in kinds and "AWS::Lambda::Url" not in kinds
+    (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    paths = api["Properties"]["Body"]["paths"]
+    assert set(paths) == {"/", "/{proxy+}"}
+    for item in paths.values():
+        integration = item["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy" and integration["responseTransferMode"] == "STREAM"
+        assert integration["timeoutInMillis"] == 900_000
+        assert "/response-streaming-invocations" in integration["uri"]["Fn::Sub"]
+    adapter = load_template(TEMPLATE)["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert adapter["AWS_LWA_INVOKE_MODE"] == "response_stream"  # the Web Adapter streams too

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
+from stepgraph.api.auth import install_auth
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
 from stepgraph.vocabulary import RunStatus
 
@@ -42,6 +43,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def create_app(ctx: Context) -> FastAPI:
+    """The API over `ctx`. Raises ConfigError when it cannot be served as configured: an auth.py
+    that does not load, or (deployed) no API key and no auth."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(ensure_system_assistants, ctx)
@@ -112,4 +116,5 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
+    install_auth(app, ctx)
     return app

@@ -1,4 +1,8 @@
-"""/assistants: a system assistant per graph plus user-created ones, with versions."""
+"""/assistants: a system assistant per graph plus user-created ones, with versions.
+
+Each route asks the user's authorization (`assistants.create`, `read`, `update`, `delete`,
+`search`) first; an assistant its filter hides is a 404, as a missing one. Running an
+assistant is a thread's business (`threads.create_run`)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 
 from stepgraph import serde
+from stepgraph.api.auth import access_of
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
-from stepgraph.engine import Context, now_iso, system_assistant_id
+from stepgraph.engine import Context, matches_filter, now_iso, system_assistant_id
 
 logger = logging.getLogger(__name__)
 
@@ -54,18 +59,44 @@ def _check_graph(ctx: Context, graph_id: str) -> None:
         raise HTTPException(404, f"Graph '{graph_id}' not found. Available graphs: {', '.join(ctx.graphs.specs)}")
 
 
+def load_assistant(ctx: Context, assistant_id: str, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The assistant, if it exists and its metadata passes `filters` (the user's); else 404."""
+    assistant = ctx.assistants.get(check_uuid(assistant_id, "assistant"))
+    if assistant is None or not matches_filter(assistant.get("metadata"), filters):
+        raise not_found("Assistant")
+    return assistant
+
+
+def authorized_assistant(request: Request, assistant_id: str, verb: str = "read", **value: Any) -> dict[str, Any]:
+    """The assistant, once the user may `verb` it (the `assistants.<verb>` handler)."""
+    check_uuid(assistant_id, "assistant")
+    filters = access_of(request).authorize("assistants", verb, {"assistant_id": assistant_id, **value})
+    return load_assistant(ctx_of(request), assistant_id, filters)
+
+
 @router.post("/assistants")
 def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
     _check_graph(ctx, body.graph_id)
     assistant_id = check_uuid(body.assistant_id, "assistant") if body.assistant_id else str(uuid.uuid4())
+    value: dict[str, Any] = {
+        "assistant_id": assistant_id,
+        "graph_id": body.graph_id,
+        "config": body.config or {},
+        "context": body.context or {},
+        "metadata": dict(body.metadata or {}),
+        "if_exists": body.if_exists,
+        "name": body.name or "Untitled",
+    }
+    # The handler may stamp the metadata (an owner, say) or refuse.
+    filters = access_of(request).authorize("assistants", "create", value)
     now = now_iso()
     doc = {
         "assistant_id": assistant_id,
         "graph_id": body.graph_id,
         "config": body.config or {},
         "context": body.context or {},
-        "metadata": body.metadata or {},
+        "metadata": value.get("metadata") or {},
         "name": body.name or "Untitled",
         "description": body.description,
         "created_at": now,
@@ -74,19 +105,27 @@ def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
     }
     if not ctx.assistants.put(doc, if_absent=True):
         if body.if_exists == "do_nothing":
-            return get_assistant(assistant_id, request)
+            # The existing assistant is answered only to whom may create and read it.
+            existing = ctx.assistants.get(assistant_id)
+            read = access_of(request).authorize("assistants", "read", {"assistant_id": assistant_id})
+            metadata = (existing or {}).get("metadata")
+            if existing is not None and matches_filter(metadata, filters) and matches_filter(metadata, read):
+                return existing
         raise HTTPException(409, "Assistant already exists")
     return doc
 
 
 @router.post("/assistants/search")
 def search_assistants(body: AssistantSearch, request: Request, response: Response) -> list[dict[str, Any]]:
+    value = body.model_dump(include={"graph_id", "metadata", "limit", "offset"})
+    filters = access_of(request).authorize("assistants", "search", value)
     items = [
         a
         for a in ctx_of(request).assistants.all()
         if (body.graph_id is None or a["graph_id"] == body.graph_id)
         and (body.name is None or body.name.lower() in (a.get("name") or "").lower())
         and metadata_matches(a.get("metadata"), body.metadata)
+        and matches_filter(a.get("metadata"), filters)
     ]
     sort_items(items, body.sort_by, body.sort_order, "created_at")
     return paginate(response, items, body.offset, body.limit)
@@ -99,21 +138,25 @@ def count_assistants(body: AssistantSearch, request: Request) -> int:
 
 @router.get("/assistants/{assistant_id}")
 def get_assistant(assistant_id: str, request: Request) -> dict[str, Any]:
-    assistant = ctx_of(request).assistants.get(check_uuid(assistant_id, "assistant"))
-    if assistant is None:
-        raise not_found("Assistant")
-    return assistant
+    return authorized_assistant(request, assistant_id)
 
 
 @router.patch("/assistants/{assistant_id}")
 def patch_assistant(assistant_id: str, body: AssistantPatch, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
-    current = get_assistant(assistant_id, request)
+    value: dict[str, Any] = {
+        "assistant_id": check_uuid(assistant_id, "assistant"),
+        **body.model_dump(include={"graph_id", "config", "context", "name"}),
+        "metadata": dict(body.metadata or {}),
+        "version": None,
+    }
+    filters = access_of(request).authorize("assistants", "update", value)
+    current = load_assistant(ctx, assistant_id, filters)
     if body.graph_id:
         _check_graph(ctx, body.graph_id)
     patch = body.model_dump(exclude_unset=True, include=set(AssistantPatch.model_fields))
     doc = {**current, **{k: v for k, v in patch.items() if v is not None}}
-    doc["metadata"] = {**(current.get("metadata") or {}), **(body.metadata or {})}
+    doc["metadata"] = {**(current.get("metadata") or {}), **(value.get("metadata") or {})}
     doc["version"] = max(v["version"] for v in ctx.assistants.versions(assistant_id)) + 1
     doc["updated_at"] = now_iso()
     ctx.assistants.put(doc)
@@ -122,20 +165,21 @@ def patch_assistant(assistant_id: str, body: AssistantPatch, request: Request) -
 
 @router.delete("/assistants/{assistant_id}", status_code=204)
 def delete_assistant(assistant_id: str, request: Request) -> Response:
-    if not ctx_of(request).assistants.delete(check_uuid(assistant_id, "assistant")):
+    authorized_assistant(request, assistant_id, "delete")
+    if not ctx_of(request).assistants.delete(assistant_id):
         raise not_found("Assistant")
     return Response(status_code=204)
 
 
 @router.post("/assistants/{assistant_id}/versions")
 def list_versions(assistant_id: str, request: Request) -> list[dict[str, Any]]:
-    get_assistant(assistant_id, request)
+    authorized_assistant(request, assistant_id)
     return ctx_of(request).assistants.versions(assistant_id)
 
 
 @router.get("/assistants/{assistant_id}/graph")
 def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> dict[str, Any]:
-    assistant = get_assistant(assistant_id, request)
+    assistant = authorized_assistant(request, assistant_id)
     drawable = ctx_of(request).graphs.get(assistant["graph_id"]).get_graph(xray=xray)
     graph: dict[str, Any] = serde.to_jsonable(drawable.to_json())
     return graph
@@ -143,7 +187,7 @@ def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> 
 
 @router.get("/assistants/{assistant_id}/schemas")
 def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
-    assistant = get_assistant(assistant_id, request)
+    assistant = authorized_assistant(request, assistant_id)
     return _schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
 
 
@@ -177,7 +221,7 @@ def get_subgraphs(
     assistant_id: str, request: Request, namespace: str | None = None, recurse: bool = False
 ) -> dict[str, Any]:
     """The schemas of the graph's subgraphs by namespace (`parent|child` when recursing)."""
-    assistant = get_assistant(assistant_id, request)
+    assistant = authorized_assistant(request, assistant_id)
     graph = ctx_of(request).graphs.get(assistant["graph_id"])
     return {
         ns: _schemas(assistant["graph_id"], subgraph)
@@ -189,7 +233,7 @@ def get_subgraphs(
 def set_latest_version(assistant_id: str, body: AssistantLatest, request: Request) -> dict[str, Any]:
     """Make an earlier (or later) version the one runs use."""
     ctx = ctx_of(request)
-    get_assistant(assistant_id, request)
+    authorized_assistant(request, assistant_id, "update", version=body.version)
     chosen = next((v for v in ctx.assistants.versions(assistant_id) if v["version"] == body.version), None)
     if chosen is None:
         raise HTTPException(404, f"Assistant version {body.version} not found")

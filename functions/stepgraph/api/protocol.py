@@ -1,7 +1,10 @@
 """The thread-centric streaming protocol over HTTP, what `client.threads.stream(...)` uses:
 `POST /threads/{t}/commands` (run.start, input.respond, state.*, agent.getTree) and
 `POST /threads/{t}/stream/events` (a filtered SSE of protocol events across the thread's runs).
-The WebSocket transport is not served."""
+The WebSocket transport is not served.
+
+Commands that start a run ask `threads.create_run` (in `create_run`); the others, and the event
+stream, `threads.read`: a thread the user's filter hides answers as a thread with no run."""
 
 from __future__ import annotations
 
@@ -17,12 +20,14 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
+from stepgraph.api.auth import OPEN, Access, access_of
 from stepgraph.api.common import check_uuid, ctx_of
-from stepgraph.api.errors import CommandError, not_found
+from stepgraph.api.errors import CommandError
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import EventStreamRequest, ProtocolCommand, RunCreate
 from stepgraph.api.sse import HEARTBEAT
 from stepgraph.api.thread_stream import Start, tail_thread
+from stepgraph.api.threads import aauthorized_thread
 from stepgraph.engine import (
     CHANNELS,
     RUN_STREAM_MODES,
@@ -31,6 +36,7 @@ from stepgraph.engine import (
     bound_graph,
     get_thread_state,
     matches,
+    matches_filter,
     run_position,
     state_config,
     thread_graph,
@@ -51,7 +57,7 @@ def _protocol_run(run: dict[str, Any]) -> bool:
     return kwargs.get("stream_mode") == RUN_STREAM_MODES and bool(kwargs.get("stream_subgraphs"))
 
 
-def _start_run(ctx: Context, thread_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+def _start_run(ctx: Context, thread_id: str, fields: dict[str, Any], access: Access = OPEN) -> dict[str, Any]:
     # Validated as data: `fields` are the client's, and RUN_STREAM_MODES a plain list of names.
     fields = {**fields, "stream_mode": RUN_STREAM_MODES, "stream_subgraphs": True, "if_not_exists": "create"}
     try:
@@ -59,8 +65,10 @@ def _start_run(ctx: Context, thread_id: str, fields: dict[str, Any]) -> dict[str
     except ValidationError as exc:
         raise CommandError("invalid_argument", str(exc)) from None
     try:
-        return create_run(ctx, thread_id, body)
+        return create_run(ctx, thread_id, body, access=access)
     except HTTPException as exc:
+        if exc.status_code == 403:  # the user's authorization refused it: an HTTP answer
+            raise
         raise CommandError("invalid_argument", str(exc.detail)) from None
 
 
@@ -69,11 +77,13 @@ def _applied_through(ctx: Context, run: dict[str, Any]) -> dict[str, int]:
     return {"applied_through_seq": max(0, thread_seq(thread_ms(thread), run["run_id"], 0) - 1)}
 
 
-def _run_start(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run_start(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(params.get("assistant_id"), str):
         raise CommandError("invalid_argument", "run.start needs an assistant_id")
     fields = {k: params[k] for k in ("assistant_id", "input", "config", "metadata") if params.get(k) is not None}
-    run = _start_run(ctx, thread_id, fields)
+    run = _start_run(ctx, thread_id, fields, access)
     return {"run_id": run["run_id"]}, _applied_through(ctx, run)
 
 
@@ -85,7 +95,9 @@ def _thread_and_graph(ctx: Context, thread_id: str) -> tuple[dict[str, Any], str
     return thread, graph_id
 
 
-def _input_respond(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _input_respond(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     entries = params.get("responses")
     if entries is None:
         entries = [params]
@@ -107,11 +119,13 @@ def _input_respond(ctx: Context, thread_id: str, params: dict[str, Any]) -> tupl
     assistant_id = (thread.get("metadata") or {}).get("assistant_id") or graph_id
     fields = {"assistant_id": assistant_id, "command": command}
     fields.update({k: params[k] for k in ("config", "metadata") if params.get(k) is not None})
-    run = _start_run(ctx, thread_id, fields)
+    run = _start_run(ctx, thread_id, fields, access)
     return {}, _applied_through(ctx, run)
 
 
-def _state_get(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _state_get(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     _, graph_id = _thread_and_graph(ctx, thread_id)
     snapshot = get_thread_state(ctx, thread_id, graph_id)
     values = serde.to_jsonable(snapshot.values) or {}
@@ -125,7 +139,9 @@ def _state_get(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[di
     return result, {}
 
 
-def _list_checkpoints(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _list_checkpoints(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     _, graph_id = _thread_and_graph(ctx, thread_id)
     limit = params.get("limit") if isinstance(params.get("limit"), int) and params["limit"] > 0 else 10
     before = params.get("before")
@@ -148,7 +164,9 @@ def _list_checkpoints(ctx: Context, thread_id: str, params: dict[str, Any]) -> t
     return {"checkpoints": checkpoints}, {}
 
 
-def _state_fork(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _state_fork(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(params.get("checkpoint_id"), str):
         raise CommandError("invalid_argument", "state.fork needs a checkpoint_id")
     thread, graph_id = _thread_and_graph(ctx, thread_id)
@@ -160,11 +178,13 @@ def _state_fork(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[d
         "checkpoint_id": params["checkpoint_id"],
         **{k: params[k] for k in ("input", "config") if params.get(k) is not None},
     }
-    run = _start_run(ctx, thread_id, fields)
+    run = _start_run(ctx, thread_id, fields, access)
     return {"run_id": run["run_id"], "thread_id": thread_id}, _applied_through(ctx, run)
 
 
-def _agent_tree(ctx: Context, thread_id: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _agent_tree(
+    ctx: Context, thread_id: str, params: dict[str, Any], access: Access
+) -> tuple[dict[str, Any], dict[str, Any]]:
     _, graph_id = _thread_and_graph(ctx, thread_id)
     runs = ctx.runs.list(thread_id)
     if isinstance(params.get("run_id"), str):
@@ -204,18 +224,30 @@ async def run_command(thread_id: str, body: ProtocolCommand, request: Request) -
     """One protocol command. Protocol failures come back in the protocol's error envelope."""
     ctx = ctx_of(request)
     check_uuid(thread_id, "thread")
+    access = access_of(request)
     handler = _COMMANDS.get(body.method)
     try:
         if handler is None:
             code = "not_supported" if body.method in _NOT_SUPPORTED else "unknown_command"
             raise CommandError(code, f"Command {body.method!r} is not supported by this server")
-        result, meta = await run_in_threadpool(handler, ctx, thread_id, body.params)
+        if body.method != "run.start":  # reads the thread (and its interrupts) before anything
+            await _readable(ctx, thread_id, access)
+        result, meta = await run_in_threadpool(handler, ctx, thread_id, body.params, access)
     except CommandError as exc:
         return JSONResponse({"type": "error", "id": body.id, "error": exc.code, "message": exc.message})
     reply: dict[str, Any] = {"type": "success", "id": body.id, "result": result}
     if meta:
         reply["meta"] = meta
     return JSONResponse(serde.to_jsonable(reply))
+
+
+async def _readable(ctx: Context, thread_id: str, access: Access) -> None:
+    """`threads.read` of the thread: one the user's filter hides answers as a missing one."""
+    filters = await access.aauthorize("threads", "read", {"thread_id": thread_id})
+    if filters:
+        thread = await run_in_threadpool(ctx.threads.get, thread_id)
+        if thread is not None and not matches_filter(thread.get("metadata"), filters):
+            raise CommandError("no_such_run", "The thread has no run yet")
 
 
 def _stream_start(ctx: Context, base_ms: int, since: int | None) -> Start:
@@ -244,9 +276,7 @@ def _timestamp(value: Any) -> float:
 @router.post("/threads/{thread_id}/stream/events")
 async def stream_events(thread_id: str, body: EventStreamRequest, request: Request) -> StreamingResponse:
     ctx = ctx_of(request)
-    thread = await run_in_threadpool(ctx.threads.get, check_uuid(thread_id, "thread"))
-    if thread is None:
-        raise not_found("Thread")
+    thread = await aauthorized_thread(request, thread_id)
     unknown = [c for c in body.channels if c not in CHANNELS and not c.startswith("custom:")]
     if unknown:
         raise HTTPException(422, f"Unknown channels: {', '.join(unknown)}")

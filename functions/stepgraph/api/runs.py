@@ -1,11 +1,15 @@
-"""Runs: create (background / wait / stream), read, join and cancel; stateless twins under /runs."""
+"""Runs: create (background / wait / stream), read, join and cancel; stateless twins under /runs.
+
+Runs belong to their thread, as on the Agent Server: reading, joining, streaming or cancelling
+one asks the thread's authorization (`threads.read`, `update`, `delete`), creating one
+`threads.create_run`, whose handler may stamp the run's metadata and filter the thread."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, get_args
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -13,11 +17,12 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
+from stepgraph.api.auth import OPEN, Access, access_of
 from stepgraph.api.common import check_uuid, ctx_of, resolve_assistant
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
-from stepgraph.api.threads import load_thread, new_thread
+from stepgraph.api.threads import aauthorized_thread, authorized_thread, new_thread
 from stepgraph.engine import (
     END_SEQ,
     Conflict,
@@ -30,6 +35,7 @@ from stepgraph.engine import (
     check_document_size,
     delete_thread,
     get_thread_state,
+    matches_filter,
     submit_run,
 )
 from stepgraph.vocabulary import INFLIGHT, RunStatus
@@ -85,9 +91,10 @@ def checked_assistant(ctx: Context, body: RunCreate, *, stateless: bool) -> dict
     return resolve_assistant(ctx, body.assistant_id)
 
 
-def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False) -> dict[str, Any]:
+def create_run(
+    ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False, access: Access = OPEN
+) -> dict[str, Any]:
     """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
-    assistant = checked_assistant(ctx, body, stateless=stateless)
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
     checkpoint_during = (body.model_extra or {}).get("checkpoint_during")
     if "durability" not in kwargs and isinstance(checkpoint_during, bool):
@@ -96,14 +103,31 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     kwargs.setdefault("stream_mode", ["values"])
     if stateless:
         kwargs["on_completion"] = body.on_completion
+    value: dict[str, Any] = {
+        "thread_id": thread_id,
+        "assistant_id": body.assistant_id,
+        "run_id": None,
+        "status": RunStatus.PENDING,
+        "metadata": dict(body.metadata or {}),
+        "prevent_insert_if_inflight": body.multitask_strategy == "reject",
+        "multitask_strategy": body.multitask_strategy,
+        "if_not_exists": body.if_not_exists,
+        "after_seconds": body.after_seconds or 0,
+        "kwargs": kwargs,
+    }
+    filters = access.authorize("threads", "create_run", value)
+    metadata = value.get("metadata") or {}
+    assistant = checked_assistant(ctx, body, stateless=stateless)
     run = base_run(
         thread_id,
         assistant,
         kwargs,
-        metadata=body.metadata,
+        metadata=metadata,
         multitask_strategy=body.multitask_strategy,
         assistant_config=assistant.get("config") or {},
         assistant_context=assistant.get("context") or {},
+        # Who created it: every Step invocation gives the graph this user.
+        **({"auth_user": access.fields} if access.fields else {}),
     )
     # Refuse a run too large to store before anything is written (no thread created for it).
     check_document_size(run)
@@ -112,7 +136,13 @@ def create_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
     if thread is None:
         if not (stateless or body.if_not_exists == "create"):
             raise HTTPException(404, "Thread or assistant not found.")
-        thread = new_thread(ctx, thread_id, {**(body.metadata or {}), **stamp}) or ctx.threads.get(thread_id)
+        created = new_thread(ctx, thread_id, {**metadata, **stamp})
+        # Created here, it is the user's; created by someone else meanwhile, it must pass.
+        thread = created or ctx.threads.get(thread_id)
+        if created is None and (thread is None or not matches_filter(thread.get("metadata"), filters)):
+            raise HTTPException(404, "Thread or assistant not found.")
+    elif not matches_filter(thread.get("metadata"), filters):
+        raise HTTPException(404, "Thread or assistant not found.")
     elif (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
         thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
         ctx.threads.update_doc(thread_id, thread)
@@ -207,21 +237,21 @@ def _stream_response(
 @router.post("/threads/{thread_id}/runs")
 async def create_background_run(thread_id: str, body: RunCreate, request: Request) -> Response:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body, access=access_of(request))
     return Response(serde.dumps(run_to_wire(run)), media_type="application/json", headers=_headers(run, ""))
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def create_and_wait(thread_id: str, body: RunCreate, request: Request) -> Response:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body, access=access_of(request))
     return await _wait_response(ctx, run, body.on_disconnect)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def create_and_stream(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body)
+    run = await run_in_threadpool(create_run, ctx, check_uuid(thread_id, "thread"), body, access=access_of(request))
     return _stream_response(ctx, run, on_disconnect=body.on_disconnect)
 
 
@@ -234,27 +264,47 @@ def list_runs(
     status: str | None = None,
 ) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
-    load_thread(ctx, thread_id)
+    authorized_thread(request, thread_id)
     runs = [r for r in ctx.runs.list(thread_id) if status is None or r["status"] == status]
     return [run_to_wire(r) for r in runs[offset : offset + limit]]
 
 
-def _load_run(ctx: Context, thread_id: str, run_id: str) -> dict[str, Any]:
-    run = ctx.runs.get(check_uuid(thread_id, "thread"), check_uuid(run_id, "run"))
+def _load_run(ctx: Context, thread_id: str, run_id: str, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run, if it exists and its thread's metadata passes `filters` (the user's): a run
+    of a thread the filter hides is a 404, as a missing one."""
+    if filters:
+        thread = ctx.threads.get(thread_id)
+        if thread is None or not matches_filter(thread.get("metadata"), filters):
+            raise not_found("Run")
+    run = ctx.runs.get(thread_id, run_id)
     if run is None:
         raise not_found("Run")
     return run
 
 
+def _authorized_run(request: Request, thread_id: str, run_id: str, verb: str = "read", **value: Any) -> dict[str, Any]:
+    """The run, once the user may `verb` its thread (`threads.<verb>`). In a worker thread."""
+    value = {"thread_id": check_uuid(thread_id, "thread"), "run_id": check_uuid(run_id, "run"), **value}
+    filters = access_of(request).authorize("threads", verb, value)
+    return _load_run(ctx_of(request), thread_id, run_id, filters)
+
+
+async def _aauthorized_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
+    """`_authorized_run` of a read, on the event loop."""
+    value = {"thread_id": check_uuid(thread_id, "thread"), "run_id": check_uuid(run_id, "run")}
+    filters = await access_of(request).aauthorize("threads", "read", value)
+    return await run_in_threadpool(_load_run, ctx_of(request), thread_id, run_id, filters)
+
+
 @router.get("/threads/{thread_id}/runs/{run_id}")
 def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
-    return run_to_wire(_load_run(ctx_of(request), thread_id, run_id))
+    return run_to_wire(_authorized_run(request, thread_id, run_id))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
     ctx = ctx_of(request)
-    run = _load_run(ctx, thread_id, run_id)
+    run = _authorized_run(request, thread_id, run_id, "delete")
     if run["status"] in INFLIGHT:
         raise HTTPException(409, "Run is still in flight: cancel it first.")
     ctx.checkpointer.delete_for_runs([run_id])
@@ -266,7 +316,7 @@ def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(thread_id: str, run_id: str, request: Request, cancel_on_disconnect: bool = False) -> Response:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    run = await _aauthorized_run(request, thread_id, run_id)
     return await _wait_response(ctx, run, "cancel" if cancel_on_disconnect else "continue")
 
 
@@ -280,7 +330,7 @@ async def join_stream(
     last_event_id: str | None = Header(None),
 ) -> StreamingResponse:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    run = await _aauthorized_run(request, thread_id, run_id)
     modes = _parse_modes(stream_mode)
     if last_event_id is not None:
         try:
@@ -322,7 +372,7 @@ async def cancel(
     ctx = ctx_of(request)
     if action not in ("interrupt", "rollback"):
         raise HTTPException(422, "action must be 'interrupt' or 'rollback'")
-    run = await run_in_threadpool(_load_run, ctx, thread_id, run_id)
+    run = await run_in_threadpool(_authorized_run, request, thread_id, run_id, "update", action=action)
     await run_in_threadpool(cancel_run, ctx, run, action)
     if wait:
         if action == "rollback":
@@ -340,7 +390,12 @@ def _stateless_thread() -> str:
 async def create_stateless(body: RunCreate, request: Request) -> Response:
     ctx = ctx_of(request)
     run = await run_in_threadpool(
-        create_run, ctx, _stateless_thread(), body.model_copy(update={"on_completion": "keep"}), stateless=True
+        create_run,
+        ctx,
+        _stateless_thread(),
+        body.model_copy(update={"on_completion": "keep"}),
+        stateless=True,
+        access=access_of(request),
     )
     return Response(serde.dumps(run_to_wire(run)), media_type="application/json", headers=_headers(run, ""))
 
@@ -348,30 +403,32 @@ async def create_stateless(body: RunCreate, request: Request) -> Response:
 @router.post("/runs/wait")
 async def stateless_wait(body: RunCreate, request: Request) -> Response:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True)
+    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True, access=access_of(request))
     return await _wait_response(ctx, run, body.on_disconnect)
 
 
 @router.post("/runs/stream")
 async def stateless_stream(body: RunCreate, request: Request) -> StreamingResponse:
     ctx = ctx_of(request)
-    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True)
+    run = await run_in_threadpool(create_run, ctx, _stateless_thread(), body, stateless=True, access=access_of(request))
     return _stream_response(ctx, run, on_disconnect=body.on_disconnect)
 
 
-def _create_batch(ctx: Context, bodies: list[RunCreate]) -> list[dict[str, Any]]:
+def _create_batch(ctx: Context, bodies: list[RunCreate], access: Access) -> list[dict[str, Any]]:
     # Every body is checked before any run is queued: a bad item creates nothing.
     for body in bodies:
         checked_assistant(ctx, body, stateless=True)
     keep = {"on_completion": "keep"}  # background stateless runs keep their thread, as POST /runs does
-    return [create_run(ctx, _stateless_thread(), b.model_copy(update=keep), stateless=True) for b in bodies]
+    return [
+        create_run(ctx, _stateless_thread(), b.model_copy(update=keep), stateless=True, access=access) for b in bodies
+    ]
 
 
 @router.post("/runs/batch")
 async def create_batch(body: list[RunCreate], request: Request) -> list[dict[str, Any]]:
     if not body:
         raise HTTPException(422, "A batch needs at least one run")
-    runs = await run_in_threadpool(_create_batch, ctx_of(request), body)
+    runs = await run_in_threadpool(_create_batch, ctx_of(request), body, access_of(request))
     return [run_to_wire(run) for run in runs]
 
 
@@ -379,19 +436,45 @@ async def create_batch(body: list[RunCreate], request: Request) -> list[dict[str
 async def cancel_many(body: RunsCancel, request: Request, action: str = "interrupt") -> Response:
     if action not in ("interrupt", "rollback"):
         raise HTTPException(422, "action must be 'interrupt' or 'rollback'")
+    ctx = ctx_of(request)
+    where = None
     if body.thread_id is not None:
         check_uuid(body.thread_id, "thread")
         for run_id in body.run_ids or ():
             check_uuid(run_id, "run")
+        try:
+            await aauthorized_thread(request, body.thread_id, "update", action=action)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                raise HTTPException(404, f"Run not found: {', '.join(body.run_ids or ())}") from None
+            raise
+    else:
+        filters = await access_of(request).aauthorize("threads", "update", {"action": action})
+        where = _runs_of_visible_threads(ctx, filters) if filters else None
     try:
         await run_in_threadpool(
             cancel_runs,
-            ctx_of(request),
+            ctx,
             thread_id=body.thread_id,
             run_ids=body.run_ids,
             status=body.status,
             action=action,
+            where=where,
         )
     except RunsMissing as exc:
         raise HTTPException(404, f"Run not found: {exc}") from None
     return Response(status_code=204)
+
+
+def _runs_of_visible_threads(ctx: Context, filters: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a run's thread passes the user's filter (each thread read once)."""
+    visible: dict[str, bool] = {}
+
+    def where(run: dict[str, Any]) -> bool:
+        thread_id = run["thread_id"]
+        if thread_id not in visible:
+            thread = ctx.threads.get(thread_id)
+            visible[thread_id] = thread is not None and matches_filter(thread.get("metadata"), filters)
+        return visible[thread_id]
+
+    return where

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from stepgraph import serde
 from stepgraph.api.common import ctx_of
 from stepgraph.api.sse import HEARTBEAT, HEARTBEAT_SECONDS, frame
-from stepgraph.api.threads import load_thread
+from stepgraph.api.threads import aauthorized_thread
 from stepgraph.engine import END, END_SEQ, Context, Event, get_thread_state, thread_graph
 from stepgraph.vocabulary import INFLIGHT, RunStatus
 
@@ -156,7 +156,7 @@ async def stream_thread(
     event naming the run), `lifecycle` a `lifecycle` event as each run starts and ends,
     `state_update` the thread's values as each run ends. Event ids are `<run_id>:<seq>`."""
     ctx = ctx_of(request)
-    await run_in_threadpool(load_thread, ctx, thread_id)
+    await aauthorized_thread(request, thread_id)
     modes = _parse_thread_modes(stream_modes)
     start = _classic_start(ctx, last_event_id)
 

@@ -1,4 +1,7 @@
-"""/threads: CRUD, search, state and history (time travel reads through the checkpointer)."""
+"""/threads: CRUD, search, state and history (time travel reads through the checkpointer).
+
+Each route asks the user's authorization (`threads.create`, `read`, `update`, `delete`,
+`search`) first; a thread its filter hides is a 404, as a missing one."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import engine, serde
+from stepgraph.api.auth import access_of
 from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import (
@@ -28,6 +32,7 @@ from stepgraph.engine import (
     Context,
     bound_graph,
     get_thread_state,
+    matches_filter,
     now_iso,
     snapshot_to_wire,
     state_config,
@@ -69,28 +74,57 @@ def new_thread(ctx: Context, thread_id: str, metadata: dict[str, Any] | None) ->
     return doc if ctx.threads.create(doc) else None
 
 
-def load_thread(ctx: Context, thread_id: str) -> dict[str, Any]:
+def load_thread(ctx: Context, thread_id: str, filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The thread, if it exists and its metadata passes `filters` (the user's); else 404."""
     thread = ctx.threads.get(check_uuid(thread_id, "thread"))
-    if thread is None:
+    if thread is None or not matches_filter(thread.get("metadata"), filters):
         raise not_found("Thread")
     return thread
+
+
+def authorized_thread(request: Request, thread_id: str, verb: str = "read", **value: Any) -> dict[str, Any]:
+    """The thread, once the user may `verb` it (the `threads.<verb>` handler, given the thread id
+    and `value`). Runs in a worker thread; `aauthorized_thread` on the event loop."""
+    check_uuid(thread_id, "thread")
+    filters = access_of(request).authorize("threads", verb, {"thread_id": thread_id, **value})
+    return load_thread(ctx_of(request), thread_id, filters)
+
+
+async def aauthorized_thread(request: Request, thread_id: str, verb: str = "read", **value: Any) -> dict[str, Any]:
+    check_uuid(thread_id, "thread")
+    filters = await access_of(request).aauthorize("threads", verb, {"thread_id": thread_id, **value})
+    return await run_in_threadpool(load_thread, ctx_of(request), thread_id, filters)
 
 
 @router.post("/threads")
 def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
     thread_id = check_uuid(body.thread_id, "thread") if body.thread_id else str(uuid.uuid4())
-    created = new_thread(ctx, thread_id, body.metadata)
+    # The handler may stamp the metadata (an owner, say) or refuse.
+    value: dict[str, Any] = {"thread_id": thread_id, "metadata": dict(body.metadata or {}), "if_exists": body.if_exists}
+    filters = access_of(request).authorize("threads", "create", value)
+    created = new_thread(ctx, thread_id, value.get("metadata"))
     if created is None:
         if body.if_exists == "do_nothing":
-            return thread_to_wire(ctx, load_thread(ctx, thread_id))
+            # The existing thread is answered only to whom may create and read it.
+            existing = ctx.threads.get(thread_id)
+            read = access_of(request).authorize("threads", "read", {"thread_id": thread_id})
+            metadata = (existing or {}).get("metadata")
+            if existing is not None and matches_filter(metadata, filters) and matches_filter(metadata, read):
+                return thread_to_wire(ctx, existing)
         raise HTTPException(409, "Thread already exists")
     return thread_to_wire(ctx, created)
+
+
+def _search_filters(request: Request, body: ThreadSearch) -> dict[str, Any] | None:
+    value = body.model_dump(include={"metadata", "values", "status", "limit", "offset", "ids"})
+    return access_of(request).authorize("threads", "search", value)
 
 
 @router.post("/threads/search")
 def search_threads(body: ThreadSearch, request: Request, response: Response) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
+    filters = _search_filters(request, body)
     ids = set(body.ids or [])
     items = [
         t
@@ -98,6 +132,7 @@ def search_threads(body: ThreadSearch, request: Request, response: Response) -> 
         if (not ids or t["thread_id"] in ids)
         and (body.status is None or t.get("status") == body.status)
         and metadata_matches(t.get("metadata"), body.metadata)
+        and matches_filter(t.get("metadata"), filters)
     ]
     sort_items(items, body.sort_by, body.sort_order, "created_at")
     wired = [thread_to_wire(ctx, t) for t in paginate(response, items, body.offset, body.limit)]
@@ -109,32 +144,48 @@ def search_threads(body: ThreadSearch, request: Request, response: Response) -> 
 @router.post("/threads/count")
 def count_threads(body: ThreadSearch, request: Request) -> int:
     ctx = ctx_of(request)
+    filters = _search_filters(request, body)
     return sum(
         1
         for t in ctx.threads.all()
         if (body.status is None or t.get("status") == body.status)
         and metadata_matches(t.get("metadata"), body.metadata)
+        and matches_filter(t.get("metadata"), filters)
     )
+
+
+def _deletable(request: Request, thread_ids: list[str]) -> list[str]:
+    """The threads the user may delete (`threads.delete` each); others are skipped, as missing."""
+    ctx, access = ctx_of(request), access_of(request)
+    kept = []
+    for thread_id in thread_ids:
+        filters = access.authorize("threads", "delete", {"thread_id": thread_id})
+        thread = ctx.threads.get(thread_id) if filters else None
+        if not filters or (thread is not None and matches_filter(thread.get("metadata"), filters)):
+            kept.append(thread_id)
+    return kept
 
 
 @router.post("/threads/prune")
 async def prune(body: ThreadPrune, request: Request) -> dict[str, int]:
     thread_ids = [check_uuid(t, "thread") for t in body.thread_ids]
+    thread_ids = await run_in_threadpool(_deletable, request, thread_ids)
     pruned = await run_in_threadpool(engine.prune_threads, ctx_of(request), thread_ids, body.strategy)
     return {"pruned_count": pruned}
 
 
 @router.get("/threads/{thread_id}")
 def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
-    ctx = ctx_of(request)
-    return thread_to_wire(ctx, load_thread(ctx, thread_id))
+    return thread_to_wire(ctx_of(request), authorized_thread(request, thread_id))
 
 
 @router.patch("/threads/{thread_id}")
 def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
-    thread = load_thread(ctx, thread_id)
-    thread["metadata"] = {**(thread.get("metadata") or {}), **(body.metadata or {})}
+    value: dict[str, Any] = {"thread_id": check_uuid(thread_id, "thread"), "metadata": dict(body.metadata or {})}
+    filters = access_of(request).authorize("threads", "update", value)
+    thread = load_thread(ctx, thread_id, filters)
+    thread["metadata"] = {**(thread.get("metadata") or {}), **(value.get("metadata") or {})}
     thread["updated_at"] = now_iso()
     ctx.threads.update_doc(thread_id, thread)
     return thread_to_wire(ctx, thread)
@@ -142,15 +193,14 @@ def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[st
 
 @router.delete("/threads/{thread_id}", status_code=204)
 def delete_thread(thread_id: str, request: Request) -> Response:
-    ctx = ctx_of(request)
-    load_thread(ctx, thread_id)
-    engine.delete_thread(ctx, thread_id)
+    authorized_thread(request, thread_id, "delete")
+    engine.delete_thread(ctx_of(request), thread_id)
     return Response(status_code=204)
 
 
 def _state(request: Request, thread_id: str, checkpoint: dict[str, Any] | None, subgraphs: bool) -> dict[str, Any]:
     ctx = ctx_of(request)
-    thread = load_thread(ctx, thread_id)
+    thread = authorized_thread(request, thread_id)
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         return {
@@ -187,7 +237,7 @@ def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest, request: Re
 @router.post("/threads/{thread_id}/state")
 def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
-    thread = load_thread(ctx, thread_id)
+    thread = authorized_thread(request, thread_id, "update")
     if thread.get("status") == ThreadStatus.BUSY or thread.get("active_run_id"):
         raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.")
     graph_id = thread_graph(ctx, thread)
@@ -217,8 +267,9 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
     }
 
 
-def _history(ctx: Context, thread_id: str, body: HistoryRequest) -> list[dict[str, Any]]:
-    thread = load_thread(ctx, thread_id)
+def _history(request: Request, thread_id: str, body: HistoryRequest) -> list[dict[str, Any]]:
+    ctx = ctx_of(request)
+    thread = authorized_thread(request, thread_id)
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         return []
@@ -238,7 +289,7 @@ def _history(ctx: Context, thread_id: str, body: HistoryRequest) -> list[dict[st
 
 @router.post("/threads/{thread_id}/history")
 def post_history(thread_id: str, body: HistoryRequest, request: Request) -> list[dict[str, Any]]:
-    return _history(ctx_of(request), thread_id, body)
+    return _history(request, thread_id, body)
 
 
 @router.get("/threads/{thread_id}/history")
@@ -249,17 +300,20 @@ def get_history(
         body = HistoryRequest(limit=limit, before=before)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    return _history(ctx_of(request), thread_id, body)
+    return _history(request, thread_id, body)
 
 
 @router.post("/threads/{thread_id}/copy")
 def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
-    thread = load_thread(ctx, thread_id)
+    thread = authorized_thread(request, thread_id)
     if thread.get("status") in INFLIGHT or thread.get("active_run_id"):
         raise HTTPException(409, "Thread is busy: copy it when its run has finished.")
     copy_id = str(uuid.uuid4())
-    created = new_thread(ctx, copy_id, thread.get("metadata"))
+    # The copy is a thread the user creates: its handler may stamp it (or refuse).
+    value: dict[str, Any] = {"thread_id": copy_id, "metadata": dict(thread.get("metadata") or {}), "if_exists": "raise"}
+    access_of(request).authorize("threads", "create", value)
+    created = new_thread(ctx, copy_id, value.get("metadata"))
     assert created is not None
     ctx.checkpointer.copy_thread(thread_id, copy_id)
     ctx.threads.set_status(copy_id, thread.get("status", ThreadStatus.IDLE))

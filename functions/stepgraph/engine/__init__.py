@@ -11,9 +11,11 @@ what this module exports; the rooms behind it:
 - `deadlines`: a parked run's human-input deadline
 - `lease`: who holds a thread and the status it settles to
 - `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
+- `access`: the authenticated user a run carries to its graph; metadata filters
 - `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
 """
 
+from stepgraph.engine.access import AuthUser, matches_filter, metadata_filter, user_fields
 from stepgraph.engine.admin import cancel_runs, delete_thread, prune_threads, queue_counts
 from stepgraph.engine.admission import admit_next_run, base_run, submit_run
 from stepgraph.engine.cancellation import cancel_run
@@ -40,6 +42,7 @@ __all__ = [
     "END",
     "END_SEQ",
     "RUN_STREAM_MODES",
+    "AuthUser",
     "ConfigError",
     "Conflict",
     "Context",
@@ -60,6 +63,8 @@ __all__ = [
     "finish_run",
     "get_thread_state",
     "matches",
+    "matches_filter",
+    "metadata_filter",
     "now_iso",
     "park_run",
     "prune_threads",
@@ -76,4 +81,5 @@ __all__ = [
     "thread_graph",
     "thread_ms",
     "thread_seq",
+    "user_fields",
 ]

@@ -3,7 +3,8 @@ count the queue. The API's administrative routes call these; nothing here is on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from stepgraph.engine.cancellation import abandon_parked_run, cancel_run
 from stepgraph.engine.context import Context
@@ -51,12 +52,14 @@ def cancel_runs(
     run_ids: Sequence[str] | None = None,
     status: str | None = None,
     action: str = DoubleText.INTERRUPT,
+    where: Callable[[dict[str, Any]], bool] | None = None,
 ) -> int:
     """Cancel the named runs of one thread, or every run in `status` (pending, running or all
-    inflight). Runs already over are left alone. Returns how many runs were cancelled."""
+    inflight) for which `where` holds (the caller's view: runs of threads it may see). Runs
+    already over are left alone. Returns how many runs were cancelled."""
     if status is not None:
         statuses = INFLIGHT if status == "all" else (status,)
-        runs = ctx.runs.with_status(statuses)
+        runs = [run for run in ctx.runs.with_status(statuses) if where is None or where(run)]
     else:
         assert thread_id is not None and run_ids is not None
         found = [ctx.runs.get(thread_id, run_id) for run_id in dict.fromkeys(run_ids)]

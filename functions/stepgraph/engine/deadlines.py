@@ -65,7 +65,8 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str, execution: str 
         kwargs,
         metadata={**(parked.get("metadata") or {}), "resumed_from": run_id, "resumed_by": "interrupt_deadline"},
         multitask_strategy=parked.get("multitask_strategy"),
-        **{k: parked[k] for k in ("assistant_config", "assistant_context") if k in parked},
+        # The resume runs as the parked run's user: a deadline, not a request, created it.
+        **{k: parked[k] for k in ("assistant_config", "assistant_context", "auth_user") if k in parked},
     )
     resume["status"] = RunStatus.RUNNING
     if execution:

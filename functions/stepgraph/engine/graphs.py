@@ -41,7 +41,30 @@ logger = logging.getLogger(__name__)
 
 # The peer's namespace for system assistant ids: uuid5(NAMESPACE, graph_id).
 ASSISTANT_NAMESPACE = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
-SUPPORTED_KEYS = {"$schema", "graphs", "dependencies", "env", "python_version", "pip_config_file", "image_distro"}
+SUPPORTED_KEYS = {
+    "$schema",
+    "graphs",
+    "dependencies",
+    "env",
+    "python_version",
+    "pip_config_file",
+    "image_distro",
+    "auth",
+    "http",
+}
+# `auth` keys: `path` is enforced; Studio's bypass (`x-auth-scheme: langsmith`) is never
+# honoured, so `disable_studio_auth` changes nothing either way.
+_AUTH_KEYS = {"path", "disable_studio_auth"}
+# `http.cors` as the peer reads it: Starlette's CORSMiddleware arguments.
+CORS_KEYS = {
+    "allow_origins",
+    "allow_methods",
+    "allow_headers",
+    "allow_credentials",
+    "allow_origin_regex",
+    "expose_headers",
+    "max_age",
+}
 
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
@@ -91,6 +114,10 @@ class GraphRegistry:
 
     root: Path
     specs: dict[str, GraphSpec]
+    # `auth.path` of langgraph.json: a `langgraph_sdk.Auth` object the API enforces.
+    auth_ref: str | None = None
+    # `http.cors`: CORSMiddleware's arguments; None, no CORS headers at all.
+    cors: dict[str, Any] | None = None
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -108,6 +135,8 @@ class GraphRegistry:
             raise ConfigError(f"{path}: 'graphs' must be a non-empty object")
         for key in sorted(set(config) - SUPPORTED_KEYS):
             logger.warning("langgraph.json key %r is not supported yet by stepgraph; ignored", key)
+        auth_ref = _auth_ref(path, config.get("auth"))
+        cors = _cors(path, config.get("http"))
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
@@ -119,7 +148,7 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs)
+        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors)
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
@@ -155,7 +184,8 @@ class GraphRegistry:
         if not isinstance(target, Factory):
             yield target
             return
-        made = target.call(config, server_runtime(access_context, context, target.context_type))
+        user = (config.get("configurable") or {}).get("langgraph_auth_user")
+        made = target.call(config, server_runtime(access_context, context, target.context_type, user=user))
         async with contextlib.AsyncExitStack() as stack:
             while True:
                 if isinstance(made, (Pregel, StateGraph)):
@@ -181,23 +211,40 @@ class GraphRegistry:
                 self._targets[graph_id] = _classify(graph_id, self._import(self.specs[graph_id]))
             return self._targets[graph_id]
 
+    def load_auth(self) -> Any:
+        """The `langgraph_sdk.Auth` object `auth.path` names (None without one). Raises
+        ConfigError when it cannot be imported or is not an Auth: a server must not start
+        without the auth its langgraph.json asks for."""
+        from langgraph_sdk import Auth
+
+        if self.auth_ref is None:
+            return None
+        auth = self._load(self.auth_ref, "auth")
+        if not isinstance(auth, Auth):
+            raise ConfigError(f"auth: {self.auth_ref!r} is a {type(auth).__name__}, not a langgraph_sdk.Auth")
+        return auth
+
     def _import(self, spec: GraphSpec) -> Any:
-        module_ref, _, attr = spec.ref.rpartition(":")
+        return self._load(spec.ref, f"graph {spec.graph_id!r}")
+
+    def _load(self, ref: str, what: str) -> Any:
+        """The object `./file.py:attr` or `pkg.module:attr` names; `what` names it in errors."""
+        module_ref, _, attr = ref.rpartition(":")
         if not module_ref or not attr:
-            raise ConfigError(f"graph {spec.graph_id!r}: {spec.ref!r} must look like 'file.py:attr'")
+            raise ConfigError(f"{what}: {ref!r} must look like 'file.py:attr'")
         if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref:
-            module = self._import_file(spec.graph_id, module_ref)
+            module = self._import_file(what, module_ref)
         else:
             module = importlib.import_module(module_ref)
         try:
             return getattr(module, attr)
         except AttributeError:
-            raise ConfigError(f"graph {spec.graph_id!r}: {module_ref} has no attribute {attr!r}") from None
+            raise ConfigError(f"{what}: {module_ref} has no attribute {attr!r}") from None
 
-    def _import_file(self, graph_id: str, module_ref: str) -> Any:
+    def _import_file(self, what: str, module_ref: str) -> Any:
         file = (self.root / module_ref).resolve()
         if not file.is_file():
-            raise ConfigError(f"graph {graph_id!r}: {file} does not exist")
+            raise ConfigError(f"{what}: {file} does not exist")
         # A name derived from the file's place in the project: the same in every process (a
         # checkpoint that stores a dataclass state names its module), loaded once however many
         # graphs the file holds.
@@ -211,7 +258,7 @@ class GraphRegistry:
             return module
         module_spec = importlib.util.spec_from_file_location(name, file)
         if module_spec is None or module_spec.loader is None:
-            raise ConfigError(f"graph {graph_id!r}: cannot import {file}")
+            raise ConfigError(f"{what}: cannot import {file}")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         try:
@@ -220,6 +267,35 @@ class GraphRegistry:
             sys.modules.pop(name, None)
             raise
         return module
+
+
+def _auth_ref(path: Path, auth: Any) -> str | None:
+    if auth is None:
+        return None
+    if not isinstance(auth, dict) or not isinstance(auth.get("path"), str):
+        raise ConfigError(f"{path}: 'auth' must be an object with a 'path' like './auth.py:auth'")
+    for key in sorted(set(auth) - _AUTH_KEYS):
+        logger.warning("langgraph.json key 'auth.%s' is not supported yet by stepgraph; ignored", key)
+    ref: str = auth["path"]
+    return ref
+
+
+def _cors(path: Path, http: Any) -> dict[str, Any] | None:
+    if http is None:
+        return None
+    if not isinstance(http, dict):
+        raise ConfigError(f"{path}: 'http' must be an object")
+    for key in sorted(set(http) - {"cors"}):
+        logger.warning("langgraph.json key 'http.%s' is not supported yet by stepgraph; ignored", key)
+    cors = http.get("cors")
+    if cors is None:
+        return None
+    if not isinstance(cors, dict):
+        raise ConfigError(f"{path}: 'http.cors' must be an object")
+    unknown = set(cors) - CORS_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: 'http.cors' takes {', '.join(sorted(CORS_KEYS))}; not {', '.join(sorted(unknown))}")
+    return dict(cors)
 
 
 def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:
@@ -323,18 +399,20 @@ def coerce_context(context: Any, context_type: Any) -> Any:
     return context
 
 
-def server_runtime(access_context: AccessContext, context: Any = None, context_type: Any = None) -> Any:
-    """The `langgraph_sdk.runtime.ServerRuntime` a factory receives; only a run carries `context`."""
+def server_runtime(
+    access_context: AccessContext, context: Any = None, context_type: Any = None, *, user: Any = None
+) -> Any:
+    """The `langgraph_sdk.runtime.ServerRuntime` a factory receives; only a run carries `context`,
+    and `user` when auth.py authenticated one."""
     from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
-    # No custom auth and no long-term store yet: `user` and `store` are None (the SDK types
-    # `store` as always set, hence the cast).
+    # No long-term store yet: `store` is None (the SDK types it as always set, hence the cast).
     no_store = cast("BaseStore", None)
     if access_context == "threads.create_run":
         return _ExecutionRuntime(
-            access_context=access_context, user=None, store=no_store, context=coerce_context(context, context_type)
+            access_context=access_context, user=user, store=no_store, context=coerce_context(context, context_type)
         )
-    return _ReadRuntime(access_context=access_context, user=None, store=no_store)
+    return _ReadRuntime(access_context=access_context, user=user, store=no_store)
 
 
 def _build_once(graph_id: str, made: Any) -> CompiledGraph:

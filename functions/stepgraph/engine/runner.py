@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
+from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
 from stepgraph.engine.handover import carried_elsewhere, hand_over
@@ -92,7 +94,11 @@ class EventWriter:
         self._cond = threading.Condition()
         self._closed = False
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name=f"events-{run_id[:8]}", daemon=True)
+        # In the invocation's context, as asyncio.to_thread does: what it carries (the local
+        # runtime's record of which function makes a call) goes with the writes.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._loop,), name=f"events-{run_id[:8]}", daemon=True
+        )
         self._thread.start()
 
     def append(self, event: str, data: Any) -> None:
@@ -153,6 +159,12 @@ def run_config(run: dict[str, Any], assistant: dict[str, Any] | None) -> dict[st
         "assistant_id": run["assistant_id"],
         "graph_id": run["graph_id"],
     }
+    # Who the run's user is, the server's word only: what a client or an assistant put under
+    # these keys is dropped, and the user the run was created by (if auth.py authenticated one)
+    # is rebuilt from the run, in every Step invocation.
+    for key in RESERVED_CONFIGURABLE:
+        configurable.pop(key, None)
+    configurable.update(auth_configurable(run.get("auth_user")))
     config: dict[str, Any] = {**a_config, **r_config, "configurable": configurable}
     for option in RUN_OPTIONS:  # run options that may ride in a config, not RunnableConfig keys
         config.pop(option, None)

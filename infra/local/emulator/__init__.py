@@ -3,8 +3,10 @@
 `lambda_hook` runs our handlers when moto invokes a Lambda function, and `scope` lets moto answer
 stepgraph's own clients (and only them). The private modules patch moto where the local runtime
 needs it: `_dynamodb` (thread safety, transactions, speed-ups), `_stepfunctions` (the Tasks'
-clients, speed-ups) and `_core` (speed-ups to every request). `install()` applies them all; each
-refuses a moto other than `MOTO_VERSION`, the version `pyproject.toml` pins.
+clients, speed-ups) and `_core` (speed-ups to every request). `install()` applies them all. They
+are written against `MOTO_VERSION`, the lower bound of pyproject.toml's moto range: a later patch
+release of the same minor is accepted (with a warning naming the version they were checked on),
+another minor refused.
 """
 
 from __future__ import annotations
@@ -13,19 +15,33 @@ from collections.abc import Collection
 
 __all__ = ["MOTO_VERSION", "install", "require_moto", "speed_ups", "uninstall"]
 
-MOTO_VERSION = "5.2.5"  # pyproject.toml pins moto to this (tests/unit/test_emulator_pin.py)
+import logging
+
+MOTO_VERSION = "5.2.5"  # pyproject.toml's moto range starts here (tests/unit/test_emulator_pin.py)
+
+logger = logging.getLogger("stepgraph.local")
+_warned: set[str] = set()
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
 def require_moto(component: str) -> None:
-    """Refuse any moto but `MOTO_VERSION`: the patches rely on its internals."""
+    """Refuse a moto whose internals the patches were not written for: another minor, or an
+    older patch release. A newer patch release of the same minor is let through with a warning."""
     import moto
 
-    if moto.__version__ != MOTO_VERSION:
+    installed, written = _release(moto.__version__), _release(MOTO_VERSION)
+    if installed[:2] != written[:2] or installed < written:
         raise RuntimeError(
-            f"stepgraph_local.emulator.{component} patches moto internals written against moto=={MOTO_VERSION}, "
-            f"but moto=={moto.__version__} is installed. Install moto=={MOTO_VERSION}, or re-check the patches "
-            "before bumping the pin."
+            f"stepgraph_local.emulator.{component} patches moto internals written against moto {MOTO_VERSION} "
+            f"(accepted: >={MOTO_VERSION},<{written[0]}.{written[1] + 1}), but moto {moto.__version__} is "
+            f"installed. Install 'stepgraph[local]' again, or re-check the patches before widening the range."
         )
+    if installed != written and moto.__version__ not in _warned:
+        _warned.add(moto.__version__)
+        logger.warning("emulator patches were checked on moto %s; running on moto %s", MOTO_VERSION, moto.__version__)
 
 
 def speed_ups() -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""moto's Step Functions engine as the local runtime needs it: three fixes, then three speed-ups.
+"""moto's Step Functions engine as the local runtime needs it: fixes (0, 0b, 1, 5) and speed-ups (2-4).
 
 0. AWS publishes every execution's status change to EventBridge ("Step Functions Execution
    Status Change"); moto publishes nothing, so nothing would tell the reaper that an execution
@@ -24,16 +24,22 @@
    per-execution workers: definitions without those are parsed once and shared.
 4. It also parses every JSONPath (`$.step.status`, ...) anew each time a state reads one, about
    0.25 ms each with jsonpath-ng; parsed paths are immutable, so they are cached too.
+5. An execution runs in a thread of its own, and starts more (a Task under a timeout, a callback
+   wait, Map and Parallel branches): its Tasks' calls (a Lambda invoke, an SQS send) are made as
+   its state machine (`iam.acting_as`), whose role AWS would sign them with, so the threads the
+   engine starts for an execution start in the context of the thread that starts them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import importlib
 import json
 import logging
 import sys
 import threading
+import types
 from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
@@ -46,7 +52,9 @@ from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.parse import asl_parser
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
+from .. import iam
 from . import require_moto, scope
 from ._patches import Patches
 
@@ -58,6 +66,14 @@ SPEED_UPS = ("task_client_reuse", "asl_parse", "json_path")
 _TASK_MODULES = (
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sqs",
+)
+# The engine's modules that start threads within an execution (`import threading`, or `Thread`).
+_THREADING_MODULES = (
+    "moto.stepfunctions.parser.asl.component.program.program",
+    "moto.stepfunctions.parser.asl.component.state.exec.execute_state",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.inline_iteration_component",
+    "moto.stepfunctions.parser.asl.component.state.exec.state_parallel.branch_worker",
 )
 _STATEFUL_TYPES = {"Map", "Parallel"}
 _patches = Patches()
@@ -181,6 +197,33 @@ def _parse(definition: str) -> Any:
     return _parse_cached(definition)
 
 
+# ---------------------------------------------------------------- 5. the Tasks' principal
+def _execution_logic(self: ExecutionWorker) -> None:
+    state_machine = self._evaluation_details.state_machine_details
+    with iam.acting_as(iam.principal_for(state_machine.arn)):
+        _originals["execution_logic"](self)
+
+
+class _ThreadInContext(threading.Thread):
+    """A thread that runs in (a copy of) the context of the thread that created it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._creator_context = contextvars.copy_context()
+
+    def run(self) -> None:
+        self._creator_context.run(super().run)
+
+
+class _ThreadingInContext(types.ModuleType):
+    """`threading` as the engine's modules see it: the same, but for `Thread`."""
+
+    Thread = _ThreadInContext
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(threading, name)
+
+
 # ---------------------------------------------------------------- install
 def install(without: Collection[str] = ()) -> None:
     """Idempotent. `without`: names of SPEED_UPS to leave out (the Tasks' clients are always ours)."""
@@ -191,6 +234,13 @@ def install(without: Collection[str] = ()) -> None:
     _originals["set_error"] = _patches.replace(Environment, "set_error", _set_error)
     for name in _TASK_MODULES:
         importlib.import_module(name)
+    _originals["execution_logic"] = _patches.replace(ExecutionWorker, "_execution_logic", _execution_logic)
+    in_context = _ThreadingInContext("threading")
+    for name in _THREADING_MODULES:
+        module = importlib.import_module(name)
+        for attribute, replacement in (("threading", in_context), ("Thread", _ThreadInContext)):
+            if attribute in vars(module):
+                _patches.replace(module, attribute, replacement)
     client_for = _task_client if "task_client_reuse" in without else _shared_task_client
     for module in _modules_using(boto_client.boto_client_for):
         _patches.replace(module, "boto_client_for", client_for)

@@ -26,6 +26,7 @@ from typing import Any
 
 from werkzeug.datastructures import Headers
 
+from .. import iam
 from . import require_moto
 from ._patches import Patches
 
@@ -227,7 +228,8 @@ def _invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -
     context = LambdaContext(self.function_name, self.function_arn, self.memory_size, self.timeout)
     response_headers["x-amz-executed-version"] = "$LATEST"
     try:
-        result = handler(event, context)
+        with iam.acting_as(iam.principal_for(self.function_name)):  # its AWS calls are the function's
+            result = handler(event, context)
         try:
             payload = json.dumps(result).encode("utf-8")
         except (TypeError, ValueError) as exc:

@@ -4,6 +4,7 @@ on the thread's head and a lease check, grouped into transactions; a plain saver
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -157,7 +158,10 @@ class FencedCommits:
                 self.commit()
             elif self.timer is None:
                 # Nothing waits longer than linger_seconds, however long the node that runs next.
-                self.timer = threading.Timer(self.linger_seconds, self._commit_in_background)
+                # In the run's context, as its own commits are.
+                self.timer = threading.Timer(
+                    self.linger_seconds, contextvars.copy_context().run, args=(self._commit_in_background,)
+                )
                 self.timer.daemon = True
                 self.timer.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
+import contextvars
 import copy
 import functools
 import logging
@@ -372,7 +373,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     async def _off_loop(self, call: Callable[..., _T], *args: Any) -> _T:
         """`call(*args)` in a worker thread; a fenced saver keeps track of it until settle()."""
-        future = _IO.submit(call, *args)
+        # In the caller's context, as asyncio.to_thread would run it.
+        future = _IO.submit(contextvars.copy_context().run, call, *args)
         fence = self._fence
         if fence is not None:
             with fence.lock:

@@ -1,0 +1,168 @@
+"""Custom auth, as on the Agent Server: a project's `auth.py` (tests/user_projects/auth)
+authenticates two users by bearer token, stamps each thread and assistant with its owner, and
+filters reads: through langgraph-sdk, user B finds none of user A's threads, runs, streams or
+history (404, as missing ones), counts none of them, and the graph of a run sees the user that
+created it in each of its Step invocations (strict mode: one node per invocation).
+
+Crons and the store, when served, belong in `test_each_user_sees_only_their_own`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from harness import ROOT, Server
+from langgraph_sdk import get_client
+from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
+
+pytestmark = pytest.mark.asyncio(loop_scope="function")
+
+PROJECT = ROOT / "tests" / "user_projects" / "auth" / "langgraph.json"
+TOKEN = {"a": "token-a", "b": "token-b", "reader": "token-reader"}
+
+
+@pytest.fixture(scope="module")
+def auth_server():
+    server = Server("--step-mode", "strict", config=PROJECT).wait_ready()
+    yield server
+    server.stop()
+
+
+def client(server: Server, user: str | None) -> Any:
+    headers = {"Authorization": f"Bearer {TOKEN[user]}"} if user else {}
+    return get_client(url=server.url, headers=headers)
+
+
+async def status_of(call: Any) -> int:
+    """The status an SDK call fails with (some raise NotFoundError, joins httpx's error)."""
+    try:
+        await call
+    except httpx.HTTPStatusError as exc:
+        return exc.response.status_code
+    return 200
+
+
+async def _drain(stream: Any) -> None:
+    if inspect.isawaitable(stream):  # threads.join_stream is a coroutine giving the stream
+        stream = await stream
+    async for _ in stream:
+        pass
+
+
+def seen_by(values: dict[str, Any]) -> set[tuple[str, ...]]:
+    return {
+        (s["node"], s["identity"], s["user_id"], s["runtime_identity"], s["org"], *s["permissions"])
+        for s in values["seen"]
+    }
+
+
+async def test_each_user_sees_only_their_own(auth_server):
+    a, b = client(auth_server, "a"), client(auth_server, "b")
+    b_threads = await b.threads.count()
+    # A forged owner is overwritten by the stamp.
+    thread = await a.threads.create(metadata={"owner": "user-b", "topic": "secret"})
+    thread_id = thread["thread_id"]
+    assert thread["metadata"] == {"owner": "user-a", "topic": "secret"}
+    run = await a.runs.create(thread_id, "who", input={}, metadata={"owner": "user-b"})
+    assert (await a.runs.join(thread_id, run["run_id"]))["seen"]
+    assert (await a.runs.get(thread_id, run["run_id"]))["metadata"]["owner"] == "user-a"
+    run_id = run["run_id"]
+
+    hidden = {
+        "thread": lambda: b.threads.get(thread_id),
+        "state": lambda: b.threads.get_state(thread_id),
+        "history": lambda: b.threads.get_history(thread_id),
+        "runs": lambda: b.runs.list(thread_id),
+        "run": lambda: b.runs.get(thread_id, run_id),
+        "join": lambda: b.runs.join(thread_id, run_id),
+        "update": lambda: b.threads.update(thread_id, metadata={"owner": "user-b"}),
+        "delete": lambda: b.threads.delete(thread_id),
+        "copy": lambda: b.threads.copy(thread_id),
+        "cancel": lambda: b.runs.cancel(thread_id, run_id),
+        "delete run": lambda: b.runs.delete(thread_id, run_id),
+        "update state": lambda: b.threads.update_state(thread_id, {"seen": []}),
+        "run on it": lambda: b.runs.wait(thread_id, "who", input={}),
+    }
+    for what, call in hidden.items():
+        assert await status_of(call()) == 404, f"user B reached user A's {what}"
+    for what, stream in {
+        "run stream": lambda: b.runs.join_stream(thread_id, run_id),
+        "new run's stream": lambda: b.runs.stream(thread_id, "who", input={}),
+        "thread stream": lambda: b.threads.join_stream(thread_id),
+    }.items():
+        assert await status_of(_drain(stream())) == 404, f"user B read user A's {what}"
+
+    assert thread_id not in {t["thread_id"] for t in await b.threads.search(limit=1000)}
+    assert await b.threads.search(metadata={"topic": "secret"}) == []
+    assert await b.threads.count() == b_threads
+    assert await a.threads.count(metadata={"topic": "secret"}) == 1
+    # The thread-centric protocol answers as for a thread with no run.
+    async with httpx.AsyncClient(base_url=auth_server.url, headers={"Authorization": "Bearer token-b"}) as http:
+        command = await http.post(f"/threads/{thread_id}/commands", json={"id": 1, "method": "state.get"})
+        assert command.json()["error"] == "no_such_run"
+        events = await http.post(f"/threads/{thread_id}/stream/events", json={"channels": ["values"]})
+        assert events.status_code == 404
+    # Nothing B tried changed A's thread.
+    metadata = (await a.threads.get(thread_id))["metadata"]
+    assert (metadata["owner"], metadata["topic"]) == ("user-a", "secret")
+    assert [r["run_id"] for r in await a.runs.list(thread_id)] == [run_id]
+
+
+async def test_the_graph_runs_as_the_user_who_created_the_run(auth_server):
+    a, b = client(auth_server, "a"), client(auth_server, "b")
+    thread = await a.threads.create()
+    # What a client puts under the server's keys never reaches the graph.
+    forged = {"configurable": {"langgraph_auth_user_id": "user-b", "langgraph_auth_permissions": ["admin"]}}
+    values = await a.runs.wait(thread["thread_id"], "who", input={}, config=forged)
+    assert seen_by(values) == {
+        ("first", "user-a", "user-a", "user-a", "acme", "threads:write"),
+        ("second", "user-a", "user-a", "user-a", "acme", "threads:write"),
+    }
+    # A graph factory is given the run's user too (ServerRuntime.user).
+    assert (await b.runs.wait(None, "made_for", input={}))["made_for"] == "user-b"
+    # A stateless run, and a run creating its thread: B's, stamped by the run's handler.
+    assert {s[1] for s in seen_by(await b.runs.wait(None, "who", input={}))} == {"user-b"}
+    new_id = str(uuid.uuid4())
+    values = await b.runs.wait(new_id, "who", input={}, if_not_exists="create")
+    assert {s[1] for s in seen_by(values)} == {"user-b"}
+    assert (await b.threads.get(new_id))["metadata"]["owner"] == "user-b"
+    with pytest.raises(NotFoundError):
+        await a.threads.get(new_id)
+
+
+async def test_who_is_not_authenticated_gets_401_and_who_may_not_403(auth_server):
+    anonymous, wrong = client(auth_server, None), get_client(url=auth_server.url, headers={"Authorization": "Bearer x"})
+    for user in (anonymous, wrong):
+        with pytest.raises(AuthenticationError):
+            await user.threads.search()
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        refused = await http.post("/threads", json={})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
+        for path in ("/info", "/openapi.json", "/docs", "/metrics", "/assistants/search"):
+            assert (await http.request("POST" if "search" in path else "GET", path)).status_code == 401, path
+        assert (await http.get("/ok")).status_code == 200
+    # Authenticated, but threads.create returns False for a user without threads:write.
+    with pytest.raises(PermissionDeniedError) as refused_create:
+        await client(auth_server, "reader").threads.create()
+    assert refused_create.value.response.json() == {"detail": "Forbidden"}
+
+
+async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_server):
+    a, b = client(auth_server, "a"), client(auth_server, "b")
+    assistant = await a.assistants.create("who", name="a's", metadata={"team": "x"})
+    assistant_id = assistant["assistant_id"]
+    assert assistant["metadata"] == {"team": "x", "editors": ["user-a"]}
+    assert (await b.assistants.get(assistant_id))["name"] == "a's"
+    assert assistant_id in {x["assistant_id"] for x in await b.assistants.search(graph_id="who")}
+    # B runs it on B's own thread, as itself.
+    values = await b.runs.wait(None, assistant_id, input={})
+    assert {s[1] for s in seen_by(values)} == {"user-b"}
+    with pytest.raises(NotFoundError):
+        await b.assistants.update(assistant_id, name="b's")
+    with pytest.raises(NotFoundError):
+        await b.assistants.delete(assistant_id)
+    assert (await a.assistants.update(assistant_id, name="renamed"))["name"] == "renamed"

@@ -1,0 +1,179 @@
+"""Who may call the API, in-process against the emulated stack: the deployed default (the
+template's API key, from Secrets Manager, in `x-api-key`), CORS from `http.cors`, and the
+Agent Server's contract for a custom `auth.py` (which handler answers, what a refusal looks
+like, what `authenticate` is given)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from stepgraph.api import create_app
+from stepgraph.api.threads import new_thread
+from stepgraph.engine import ConfigError, Context, system_assistant_id
+from stepgraph_local.runtime import LocalRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN = f"{ROOT / 'examples' / 'graphs.py'}:chain"
+
+AUTH = textwrap.dedent(
+    """
+    import json
+
+    from langgraph_sdk import Auth
+
+    auth = Auth()
+
+
+    @auth.authenticate
+    async def authenticate(authorization, path, method, path_params, query_params, headers):
+        if authorization == "Bearer bug":
+            raise RuntimeError("a bug in auth.py")
+        assert authorization != "Bearer assert", "not you"
+        if authorization != "Bearer ok":
+            raise Auth.exceptions.HTTPException(401, "who are you?", headers={"WWW-Authenticate": "Bearer"})
+        request = {"path": path, "method": method, "path_params": path_params, "query_params": query_params}
+        return {"identity": "u", "request": request, "agent": headers[b"user-agent"].decode()}
+
+
+    @auth.on
+    async def everything_else(ctx, value):
+        return False
+
+
+    @auth.on.threads
+    async def threads(ctx, value):
+        return {"label": "mine"}
+
+
+    @auth.on.threads.create
+    async def create_thread(ctx, value):
+        value["metadata"].update(label="mine", who=ctx.user.identity, tags=["x", "y"])
+
+
+    @auth.on.threads.delete
+    async def delete_thread(ctx, value):
+        seen = {**ctx.user["request"], "agent": ctx.user["agent"], "value": value}
+        raise Auth.exceptions.HTTPException(418, json.dumps(seen))
+
+
+    @auth.on(actions="search")
+    async def searches(ctx, value):
+        return {"tags": {"$contains": ["x", "y"]}}
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[LocalRuntime]:
+    started = LocalRuntime().start()
+    yield started
+    started.stop()
+
+
+def project(tmp_path: Path, **config: Any) -> str:
+    """A langgraph.json serving the examples' `chain` with `config`'s extra keys."""
+    path = tmp_path / "langgraph.json"
+    path.write_text(json.dumps({"graphs": {"chain": CHAIN}, **config}))
+    return str(path)
+
+
+def api(runtime: LocalRuntime, **settings: Any) -> httpx.AsyncClient:
+    app = create_app(Context(dataclasses.replace(runtime.ctx.settings, **settings)))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+async def test_deployed_api_answers_only_with_the_deployment_key(runtime):
+    arn = runtime.ctx.settings.api_key_secret_arn
+    assert arn, "the template's ApiKeySecret reaches the API's settings"
+    key = runtime.aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    async with api(runtime, require_api_key=True) as http:
+        assert (await http.get("/ok")).status_code == 200
+        for headers in ({}, {"x-api-key": "not-the-key"}, {"x-api-key": key[:-1]}):
+            refused = await http.post("/threads/search", json={}, headers=headers)
+            assert refused.status_code == 401, headers
+            assert "x-api-key" in refused.json()["detail"]
+        for method, path in (("GET", "/info"), ("GET", "/openapi.json"), ("GET", "/"), ("POST", "/threads")):
+            assert (await http.request(method, path)).status_code == 401, path
+        answered = await http.post("/threads/search", json={}, headers={"x-api-key": key})
+        assert answered.status_code == 200 and isinstance(answered.json(), list)
+
+
+def test_deployed_api_without_a_key_or_auth_does_not_start(runtime):
+    with pytest.raises(ConfigError, match="STEPGRAPH_API_KEY_SECRET_ARN"):
+        create_app(Context(dataclasses.replace(runtime.ctx.settings, require_api_key=True, api_key_secret_arn="")))
+
+
+def test_an_auth_file_that_is_missing_is_a_start_up_error(runtime, tmp_path):
+    config = project(tmp_path, auth={"path": "./auth.py:auth"})
+    with pytest.raises(ConfigError, match=r"auth: .*auth\.py does not exist"):
+        create_app(Context(dataclasses.replace(runtime.ctx.settings, config_path=config)))
+
+
+async def test_cors_from_langgraph_json_answers_preflights_before_authentication(runtime, tmp_path):
+    cors = {"allow_origins": ["https://app.example"], "allow_methods": ["*"], "allow_headers": ["x-api-key"]}
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    config = project(tmp_path, http={"cors": cors})
+    async with api(runtime, require_api_key=True, config_path=config) as http:
+        answered = await http.options("/threads/search", headers=preflight)
+        assert answered.status_code == 200
+        assert answered.headers["access-control-allow-origin"] == "https://app.example"
+        other = await http.options("/threads/search", headers={**preflight, "Origin": "https://evil.example"})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        # A refusal carries the headers a browser needs to read it.
+        refused = await http.post("/threads/search", json={}, headers={"Origin": "https://app.example"})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"
+    async with api(runtime, require_api_key=False) as http:  # no http.cors: no CORS at all
+        answered = await http.options("/threads/search", headers=preflight)
+        assert "access-control-allow-origin" not in answered.headers
+
+
+async def test_custom_auth_follows_the_agent_servers_contract(runtime, tmp_path):
+    (tmp_path / "auth.py").write_text(AUTH)
+    config = project(tmp_path, auth={"path": "./auth.py:auth"})
+    async with api(runtime, require_api_key=True, config_path=config) as http:
+        # authenticate: its HTTPException as it raised it, an assertion 403, anything else 401.
+        refused = await http.get("/info", headers={"Authorization": "Bearer nope"})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "who are you?"})
+        assert refused.headers["www-authenticate"] == "Bearer"
+        asserted = await http.get("/info", headers={"Authorization": "Bearer assert"})
+        assert (asserted.status_code, asserted.json()) == (403, {"detail": "not you"})
+        bug = await http.get("/info", headers={"Authorization": "Bearer bug"})
+        assert (bug.status_code, bug.json()) == (401, {"detail": "Unauthorized"})
+        assert (await http.get("/ok")).status_code == 200
+
+        http.headers.update({"Authorization": "Bearer ok", "User-Agent": "tester/1"})
+        # threads.create beats the threads handler (it stamps), which beats the global one.
+        thread = (await http.post("/threads", json={"metadata": {"label": "theirs"}})).json()
+        assert thread["metadata"] == {"label": "mine", "who": "u", "tags": ["x", "y"]}
+        thread_id = thread["thread_id"]
+        assert (await http.get(f"/threads/{thread_id}")).status_code == 200
+        other = str(uuid.uuid4())
+        new_thread(runtime.ctx, other, {"label": "theirs", "tags": ["x"]})
+        assert (await http.get(f"/threads/{other}")).json() == {"detail": "Thread not found"}
+        found = (await http.post("/threads/search", json={"limit": 1000})).json()
+        assert thread_id in {t["thread_id"] for t in found} and other not in {t["thread_id"] for t in found}
+        # ("*", "search") answers assistants.search; the global handler, anything unhandled.
+        assert (await http.post("/assistants/search", json={})).json() == []
+        refused = await http.get(f"/assistants/{system_assistant_id('chain')}")
+        assert (refused.status_code, refused.json()) == (403, {"detail": "Forbidden"})
+        # authenticate is given the request; a handler's HTTPException is the answer.
+        teapot = await http.delete(f"/threads/{thread_id}?why=test")
+        assert teapot.status_code == 418
+        assert json.loads(teapot.json()["detail"]) == {
+            "path": f"/threads/{thread_id}",
+            "method": "DELETE",
+            "path_params": {"thread_id": thread_id},
+            "query_params": {"why": "test"},
+            "agent": "tester/1",
+            "value": {"thread_id": thread_id},
+        }
+        assert (await http.get(f"/threads/{thread_id}")).status_code == 200
