@@ -42,16 +42,17 @@ def sample_event(folder: str) -> dict[str, Any]:
 
 
 def http_request(event: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP request an API Gateway HTTP API (payload 2.0) event stands for, as the Lambda Web
-    Adapter hands it to the app: httpx.request's keyword arguments, the URL relative."""
+    """The HTTP request an API Gateway REST API proxy event (payload 1.0) stands for, as the Lambda
+    Web Adapter hands it to the app: httpx.request's keyword arguments, the URL relative."""
     body = event.get("body") or ""
     content = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    query = event.get("rawQueryString") or ""
+    query = [(k, v) for k, values in (event.get("multiValueQueryStringParameters") or {}).items() for v in values]
     skip = {"content-length", "host"}  # the client sets these for the address it sends to
     return {
-        "method": event["requestContext"]["http"]["method"],
-        "url": event["rawPath"] + (f"?{query}" if query else ""),
-        "headers": {k: v for k, v in event.get("headers", {}).items() if k.lower() not in skip},
+        "method": event["httpMethod"],
+        "url": event["path"],
+        "params": query,
+        "headers": {k: v for k, v in (event.get("headers") or {}).items() if k.lower() not in skip},
         "content": content,
     }
 

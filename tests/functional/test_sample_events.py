@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sample_events import EVENTS, ROOT, SCENARIOS, Stage, functions
 from starlette.testclient import TestClient
-from stepgraph.api import create_app
-from stepgraph_local.runtime import LocalRuntime
+from stepgraph_local.runtime import LocalRuntime, api_app
 
 FUNCTIONS = functions(ROOT / "template.yaml")
 
@@ -18,7 +17,7 @@ FUNCTIONS = functions(ROOT / "template.yaml")
 def stage() -> Iterator[Stage]:
     runtime = LocalRuntime().start()  # the template's defaults (batched steps)
     try:
-        with TestClient(create_app(runtime.ctx), base_url="http://stepgraph.test") as client:
+        with TestClient(api_app(runtime.ctx), base_url="http://stepgraph.test") as client:  # as the API function
             yield Stage(runtime.ctx, runtime.aws.client("lambda"), FUNCTIONS, client.request)
     finally:
         runtime.stop()
