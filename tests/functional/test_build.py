@@ -14,7 +14,6 @@ Each function handles its sample event (events/, sample_events.py).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sam_artifacts import artifacts
 from sample_events import ROOT, SCENARIOS, Stage, functions
 from stepgraph_local import load_template
 
@@ -35,10 +35,6 @@ TEMPLATE = ROOT / "template.yaml"
 EXAMPLES = ROOT / "examples" / "langgraph.json"
 SAM = Path(sys.executable).parent / "sam"
 SANDBOX = Path(__file__).with_name("lambda_sandbox.py")
-_spec = importlib.util.spec_from_file_location("sam_artifacts", ROOT / "infra" / "sam" / "artifacts.py")
-assert _spec is not None and _spec.loader is not None
-artifacts = sys.modules["sam_artifacts"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(artifacts)
 
 FUNCTIONS = functions(TEMPLATE)  # folder -> logical id
 # Never in a Lambda package: the emulator and its web server, the test and deploy tools.
