@@ -171,8 +171,13 @@ def finish(stage: Stage) -> None:
 
 
 def api(stage: Stage) -> None:
-    """`client.runs.wait(None, "chain", input=...)`: queued, dispatched, run, and answered."""
-    response = stage.send(**http_request(sample_event("api")))
+    """`client.runs.wait(None, "chain", input=...)` with the deployment's API key: queued,
+    dispatched, run, and answered."""
+    request = http_request(sample_event("api"))
+    # The deployment's key (the template's secret) is the one the sample request carries.
+    secret = stage.ctx.settings.api_key_secret_arn
+    stage.ctx.clients.secretsmanager.put_secret_value(SecretId=secret, SecretString=request["headers"]["x-api-key"])
+    response = stage.send(**request)
     assert response.status_code == 200, response.text
     assert response.json() == {"items": ["sample", "a", "b", "c"]}
 

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from sam_artifacts import artifacts
-from sample_events import ROOT, SCENARIOS, Stage, functions
+from sample_events import ROOT, SCENARIOS, Stage, functions, http_request, sample_event
 from stepgraph_local import load_template
 
 TEMPLATE = ROOT / "template.yaml"
@@ -315,3 +315,10 @@ def test_function_imports_from_its_artifacts_alone(built: Built, running: Runnin
 @pytest.mark.parametrize("folder", sorted(FUNCTIONS))
 def test_function_handles_its_sample_event_from_its_artifacts(running: Running, folder: str) -> None:
     SCENARIOS[folder](running.stage)
+
+
+def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> None:
+    request = http_request(sample_event("api"))
+    del request["headers"]["x-api-key"]
+    refused = running.stage.send(**request)
+    assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
