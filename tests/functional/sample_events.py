@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,14 +76,18 @@ class Stage:
 
 
 # ---------------------------------------------------------------- seeding
-def _new_run(ctx: Context, thread_id: str, graph_id: str, values: dict[str, Any], run_id: str | None) -> str:
-    """A thread with one pending run queued, without ringing the doorbell: only the test moves it."""
+def _new_run(
+    ctx: Context, thread_id: str, graph_id: str, values: dict[str, Any], run_id: str | None, due_ms: int | None = None
+) -> str:
+    """A thread with one pending run queued (due now, or at `due_ms`), without ringing the
+    doorbell: only the test moves it."""
     new_thread(ctx, thread_id, {})
     assistant = ctx.assistants.get(system_assistant_id(graph_id))
     assert assistant is not None, f"no assistant for {graph_id}: the API creates them when it starts"
     run = base_run(thread_id, assistant, {"input": values, "stream_mode": ["values"]})
     run["run_id"] = run_id or new_run_id()
-    ctx.queue.insert(run, entry=queue_entry(run["run_id"], int(time.time() * 1000)), tail=None, reject=False)
+    due = due_ms if due_ms is not None else int(time.time() * 1000)
+    ctx.queue.insert(run, entry=queue_entry(run["run_id"], due), tail=None, reject=False)
     return str(run["run_id"])
 
 
@@ -182,10 +187,42 @@ def api(stage: Stage) -> None:
     assert response.json() == {"items": ["sample", "a", "b", "c"]}
 
 
+def reaper(stage: Stage) -> None:
+    """The run's execution was stopped from outside before Finish (EventBridge's status change):
+    the run ends `error` with the execution's error, its stream ends, its thread is free."""
+    event = sample_event("reaper")
+    run_input = json.loads(event["detail"]["input"])
+    thread_id, run_id = run_input["thread_id"], run_input["run_id"]
+    _admitted_run(stage.ctx, thread_id, run_id, "chain", {"items": []})  # its execution, named after it
+    assert stage.invoke("reaper", event) == {"reaped": run_id}
+    run = stage.ctx.runs.get(thread_id, run_id)
+    assert run is not None and run["status"] == "error"
+    assert run["error"] == {"error": event["detail"]["error"], "message": event["detail"]["cause"]}
+    assert stage.ctx.threads.get(thread_id)["status"] == "error"
+    state = stage.ctx.queue.state(thread_id)
+    assert state is not None and state.holder is None
+    assert stage.ctx.events.read(run_id)[-1].event == END
+    assert stage.invoke("reaper", event) == {"reaped": None}  # delivered again: nothing more
+
+
+def sweeper(stage: Stage) -> None:
+    """A queued run whose doorbell was lost, overdue on a free thread: the schedule's sweep rings
+    again, and the run is admitted and runs."""
+    event = sample_event("sweeper")
+    thread_id = str(uuid.uuid4())
+    overdue = int(time.time() * 1000) - int(stage.ctx.settings.lost_doorbell_seconds * 1000) - 60_000
+    run_id = _new_run(stage.ctx, thread_id, "chain", {"items": ["late"]}, None, due_ms=overdue)
+    assert stage.invoke("sweeper", event)["rung"] >= 1
+    assert _ended(stage.ctx, thread_id, run_id)["status"] == "success"
+    assert _values(stage.ctx, thread_id)["items"] == ["late", "a", "b", "c"]
+
+
 SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "api": api,
     "dispatch": dispatch,
     "step": step,
     "park": park,
     "finish": finish,
+    "reaper": reaper,
+    "sweeper": sweeper,
 }

@@ -313,15 +313,6 @@ def test_an_end_that_is_not_the_runs_own_reaps_nothing(runtime):
     assert _record(runtime, run)["status"] == "success"
 
 
-def test_the_handlers_take_the_sample_events(runtime):
-    # events/: what AWS delivers. An execution of a thread stepgraph never had reaps nothing.
-    sample = json.loads((ROOT / "events" / "reaper.json").read_text())
-    assert _invoke(runtime, "ReaperFunction", sample) == {"reaped": None}
-    assert _invoke(runtime, "SweeperFunction", json.loads((ROOT / "events" / "sweeper.json").read_text())) == {
-        "rung": 0
-    }
-
-
 def test_finish_failing_past_its_retries_fails_the_execution_and_the_reaper_ends_the_run(runtime, monkeypatch):
     # The state machine's Retry waits are real seconds (1+2+4+8+16 for Finish): moto's retrier
     # sleeps a hundredth of them here; the waits it asked for are kept to check the policy ran.
