@@ -29,6 +29,20 @@ async def _stream(client, graph: str, input, **kwargs) -> list[tuple[str, object
     return [(p.event, p.data) async for p in client.runs.stream(thread["thread_id"], graph, input=input, **kwargs)]
 
 
+async def test_a_run_without_stream_mode_streams_values(server):
+    """The peer's default mode, for clients that send no `stream_mode` (only the SDK always does)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        thread = (await http.post("/threads", json={})).json()
+        body = {"assistant_id": "chain", "input": {"items": []}}
+        stream = await http.post(f"/threads/{thread['thread_id']}/runs/stream", json=body)
+    events = [line.removeprefix("event: ") for line in stream.text.splitlines() if line.startswith("event: ")]
+    assert events[0] == "metadata" and events.count("values") == 4, events
+    data = [line.removeprefix("data: ") for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert data[-1] == '{"items":["a","b","c"]}', stream.text[-200:]
+
+
 async def test_graph_stream_modes_in_one_run(server):
     client = get_client(url=server.url)
     modes = ["values", "updates", "custom", "tasks", "checkpoints", "debug"]

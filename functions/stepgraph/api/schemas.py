@@ -216,7 +216,8 @@ class RunCreate(_Body):
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
-    stream_mode: StreamMode | list[StreamMode] = "values"
+    # A list already: the `_as_list` validator below does not run on a default.
+    stream_mode: StreamMode | list[StreamMode] = Field(default_factory=lambda: ["values"])
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     interrupt_before: Literal["*"] | list[str] | None = None
