@@ -217,7 +217,7 @@ class RunCreate(_Body):
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     # A list already: the `_as_list` validator below does not run on a default.
-    stream_mode: StreamMode | list[StreamMode] = Field(default_factory=lambda: ["values"])
+    stream_mode: StreamMode | list[StreamMode] = Field(default_factory=lambda: list[StreamMode](["values"]))
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     interrupt_before: Literal["*"] | list[str] | None = None
