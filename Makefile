@@ -33,7 +33,7 @@ dev: $(LOCAL)
 	$(BIN)/stepgraph dev --config examples/langgraph.json --port $(PORT)
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 # Lint, format and types (`[tool.ruff]`, `[tool.mypy]` in pyproject.toml); part of `make test`.
 lint: $(STAMP)

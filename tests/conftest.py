@@ -7,7 +7,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import reporting
 from harness import FLAVORS, Server
+from reporting import report_line
 
 STEP_MODES = ("batched", "strict")
 
@@ -50,23 +52,29 @@ def strict_server(flavor: str) -> Iterator[Server]:
     srv.stop()
 
 
-# Counts that tests report (fault and race outcomes): printed at the end of every run, CI included.
-_COUNTS = pytest.StashKey[list[str]]()
+# Sections of lines for the end of every run, CI included (tests/reporting.py).
+_SECTIONS: dict[str, list[str]] = {}
 
 
 @pytest.fixture
 def record_counts(request: pytest.FixtureRequest):
-    lines = request.config.stash.setdefault(_COUNTS, [])
-
     def record(name: str, counts: dict) -> None:
-        lines.append(f"{name}: {json.dumps(counts)}")
+        report_line(request, "counts", f"{name}: {json.dumps(counts)}")
 
     return record
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "teardown":  # each phase's report carries the item's properties so far
+        return
+    for key, value in report.user_properties:
+        if key == reporting.KEY:
+            section, line = value
+            _SECTIONS.setdefault(section, []).append(line)
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    lines = config.stash.get(_COUNTS, [])
-    if lines:
-        terminalreporter.section("counts")
+    for section, lines in _SECTIONS.items():
+        terminalreporter.section(section)
         for line in lines:
             terminalreporter.write_line(line)
