@@ -181,14 +181,14 @@ async def test_after_seconds_delays_the_start(graphs_server):
     assert run["status"] == "pending"
     # The peer: created_at = now + after_seconds.
     assert 1.5 < datetime.fromisoformat(run["created_at"]).timestamp() - started < 2.5
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(1.0)  # a second before it is due: room for a slow request on a loaded machine
     assert (await client.runs.get(thread, run["run_id"]))["status"] == "pending"
     # A run created meanwhile is due first: it goes ahead of the delayed one.
     now = await client.runs.wait(thread, "nap", input={"items": ["now"], "pause": 0})
     assert now["items"] == ["now", "slept"]
     assert (await client.runs.join(thread, run["run_id"]))["items"] == ["now", "slept", "later", "slept"]
     elapsed = time.time() - started
-    assert 2.0 <= elapsed < 4.0
+    assert 2.0 <= elapsed < 5.0
 
 
 async def test_durability_modes(graphs_server):
