@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from harness import stop_process
 from stepgraph.engine.context import Context
 from stepgraph.settings import Settings
 from stepgraph_local import iam
@@ -94,12 +95,7 @@ class Cluster:
     def stop(self) -> None:
         for proc in (self.worker, self.aws):
             if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-4000:]}" for p in sorted(self.dir.glob("*.log")))

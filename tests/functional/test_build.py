@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import stop_process
 from sam_artifacts import artifacts
 from sample_events import ROOT, SCENARIOS, Stage, functions, http_request, sample_event
 from stepgraph_local import load_template
@@ -230,7 +231,7 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             env = {**base, **aws.function_environments[name], "LAMBDA_TASK_ROOT": str(code), **extra}
             with open(log, "wb") as out:  # the child writes through its own descriptor
                 proc = subprocess.Popen(command, cwd=code, env=env, stdout=out, stderr=subprocess.STDOUT)
-            cleanup.callback(_stop, proc)
+            cleanup.callback(stop_process, proc)
             return proc, log
 
         # Bytecode goes elsewhere, as on Lambda's read-only /var/task and /opt: the artifacts stay
@@ -277,15 +278,6 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         ready = {n: json.loads((work / f"{n}.ready").read_text()) for n in python_handlers}
         forwarders.update({n: LambdaForwarder(f"http://127.0.0.1:{ready[n]['port']}", n) for n in python_handlers})
         yield Running(Stage(ctx, aws.client("lambda"), FUNCTIONS, http.request), ready, api_proc.pid)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("folder", sorted(FUNCTIONS))

@@ -17,7 +17,6 @@ import asyncio
 import copy
 import dataclasses
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from harness import free_port
+from harness import ApiThread
 from langgraph_sdk import get_client
 from stepgraph.engine.context import Context, set_context
 from stepgraph_local import iam, load_template
@@ -98,26 +96,6 @@ async def _workload(url: str) -> None:
     assert (await client.runs.join(later, delayed["run_id"]))["items"] == ["later", "slept"]
 
 
-class _Api:
-    """The API under uvicorn in a thread, as `stepgraph dev` serves it (as the API function)."""
-
-    def __init__(self, ctx: Context) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(api_app(ctx), host="127.0.0.1", port=port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[tuple[set[iam.Call], LocalRuntime, set[str]]]:
     """Every call of the session, this module's workload included, and the stack to resolve the
@@ -131,7 +109,7 @@ def recorded() -> Iterator[tuple[set[iam.Call], LocalRuntime, set[str]]]:
         settings = dataclasses.replace(runtime.ctx.settings, spill_threshold_bytes=SPILL_THRESHOLD)
         ctx = Context(settings, runtime.ctx.notifier)
         set_context(ctx)
-        api = _Api(ctx)
+        api = ApiThread(api_app(ctx))  # as `stepgraph dev` serves it (as the API function)
         try:
             asyncio.run(_workload(api.url))
         finally:

@@ -11,11 +11,12 @@ import json
 import time
 import types
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import until
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
@@ -61,14 +62,8 @@ def _run(
     return create_run(runtime.ctx, thread_id, RunCreate(assistant_id=graph, stream_mode=["values"], **body))
 
 
-def _until(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+def _until(predicate, timeout: float = 20, what: str = "condition"):
+    return until(predicate, timeout, what)
 
 
 def _record(runtime: LocalRuntime, run: dict[str, Any]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ fires through Park's timeout."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
+from harness import until
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.threads import new_thread
@@ -36,13 +36,7 @@ def _start(runtime, thread_id: str, **body) -> dict:
 
 
 def _until(predicate, timeout: float = 15, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    return until(predicate, timeout, what)
 
 
 def _ended(runtime, run: dict) -> dict:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
+from harness import ApiThread
 from langgraph_sdk import get_client
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
@@ -29,32 +28,11 @@ from stepgraph.storage import END, EventLog, PollingNotifier, SeqTaken
 from stepgraph_local.runtime import LocalRuntime, api_app
 
 
-class _Api:
-    """One API instance under uvicorn in a thread."""
-
-    def __init__(self, ctx: Context):
-        with __import__("socket").socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(api_app(ctx), host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
-def local() -> Iterator[tuple[LocalRuntime, _Api, _Api]]:
+def local() -> Iterator[tuple[LocalRuntime, ApiThread, ApiThread]]:
     runtime = LocalRuntime(step_mode="strict").start()
     other = Context(dataclasses.replace(runtime.ctx.settings, heartbeat_seconds=0.2), notifier=PollingNotifier())
-    a, b = _Api(runtime.ctx), _Api(other)
+    a, b = ApiThread(api_app(runtime.ctx)), ApiThread(api_app(other))
     yield runtime, a, b
     a.stop()
     b.stop()
