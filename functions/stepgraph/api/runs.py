@@ -307,7 +307,7 @@ def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
     run = _authorized_run(request, thread_id, run_id, "delete")
     if run["status"] in INFLIGHT:
         raise HTTPException(409, "Run is still in flight: cancel it first.")
-    ctx.checkpointer.delete_for_runs([run_id])
+    ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
     ctx.events.delete_run(run_id)
     ctx.runs.delete(thread_id, run_id)
     return Response(status_code=204)

@@ -63,6 +63,13 @@ def listing(ns: str | None, checkpoint_id: str | None, before_id: str | None) ->
     return prefixed(checkpoint_sk(ns, checkpoint_id or ""))
 
 
+def run_of(config: RunnableConfig) -> Item:
+    """The `run_id` attribute of what a run writes under `config` (none outside a run): the engine
+    puts the run id in the configurable and the metadata, and LangGraph passes both on."""
+    run_id = config.get("configurable", {}).get("run_id") or config.get("metadata", {}).get("run_id")
+    return {"run_id": s(run_id)} if isinstance(run_id, str) else {}
+
+
 def thread_ns(config: RunnableConfig) -> tuple[str, str]:
     return config["configurable"]["thread_id"], config["configurable"].get("checkpoint_ns", "")
 

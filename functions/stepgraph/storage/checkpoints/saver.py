@@ -229,6 +229,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     ) -> None:
         thread_id, ns = keys.thread_ns(config)
         checkpoint_id = config["configurable"]["checkpoint_id"]
+        # The run that wrote it, so that its rollback removes it even from another run's checkpoint
+        # (a resume writes on the checkpoint its predecessor parked on).
+        run_tag = keys.run_of(config)
         group = Group([], [], {}, 0, [])
         for idx, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, idx)
@@ -242,6 +245,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                     "task_path": s(task_path),
                     "channel": s(channel),
                     "idx": {"N": str(idx)},
+                    **run_tag,
                     **payload,
                 }
             )
@@ -280,23 +284,33 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self._delete_items(self._query(thread_id, projection=keys.DELETE_PROJECTION))
         self.spill.delete_thread(thread_id)
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+    def delete_for_runs(self, run_ids: Sequence[str], *, thread_id: str | None = None) -> None:
+        """Delete the checkpoints the runs put (with every write on them) and the writes they made on
+        other runs' checkpoints (a resume's, on the checkpoint it resumed). With `thread_id`, one
+        Query of that thread's partition, as every caller on a request path does; without (the base
+        class's contract, which names no thread), a Scan of the table."""
         run_ids = list(dict.fromkeys(run_ids))
         touched: set[tuple[str, str]] = set()
         for i in range(0, len(run_ids), _IN_MAX):
             values = {f":r{j}": s(r) for j, r in enumerate(run_ids[i : i + _IN_MAX])}
-            # The table has no index on run_id, so this scans: acceptable on an administrative path.
-            for item in self._scan(
-                FilterExpression=f"#r IN ({', '.join(values)})",
-                ExpressionAttributeNames={"#r": "run_id"},
-                ExpressionAttributeValues=values,
-                ProjectionExpression="pk, checkpoint_ns, checkpoint_id",
-            ):
-                thread_id, (ns, cid) = item["pk"]["S"], keys.where(item)
-                self._delete_checkpoint_items(thread_id, ns, cid)
-                touched.add((thread_id, ns))
-        for thread_id, ns in touched:
-            self._repair_head(thread_id, ns)
+            request: dict[str, Any] = {
+                "FilterExpression": f"#r IN ({', '.join(values)})",
+                "ExpressionAttributeNames": {"#r": "run_id"},
+                "ProjectionExpression": keys.DELETE_PROJECTION,
+            }
+            if thread_id is None:
+                found = self._scan(ExpressionAttributeValues=values, **request)
+            else:
+                found = self._query(thread_id, values=values, **request)
+            items = builtins.list(found)
+            checkpoints = {(i["pk"]["S"], *keys.where(i)) for i in items if "task_id" not in i}
+            for owner, ns, cid in checkpoints:
+                self._delete_checkpoint_items(owner, ns, cid)
+                touched.add((owner, ns))
+            # Writes on checkpoints that stay (those of deleted checkpoints went with them).
+            self._delete_items(i for i in items if "task_id" in i and (i["pk"]["S"], *keys.where(i)) not in checkpoints)
+        for owner, ns in touched:
+            self._repair_head(owner, ns)
 
     def delete_checkpoint(self, thread_id: str, checkpoint_id: str, checkpoint_ns: str = "") -> None:
         """Delete one checkpoint and its pending writes; a head that named it names the newest survivor."""
@@ -432,8 +446,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
 
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
+    async def adelete_for_runs(self, run_ids: Sequence[str], *, thread_id: str | None = None) -> None:
+        await asyncio.to_thread(functools.partial(self.delete_for_runs, run_ids, thread_id=thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
@@ -451,9 +465,17 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         return self.serde.loads_typed((item["type"]["S"], self.spill.data(item)))
 
     def _query(
-        self, thread_id: str, cond: str = "", values: Item | None = None, *, page: int = 0, projection: str = ""
+        self,
+        thread_id: str,
+        cond: str = "",
+        values: Item | None = None,
+        *,
+        page: int = 0,
+        projection: str = "",
+        **request: Any,
     ) -> Iterator[Item]:
-        """A thread's items, newest first, fetched page by page as the caller consumes them."""
+        """A thread's items, newest first, fetched page by page as the caller consumes them
+        (`request`: more of the Query's parameters, a FilterExpression say)."""
         return paginate(
             self.ddb.query,
             TableName=self.table,
@@ -463,6 +485,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             ExpressionAttributeValues={":pk": s(thread_id), **(values or {})},
             **({"Limit": page} if page else {}),
             **({"ProjectionExpression": projection} if projection else {}),
+            **request,
         )
 
     def _scan(self, **request: Any) -> Iterator[Item]:
