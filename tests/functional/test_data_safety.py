@@ -5,22 +5,49 @@ in-process, so each test can also read moto's side of things."""
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import ApiThread, until
 from langgraph_sdk import get_client
+from stepgraph_local.emulator import lambda_hook
 from stepgraph_local.runtime import LocalRuntime, api_app
 
-GRAPHS = Path(__file__).resolve().parents[1] / "graphs" / "safety.json"
+ROOT = Path(__file__).resolve().parents[2]
+GRAPHS = ROOT / "tests" / "graphs" / "safety.json"
+
+
+class Invocations:
+    """The Step function's handler, counting the invocations in progress (a stopped execution's last
+    one runs on until its node returns, as a Lambda does)."""
+
+    def __init__(self) -> None:
+        spec = importlib.util.spec_from_file_location("safety_step_app", ROOT / "functions" / "step" / "app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.handler, self.running, self.lock = module.handler, 0, threading.Lock()
+
+    def __call__(self, event: dict, context: object) -> dict:
+        with self.lock:
+            self.running += 1
+        try:
+            return self.handler(event, context)
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[tuple[LocalRuntime, ApiThread]]:
+def local() -> Iterator[tuple[LocalRuntime, ApiThread, Invocations]]:
     runtime = LocalRuntime(config_path=GRAPHS, step_mode="batched").start()
+    steps = Invocations()
+    lambda_hook.register("StepFunction", steps)
     api = ApiThread(api_app(runtime.ctx))
-    yield runtime, api
+    yield runtime, api, steps
     api.stop()
     runtime.stop()
 
@@ -41,7 +68,7 @@ def _partition(runtime: LocalRuntime, thread_id: str) -> list[dict]:
 async def test_rollback_of_a_resume_removes_its_writes_on_the_parked_checkpoint(local, tmp_path):
     """Bug: a resume's pending writes went on the checkpoint it resumed (its predecessor's), untagged,
     so rolling the resume back left them there, and the next resume reused the rolled-back answer."""
-    runtime, api = local
+    runtime, api, _ = local
     client = get_client(url=api.url)
     thread_id = (await client.threads.create())["thread_id"]
     parked = await client.runs.wait(thread_id, "fork", input={"items": []})
@@ -70,3 +97,83 @@ async def test_rollback_of_a_resume_removes_its_writes_on_the_parked_checkpoint(
     for snapshot in history:
         for task in snapshot["tasks"]:
             assert "first" not in repr(task.get("result")), "a rolled-back write is still on a checkpoint"
+
+
+async def test_deleting_a_thread_with_a_running_run_stops_it_and_leaves_nothing(local, tmp_path):
+    """Bug: deleting a thread left its running run's execution going (and its Lambda billing) with
+    nothing to stop it; spilled stream events stayed in the bucket forever."""
+    runtime, api, steps = local
+    client = get_client(url=api.url)
+    s3, bucket = runtime.aws.client("s3"), runtime.ctx.settings.spill_bucket
+    thread_id = (await client.threads.create())["thread_id"]
+    gate = tmp_path / "gate"
+    # Its first superstep's value (400 KB) spills to S3, as a checkpoint value and as stream events.
+    run = await client.runs.create(
+        thread_id, "hold", input={"gate": str(gate), "big": 400_000}, stream_mode=["values", "updates"]
+    )
+    run_id = run["run_id"]
+
+    def holding() -> bool:
+        return (runtime.ctx.runs.get(thread_id, run_id) or {}).get("execution") is not None and bool(
+            _objects(s3, bucket, f"events/{run_id}/")
+        )
+
+    until(holding, 20, "the run to hold in its second superstep")
+    assert (await client.threads.get_state(thread_id))["next"] == ["hold"]
+    assert _objects(s3, bucket, f"checkpoints/{thread_id}/")
+    execution = runtime.ctx.runs.get(thread_id, run_id)["execution"]
+    sfn = runtime.aws.client("stepfunctions")
+
+    await client.threads.delete(thread_id)
+    assert not _objects(s3, bucket, f"events/{run_id}/")  # spilled events went with the log
+
+    gate.touch()  # the node returns now (a Lambda is not stopped mid-call); what it writes must not land
+    until(lambda: steps.running == 0, 20, "the stopped run's last Step invocation to end")
+    # Cancelled first: its execution was stopped (moto shows it once the Task in progress returns),
+    # not left to go on to its next step and finish.
+    status = until(
+        lambda: (s := sfn.describe_execution(executionArn=execution)["status"]) != "RUNNING" and s, 10, "its end"
+    )
+    assert status == "ABORTED"
+    assert _partition(runtime, thread_id) == []
+    assert not _objects(s3, bucket, f"checkpoints/{thread_id}/")
+    assert runtime.ctx.runs.list(thread_id) == [] and runtime.ctx.threads.get(thread_id) is None
+
+
+def test_spilled_stream_events_expire_with_the_event_log(local):
+    runtime, _, _ = local
+    rules = runtime.aws.client("s3").get_bucket_lifecycle_configuration(Bucket=runtime.ctx.settings.spill_bucket)
+    [rule] = [r for r in rules["Rules"] if r["Filter"].get("Prefix") == "events/"]
+    assert rule["Status"] == "Enabled"
+    assert runtime.ctx.settings.event_ttl_seconds <= rule["Expiration"]["Days"] * 86_400
+
+
+async def test_one_superstep_of_many_large_stream_events_reaches_the_client(local):
+    """Bug: a superstep's stream events went to the log in one transaction of up to 100 items, over
+    DynamoDB's 4 MB per transaction once they were large: refused, and the client got none of them."""
+    _, api, _ = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    parts = [
+        p
+        async for p in client.runs.stream(
+            thread_id, "burst", input={"events": 20, "event_bytes": 300_000}, stream_mode="custom"
+        )
+    ]
+    custom = [p.data for p in parts if p.event == "custom"]
+    assert [c["i"] for c in custom] == list(range(20))
+    assert all(len(c["pad"]) == 300_000 for c in custom)
+
+
+async def test_an_oversized_metadata_patch_is_refused_and_changes_nothing(local):
+    _, api, _ = local
+    client = get_client(url=api.url)
+    thread = await client.threads.create(metadata={"owner": "a"})
+    with pytest.raises(Exception) as refused:
+        await client.threads.update(thread["thread_id"], metadata={"blob": "x" * 400_000})
+    assert refused.value.response.status_code == 413
+    assert (await client.threads.get(thread["thread_id"]))["metadata"] == {"owner": "a"}
+
+
+def _objects(s3, bucket: str, prefix: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]

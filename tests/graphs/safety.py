@@ -19,6 +19,7 @@ class Fork(TypedDict, total=False):
     gate: str  # a file: `hold` waits for it to exist
     events: int  # how many custom events `burst` writes
     event_bytes: int  # of how many bytes each
+    big: int  # bytes `first` pads its item with (over 350 KB: spilled to S3)
 
 
 def _wait_for(gate: str, timeout: float = 60) -> None:
@@ -57,9 +58,14 @@ def _hold(state: Fork) -> Fork:
     return {"items": ["held"]}
 
 
-# hold: a first superstep, then a node that runs until its gate file exists.
+def _first(state: Fork) -> Fork:
+    return {"items": ["first" + "x" * state.get("big", 0)]}
+
+
+# hold: a first superstep (its value as large as asked), then a node that runs until its gate
+# file exists.
 _g = StateGraph(Fork)
-_g.add_node("first", lambda state: {"items": ["first"]})
+_g.add_node("first", _first)
 _g.add_node("hold", _hold)
 _g.add_edge(START, "first")
 _g.add_edge("first", "hold")
