@@ -177,3 +177,56 @@ async def test_an_oversized_metadata_patch_is_refused_and_changes_nothing(local)
 
 def _objects(s3, bucket: str, prefix: str) -> list[str]:
     return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+async def test_search_count_cancel_and_deletes_never_scan_a_table(local, tmp_path):
+    """Bug: thread and assistant search and count, bulk cancel and the queue's counts scanned their
+    table, and rollback and run delete scanned the checkpoints table: the cost of every such
+    request grew with the whole deployment's data, not with what it answers."""
+    runtime, api, _ = local
+    client = get_client(url=api.url)
+    ctx = runtime.ctx
+    watched = {ctx.settings.threads_table, ctx.settings.assistants_table, ctx.settings.runs_table}
+    watched.add(ctx.settings.checkpoints_table)
+    scans: list[str] = []
+
+    def record(params: dict, **_: object) -> None:
+        if params.get("TableName") in watched:
+            scans.append(params["TableName"])
+
+    events = ctx.clients.dynamodb.meta.events
+    events.register("before-parameter-build.dynamodb.Scan", record, unique_id="test-no-scan")
+    try:
+        mine = [await client.threads.create(metadata={"scan_test": tag}) for tag in ("a", "b", "b")]
+        ids = [t["thread_id"] for t in mine]
+        assert [t["thread_id"] for t in await client.threads.search(metadata={"scan_test": "b"})] == ids[:0:-1]
+        newest = await client.threads.search(limit=2)
+        assert [t["thread_id"] for t in newest] == ids[:0:-1]  # newest first, the page only
+        assert [t["thread_id"] for t in await client.threads.search(ids=ids, sort_order="asc")] == ids
+        assert await client.threads.count(metadata={"scan_test": "b"}) == 2
+        assert await client.threads.count() >= 3
+        assistant = await client.assistants.create("fork", metadata={"scan_test": "x"})
+        assert [a["assistant_id"] for a in await client.assistants.search(metadata={"scan_test": "x"})] == [
+            assistant["assistant_id"]
+        ]
+        assert await client.assistants.count(graph_id="fork") >= 2  # the system assistant and this one
+
+        # Rollback, run delete, bulk cancel, the queue's counts.
+        thread_id = ids[0]
+        gate = tmp_path / "gate"
+        held = await client.runs.create(thread_id, "hold", input={"gate": str(gate)})
+        until(lambda: ctx.runs.get(thread_id, held["run_id"])["status"] == "running", 20, "the run to start")
+        assert (await client.runs.wait(thread_id, "fork", input={}, multitask_strategy="rollback"))["__interrupt__"]
+        queued = await client.runs.create(ids[1], "hold", input={"gate": str(gate)})
+        behind = await client.runs.create(ids[1], "hold", input={"gate": str(gate)}, multitask_strategy="enqueue")
+        until(lambda: ctx.runs.get(ids[1], queued["run_id"])["status"] == "running", 20, "the run to start")
+        async with client.http.client.stream("GET", "/metrics") as resp:
+            assert resp.status_code == 200
+        assert ctx.runs.with_status(("pending",)) == [ctx.runs.get(ids[1], behind["run_id"])]
+        await client.runs.cancel_many(status="all")
+        gate.touch()
+        assert ctx.runs.with_status(("pending", "running")) == []
+        await client.runs.delete(ids[1], behind["run_id"])
+    finally:
+        events.unregister("before-parameter-build.dynamodb.Scan", unique_id="test-no-scan")
+    assert scans == []
