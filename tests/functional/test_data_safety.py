@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import ApiThread, until
 from langgraph_sdk import get_client
@@ -165,14 +167,47 @@ async def test_one_superstep_of_many_large_stream_events_reaches_the_client(loca
     assert all(len(c["pad"]) == 300_000 for c in custom)
 
 
-async def test_an_oversized_metadata_patch_is_refused_and_changes_nothing(local):
+async def test_a_run_with_large_metadata_and_a_large_state_checkpoints(local, tmp_path):
+    """Bug: a checkpoint item held the run's metadata beside a value of up to 350 KB, so a run with
+    300 KB of metadata (a document the API accepts) and a 300 KB state needed a 600 KB item: refused
+    by DynamoDB at every retry of its first step."""
+    runtime, api, _ = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    gate = tmp_path / "gate"
+    gate.touch()
+    blob = "m" * 300_000
+    final = await client.runs.wait(
+        thread_id, "hold", input={"gate": str(gate), "big": 300_000}, metadata={"blob": blob}, raise_error=False
+    )
+    assert final.get("items", [None])[-1] == "held", final
+    [run] = await client.runs.list(thread_id)
+    assert run["status"] == "success"
+    history = await client.threads.get_history(thread_id)
+    assert history and all(h["metadata"]["blob"] == blob for h in history if h["metadata"].get("run_id"))
+    # Deleted with its thread, spilled metadata included.
+    await client.threads.delete(thread_id)
+    s3 = runtime.aws.client("s3")
+    assert not _objects(s3, runtime.ctx.settings.spill_bucket, f"checkpoints/{thread_id}/")
+
+
+async def test_oversized_documents_are_refused_before_anything_is_written(local):
+    """Bug: a batch of runs queued its first runs (and their threads) before refusing a later one
+    too large to store: a 413 that had half happened."""
     _, api, _ = local
     client = get_client(url=api.url)
     thread = await client.threads.create(metadata={"owner": "a"})
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(httpx.HTTPStatusError) as refused:
         await client.threads.update(thread["thread_id"], metadata={"blob": "x" * 400_000})
     assert refused.value.response.status_code == 413
     assert (await client.threads.get(thread["thread_id"]))["metadata"] == {"owner": "a"}
+
+    tag = {"batch": str(uuid.uuid4())}
+    small = {"assistant_id": "fork", "input": {}, "metadata": tag}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.runs.create_batch([small, {**small, "input": {"items": ["x" * 400_000]}}])
+    assert refused.value.response.status_code == 413
+    assert await client.threads.search(metadata=tag) == []
 
 
 def _objects(s3, bucket: str, prefix: str) -> list[str]:

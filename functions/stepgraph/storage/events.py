@@ -270,7 +270,10 @@ class EventLog:
 
     # ------------------------------------------------------------------ read
     def read(self, run_id: str, after: int = 0, limit: int = 500) -> list[Event]:
-        resp = self.client.query(
+        """Up to `limit` live events after seq `after`. Pages on past DynamoDB's 1 MB page and past
+        expired items, so an empty answer means nothing newer is there, never a page cut short."""
+        items = paginate(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="run_id = :r AND seq > :s",
             ExpressionAttributeValues={":r": s(run_id), ":s": {"N": str(after)}},
@@ -280,7 +283,7 @@ class EventLog:
         )
         now = int(time.time())
         out: list[Event] = []
-        for item in resp.get("Items", []):
+        for item in items:
             # TTL deletion is lazy on AWS and absent in moto: expired means gone.
             if int(item["expires_at"]["N"]) < now:
                 continue
@@ -289,6 +292,8 @@ class EventLog:
             else:
                 body = item["data"]["B"]
             out.append(Event(int(item["seq"]["N"]), item["event"]["S"], serde.loads(body)))
+            if len(out) == limit:
+                break
         return out
 
     def delete_run(self, run_id: str) -> None:

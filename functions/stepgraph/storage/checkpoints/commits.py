@@ -120,8 +120,7 @@ def write_each(ddb: Any, table: str, spill: Spill, group: Group) -> None:
             if not is_conditional_failure(exc):
                 raise
             garbage = item
-        if "s3_key" in garbage:
-            spill.delete([garbage["s3_key"]["S"]])
+        spill.delete([garbage[name]["S"] for name in keys.SPILLED if name in garbage])
 
 
 class FencedCommits:

@@ -18,8 +18,10 @@ from stepgraph.storage.dynamo import Item, s
 
 CHECKPOINTS = "C#"  # every checkpoint and write of a thread, all namespaces
 HEADS = "H#"  # every head of a thread
-# Enough of an item to delete it and its spilled object.
-DELETE_PROJECTION = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, task_id"
+# Enough of an item to delete it and its spilled objects.
+DELETE_PROJECTION = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, metadata_s3_key, task_id"
+# The attributes that name an item's spilled objects: its value's, and a checkpoint's metadata's.
+SPILLED = ("s3_key", "metadata_s3_key")
 
 
 def key(thread_id: str, sk: str) -> Item:

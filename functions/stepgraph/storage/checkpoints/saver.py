@@ -46,6 +46,10 @@ _P = ParamSpec("_P")
 # The async twins' calls that reach AWS run here (sized like the clients' connection pools).
 _IO = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="stepgraph-checkpoint-io")
 _IN_MAX = 100  # operands a DynamoDB IN (...) accepts
+# A checkpoint's metadata stays in its item up to this size; larger, it spills (the run's metadata,
+# up to a whole document, is part of it). The attributes that hold it: inline, spilled.
+_METADATA_INLINE_BYTES = 64_000
+_METADATA = ("metadata", "metadata_s3_key")
 
 
 class _ListOptions(TypedDict, total=False):
@@ -177,7 +181,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 continue
             if before_id and item_id >= before_id:
                 continue
-            metadata = self.serde.loads_typed((item["metadata_type"]["S"], item["metadata"]["B"]))
+            metadata = self.serde.loads_typed((item["metadata_type"]["S"], self.spill.data(item, *_METADATA)))
             if filter and any(metadata.get(k) != v for k, v in filter.items()):
                 continue
             mine.sort(key=lambda w: writes_sort_key(w["task_path"]["S"], w["task_id"]["S"], int(w["idx"]["N"])))
@@ -203,12 +207,25 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         checkpoint_id, parent_id = checkpoint["id"], config["configurable"].get("checkpoint_id")
         metadata = get_checkpoint_metadata(config, metadata)
         metadata_type, metadata_bytes = self.serde.dumps_typed(metadata)
-        payload, s3_key = self._dump(checkpoint, thread_id, ns, checkpoint_id, "checkpoint")
+        # The metadata (the run's, the assistant's: what clients send, up to a document each) and
+        # the checkpoint share one item: a large metadata spills, and the checkpoint spills at what
+        # the metadata leaves of the item.
+        spilled, metadata_key = self.spill.payload(
+            metadata_type,
+            metadata_bytes,
+            thread_id,
+            ns,
+            checkpoint_id,
+            "metadata",
+            threshold_bytes=_METADATA_INLINE_BYTES,
+        )
+        inline_metadata = len(metadata_bytes) if metadata_key is None else 0
+        payload, s3_key = self._dump(checkpoint, thread_id, ns, checkpoint_id, "checkpoint", room=inline_metadata)
         item = {
             **keys.key(thread_id, keys.checkpoint_sk(ns, checkpoint_id)),
             **keys.ids(ns, checkpoint_id),
             "metadata_type": s(metadata_type),
-            "metadata": {"B": metadata_bytes},
+            **({"metadata": {"B": metadata_bytes}} if metadata_key is None else {"metadata_s3_key": spilled["s3_key"]}),
             **payload,
         }
         if parent_id:
@@ -219,8 +236,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             put_with_head(self.ddb, self.table, item)
         else:
             self._fence.latest = self._fence.latest_of = None  # a put makes the primed head stale
-            size = len(metadata_bytes) + len(payload.get("data", {}).get("B", b""))
-            group = Group([item], [True], {ns: checkpoint_id}, size, [s3_key] if s3_key else [])
+            size = inline_metadata + len(payload.get("data", {}).get("B", b""))
+            group = Group([item], [True], {ns: checkpoint_id}, size, [k for k in (s3_key, metadata_key) if k])
             self._fence.enqueue(group)
         return keys.config(thread_id, ns, checkpoint_id)
 
@@ -325,8 +342,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         def copies() -> Iterator[Item]:
             for item in self._query(source_thread_id):  # heads included
                 item = {**item, "pk": s(target_thread_id)}
-                if "s3_key" in item:
-                    item["s3_key"] = s(self.spill.copy(item["s3_key"]["S"], source_thread_id, target_thread_id))
+                for name in keys.SPILLED:
+                    if name in item:
+                        item[name] = s(self.spill.copy(item[name]["S"], source_thread_id, target_thread_id))
                 yield {"PutRequest": {"Item": item}}
 
         batch_write(self.ddb, self.table, copies())
@@ -457,9 +475,13 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     # --- storage helpers -----------------------------------------------------------------------
 
-    def _dump(self, value: Any, thread_id: str, ns: str, checkpoint_id: str, name: str) -> tuple[Item, str | None]:
+    def _dump(
+        self, value: Any, thread_id: str, ns: str, checkpoint_id: str, name: str, *, room: int = 0
+    ) -> tuple[Item, str | None]:
+        """`value`'s attributes; spilled over the threshold less `room` (what else the item holds)."""
         type_, data = self.serde.dumps_typed(value)
-        return self.spill.payload(type_, data, thread_id, ns, checkpoint_id, name)
+        threshold = self.spill.threshold_bytes - room
+        return self.spill.payload(type_, data, thread_id, ns, checkpoint_id, name, threshold_bytes=threshold)
 
     def _load(self, item: Item) -> Any:
         return self.serde.loads_typed((item["type"]["S"], self.spill.data(item)))
@@ -502,4 +524,4 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         # pointing at a missing one.
         items = list(items)
         batch_write(self.ddb, self.table, ({"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items))
-        self.spill.delete([i["s3_key"]["S"] for i in items if "s3_key" in i])
+        self.spill.delete([i[name]["S"] for i in items for name in keys.SPILLED if name in i])
