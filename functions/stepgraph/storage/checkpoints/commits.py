@@ -150,6 +150,7 @@ class FencedCommits:
         or a transaction that would be full."""
         with self.lock:
             if self.error is not None:
+                self.spill.delete(group.s3_keys)  # never to be stored: its objects go now
                 self.commit()  # raises what the background commit met: the run stops here
             self.pending.append(group)
             full = sum(g.size for g in self.pending) > _TX_BYTES or self._actions() > _TX_ACTIONS
@@ -178,12 +179,15 @@ class FencedCommits:
                 self._commit_first()
 
     def abandon(self) -> None:
-        """Forget what is pending: the invocation is ending without committing it."""
+        """Forget what is pending: the invocation is ending without committing it. The objects its
+        values spilled to go too (their keys are never reused: nothing else can name them)."""
         with self.lock:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
+            garbage = [k for g in self.pending for k in g.s3_keys]
             self.pending.clear()
+        self.spill.delete(garbage)
 
     def pending_channels(self) -> set[str]:
         """The channels of the writes held uncommitted."""
