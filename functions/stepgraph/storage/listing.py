@@ -20,6 +20,7 @@ __all__ = ["LISTING_INDEX", "count_listed", "listed", "listing_attributes"]
 
 LISTING_INDEX = "listing"
 _SHARDS = 4
+_PAGE_MAX = 1000  # items a request asks for at most (a deep page is read in several)
 
 
 def listing_attributes(resource_id: str, created_at: str) -> Item:
@@ -35,7 +36,7 @@ def _shard(client: Any, table: str, shard: int, newest_first: bool, page: int, *
         KeyConditionExpression="listing = :l",
         ExpressionAttributeValues={":l": s(str(shard))},
         ScanIndexForward=not newest_first,
-        **({"Limit": page} if page else {}),
+        **({"Limit": min(page, _PAGE_MAX)} if page else {}),
         **request,
     )
 

@@ -514,7 +514,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         return paginate(self.ddb.scan, TableName=self.table, ConsistentRead=True, **request)
 
     def _thread_ids(self) -> builtins.list[str]:
-        # Every namespace with a checkpoint has a head, so head items enumerate the threads.
+        # Every namespace with a checkpoint has a head, so head items enumerate the threads. A Scan:
+        # only `list(None)` (BaseCheckpointSaver's listing of every thread) needs it, and no route
+        # or function calls that; every listing on a request path names its thread.
         cond, values = keys.prefixed(keys.HEADS)
         heads = self._scan(FilterExpression=cond, ExpressionAttributeValues=values, ProjectionExpression="pk")
         return list(dict.fromkeys(item["pk"]["S"] for item in heads))
