@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from stepgraph import serde
 from stepgraph.api.auth import access_of
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, page_of_listing, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
 from stepgraph.engine import Context, matches_filter, now_iso, system_assistant_id
@@ -119,9 +119,16 @@ def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
 def search_assistants(body: AssistantSearch, request: Request, response: Response) -> list[dict[str, Any]]:
     value = body.model_dump(include={"graph_id", "metadata", "limit", "offset"})
     filters = access_of(request).authorize("assistants", "search", value)
+    ctx = ctx_of(request)
+    narrowed = body.graph_id is not None or body.name is not None or body.metadata or filters
+    newest_first = (body.sort_order or "desc") == "desc"
+    if (body.sort_by or "created_at") == "created_at" and not narrowed:
+        # The listing index's own order: read only as far as the page.
+        listing = ctx.assistants.listed(newest_first=newest_first, page=body.offset + body.limit)
+        return page_of_listing(response, listing, ctx.assistants.count(), body.offset, body.limit)
     items = [
         a
-        for a in ctx_of(request).assistants.all()
+        for a in ctx.assistants.listed(newest_first=newest_first)
         if (body.graph_id is None or a["graph_id"] == body.graph_id)
         and (body.name is None or body.name.lower() in (a.get("name") or "").lower())
         and metadata_matches(a.get("metadata"), body.metadata)
