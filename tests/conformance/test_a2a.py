@@ -9,6 +9,7 @@ method names (`message/send`, `message/stream`, `tasks/get`, `tasks/cancel`) thr
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from a2a.types import (
     Role,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskNotCancelableError,
     TaskNotFoundError,
@@ -143,12 +145,25 @@ async def test_interrupt_is_input_required_and_a_second_message_resumes_the_task
     assert [r["status"] for r in runs] == ["success", "success"]
 
 
-async def test_cancel_and_error_codes(server):
-    async with agent(server.url, "loop", streaming=False, polling=True) as client:
+async def test_cancel_ends_the_run_and_its_subscribers_and_errors_have_a2a_codes(server):
+    async with agent(server.url, "loop", streaming=False, polling=True) as client, agent(server.url, "loop") as streams:
         started = await send(client, message(data({"steps": 1_000_000})))
         assert started.status.state == S.TASK_STATE_SUBMITTED
+        watched: list[StreamResponse] = []
+        seen = asyncio.Event()
+
+        async def watch() -> None:
+            async for event in streams.subscribe(SubscribeToTaskRequest(id=started.id)):
+                watched.append(event)
+                seen.set()
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(seen.wait(), 10)
         cancelled = await client.cancel_task(CancelTaskRequest(id=started.id))
         assert cancelled.status.state == S.TASK_STATE_CANCELED
+        await asyncio.wait_for(watcher, 10)  # the subscription ends with the run
+        assert state_of(watched[0]) in ("TASK_STATE_SUBMITTED", "TASK_STATE_WORKING")
+        assert state_of(watched[-1]) == "TASK_STATE_CANCELED"
         assert (await client.get_task(GetTaskRequest(id=started.id))).status.state == S.TASK_STATE_CANCELED
         with pytest.raises(TaskNotCancelableError):  # -32002
             await client.cancel_task(CancelTaskRequest(id=started.id))
@@ -158,6 +173,18 @@ async def test_cancel_and_error_codes(server):
         assert [t.id for t in listed.tasks] == [started.id]
     runs = await get_client(url=server.url).runs.list(started.context_id)
     assert [r["status"] for r in runs] == ["interrupted"]
+
+
+async def test_each_task_of_a_context_keeps_its_own_result(server):
+    """Tasks of one context are runs of one thread: an earlier task still answers with what its
+    own run left, not the thread's latest state."""
+    async with agent(server.url, "chain", streaming=False) as client:
+        first = await send(client, message(data({"items": ["x"]})))
+        second = await send(client, message(data({"items": ["y"]}), context_id=first.context_id))
+        assert second.context_id == first.context_id and second.id != first.id
+        assert get_data_parts(second.artifacts[0].parts) == [{"items": ["x", "a", "b", "c", "y", "a", "b", "c"]}]
+        again = await client.get_task(GetTaskRequest(id=first.id))
+        assert get_data_parts(again.artifacts[0].parts) == [{"items": ["x", "a", "b", "c"]}]
 
 
 async def test_errors_are_failed_tasks(server):

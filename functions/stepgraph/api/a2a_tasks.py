@@ -58,7 +58,15 @@ from stepgraph.api.common import ctx_of
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.sse import tail
-from stepgraph.engine import END_SEQ, Context, cancel_run, get_thread_state, matches_filter
+from stepgraph.engine import (
+    END_SEQ,
+    ConfigError,
+    Context,
+    DocumentTooLarge,
+    cancel_run,
+    get_thread_state,
+    matches_filter,
+)
 from stepgraph.vocabulary import INFLIGHT, RunStatus
 
 __all__ = ["TASK_METADATA_KEY", "RunTasks"]
@@ -180,11 +188,11 @@ def _split(task_id: str) -> tuple[str, str]:
     return thread_id, run_id
 
 
-def _task_runs(ctx: Context, thread_id: str, root_id: str) -> list[dict[str, Any]]:
-    """The task's runs, newest first."""
+def _of_task(runs: list[dict[str, Any]], thread_id: str, root_id: str) -> list[dict[str, Any]]:
+    """The task's runs among a thread's (newest first, as they are listed)."""
     return [
         r
-        for r in ctx.runs.list(thread_id)
+        for r in runs
         if r["run_id"] == root_id or (r.get("metadata") or {}).get(TASK_METADATA_KEY) == f"{thread_id}:{root_id}"
     ]
 
@@ -203,7 +211,7 @@ def _load_task(request: Request, assistant: dict[str, Any], task_id: str, verb: 
     thread = ctx.threads.get(thread_id)
     if thread is None or not matches_filter(thread.get("metadata"), filters):
         raise TaskNotFoundError(f"Task {task_id} not found")
-    runs = _task_runs(ctx, thread_id, run_id)
+    runs = _of_task(ctx.runs.list(thread_id), thread_id, run_id)
     root = next((r for r in runs if r["run_id"] == run_id), None)
     if root is None or root["assistant_id"] != assistant["assistant_id"]:
         raise TaskNotFoundError(f"Task {task_id} not found")
@@ -258,12 +266,15 @@ def _start(request: Request, assistant: dict[str, Any], message: Message) -> tup
 
 
 def _create(ctx: Context, thread_id: str, body: RunCreate, access: Any) -> dict[str, Any]:
+    """`create_run`, its refusals as A2A's invalid params (authorization's stay HTTP errors)."""
     try:
         return create_run(ctx, thread_id, body, access=access)
     except HTTPException as exc:
         if exc.status_code in (401, 403):
             raise
         raise InvalidParamsError(str(exc.detail)) from None
+    except (DocumentTooLarge, ConfigError) as exc:
+        raise InvalidParamsError(str(exc)) from None
 
 
 def _waits_for_input(ref: _TaskRef) -> bool:
@@ -391,10 +402,11 @@ def _data_part(value: Any) -> Part:
 
 
 def _task(ctx: Context, task_id: str, message: Message | None = None) -> Task:
-    """The task as it stands: the state of its newest run; once that run ended, the thread's
-    state gives the artifact (the last AI message, else the values) or the interrupts."""
+    """The task as it stands: the status of its newest run and, once that run ended, its
+    artifact (the last AI message, else the values) or the interrupts it waits on."""
     thread_id, root_id = _split(task_id)
-    runs = _task_runs(ctx, thread_id, root_id)
+    on_thread = ctx.runs.list(thread_id)
+    runs = _of_task(on_thread, thread_id, root_id)
     if not runs:
         raise TaskNotFoundError(f"Task {task_id} not found")
     latest = runs[0]
@@ -403,19 +415,19 @@ def _task(ctx: Context, task_id: str, message: Message | None = None) -> Task:
     artifacts: list[Artifact] = []
     status_message: Message | None = None
     if latest["status"] == RunStatus.SUCCESS:
-        snapshot = get_thread_state(ctx, thread_id, latest["graph_id"])
-        if thread.get("parked_run_id") == latest["run_id"] or snapshot.interrupts:
+        newest = on_thread[0]["run_id"] == latest["run_id"]
+        values, interrupts = _run_result(ctx, latest, newest)
+        if thread.get("parked_run_id") == latest["run_id"] or (newest and interrupts):
             state = TaskState.TASK_STATE_INPUT_REQUIRED
-            parts = [_data_part({"id": i.id, "value": i.value}) for i in snapshot.interrupts]
-            artifacts.append(
-                Artifact(artifact_id=f"{latest['run_id']}-interrupt", name=INTERRUPT_ARTIFACT, parts=parts)
-            )
+            parts = [_data_part(interrupt) for interrupt in interrupts]
+            artifact_id = f"{latest['run_id']}-interrupt"
+            artifacts.append(Artifact(artifact_id=artifact_id, name=INTERRUPT_ARTIFACT, parts=parts))
             status_message = _agent_message(task_id, thread_id, parts)
-        else:
-            values = serde.to_jsonable(snapshot.values) if snapshot.values is not None else {}
+        elif values is not None:
             reply = _last_ai_text(values)
             part = Part(text=reply) if reply is not None else _data_part(values)
-            artifacts.append(Artifact(artifact_id=f"{latest['run_id']}-response", name=RESPONSE_ARTIFACT, parts=[part]))
+            artifact_id = f"{latest['run_id']}-response"
+            artifacts.append(Artifact(artifact_id=artifact_id, name=RESPONSE_ARTIFACT, parts=[part]))
     elif state == TaskState.TASK_STATE_FAILED:
         error = latest.get("error") or {}
         text = f"{error.get('error', 'Error')}: {error.get('message', 'the run failed')}"
@@ -428,6 +440,28 @@ def _task(ctx: Context, task_id: str, message: Message | None = None) -> Task:
         task.history.append(message)
         task.history[-1].task_id, task.history[-1].context_id = task_id, thread_id
     return task
+
+
+def _run_result(ctx: Context, run: dict[str, Any], newest: bool) -> tuple[Any, list[dict[str, Any]]]:
+    """The values a finished run left and the interrupts (`{id, value}`) it stopped on. The
+    thread's newest run left the thread's state; an older one's result is the last `values`
+    event of its own log (None once the log expired)."""
+    if newest:
+        snapshot = get_thread_state(ctx, run["thread_id"], run["graph_id"])
+        values = serde.to_jsonable(snapshot.values) if snapshot.values is not None else {}
+        return values, [{"id": i.id, "value": serde.to_jsonable(i.value)} for i in snapshot.interrupts]
+    last: Any = None
+    after = 0
+    while True:
+        events = ctx.events.read(run["run_id"], after)
+        if not events:
+            break
+        after = events[-1].seq
+        last = next((e.data for e in reversed(events) if e.event == "values"), last)
+    if not isinstance(last, dict):
+        return last, []
+    interrupts = last.pop("__interrupt__", None) or []
+    return last, [{"id": i.get("id"), "value": i.get("value")} for i in interrupts if isinstance(i, dict)]
 
 
 def _last_ai_text(values: Any) -> str | None:
