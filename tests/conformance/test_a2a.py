@@ -145,6 +145,17 @@ async def test_interrupt_is_input_required_and_a_second_message_resumes_the_task
     assert [r["status"] for r in runs] == ["success", "success"]
 
 
+async def test_two_answers_at_once_resume_the_task_once(server):
+    async with agent(server.url, "approval", streaming=False) as client:
+        asked = await send(client, message(data({"items": []})))
+        answers = [message(Part(text=text), task_id=asked.id) for text in ("one", "two")]
+        outcomes = await asyncio.gather(*(send(client, a) for a in answers), return_exceptions=True)
+    [done] = [o for o in outcomes if isinstance(o, Task)]
+    assert [type(o) for o in outcomes if not isinstance(o, Task)] == [InvalidParamsError], outcomes
+    [result] = get_data_parts(done.artifacts[0].parts)
+    assert len([i for i in result["items"] if i.startswith("review:")]) == 1, result
+
+
 async def test_cancel_ends_the_run_and_its_subscribers_and_errors_have_a2a_codes(server):
     async with agent(server.url, "loop", streaming=False, polling=True) as client, agent(server.url, "loop") as streams:
         started = await send(client, message(data({"steps": 1_000_000})))

@@ -10,6 +10,7 @@ names them; its resume runs carry that id in their metadata (`a2a_task_id`).
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 from collections.abc import AsyncGenerator
@@ -50,12 +51,13 @@ from a2a.types import (
 )
 from a2a.utils.errors import ExtendedAgentCardNotConfiguredError
 from fastapi import HTTPException, Request
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stepgraph import serde
 from stepgraph.api.auth import access_of
 from stepgraph.api.common import ctx_of
-from stepgraph.api.runs import create_run
+from stepgraph.api.runs import create_run, wait_for_end
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.sse import tail
 from stepgraph.engine import (
@@ -98,7 +100,7 @@ class RunTasks(RequestHandler):
         task_id, run = await run_in_threadpool(_start, request, assistant, params.message)
         if params.configuration.return_immediately:
             return _submitted(task_id, run, params.message)
-        await _wait_for_end(ctx_of(request), run)
+        await wait_for_end(ctx_of(request), run)
         return await run_in_threadpool(_task, ctx_of(request), task_id, params.message)
 
     async def on_message_send_stream(
@@ -245,30 +247,31 @@ def _start(request: Request, assistant: dict[str, Any], message: Message) -> tup
         parked = _parked_task(ctx, thread_id, assistant)
     if parked is not None:
         task_id = f"{thread_id}:{parked.root['run_id']}"
-        body = RunCreate.model_validate(
-            {
-                "assistant_id": assistant["assistant_id"],
-                "command": {"resume": _resume_value(message)},
-                "metadata": {TASK_METADATA_KEY: task_id},
-            }
-        )
+        body = {
+            "assistant_id": assistant["assistant_id"],
+            "command": {"resume": _resume_value(message)},
+            "metadata": {TASK_METADATA_KEY: task_id},
+            # Two answers at once: the thread's conditional insert admits one, refuses the other.
+            "multitask_strategy": "reject",
+        }
         run = _create(ctx, thread_id, body, access)
         return task_id, run
-    body = RunCreate.model_validate(
-        {
-            "assistant_id": assistant["assistant_id"],
-            "input": _graph_input(ctx, assistant["graph_id"], message),
-            "if_not_exists": "create",
-        }
-    )
+    body = {
+        "assistant_id": assistant["assistant_id"],
+        "input": _graph_input(ctx, assistant["graph_id"], message),
+        "if_not_exists": "create",
+    }
     run = _create(ctx, thread_id, body, access)
     return f"{thread_id}:{run['run_id']}", run
 
 
-def _create(ctx: Context, thread_id: str, body: RunCreate, access: Any) -> dict[str, Any]:
-    """`create_run`, its refusals as A2A's invalid params (authorization's stay HTTP errors)."""
+def _create(ctx: Context, thread_id: str, body: dict[str, Any], access: Any) -> dict[str, Any]:
+    """The run `body` describes (a runs API body), through the runs API's own checks and
+    `create_run`; a refusal is A2A's invalid params (authorization's stay HTTP errors)."""
     try:
-        return create_run(ctx, thread_id, body, access=access)
+        return create_run(ctx, thread_id, RunCreate.model_validate(body), access=access)
+    except ValidationError as exc:
+        raise InvalidParamsError(f"The message does not make a valid run: {exc.errors()[0].get('msg')}") from None
     except HTTPException as exc:
         if exc.status_code in (401, 403):
             raise
@@ -315,8 +318,6 @@ def _data(part: Part) -> Any:
 
 def _content_block(part: Part) -> dict[str, Any]:
     """A file part as a LangChain content block (an image or a file, by URL or base64)."""
-    import base64
-
     kind = "image" if part.media_type.startswith("image/") else "file"
     block: dict[str, Any] = {"type": kind}
     if part.HasField("url"):
@@ -484,18 +485,13 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-async def _wait_for_end(ctx: Context, run: dict[str, Any]) -> None:
-    # Only the end marker matters, and it sits after every event: read nothing else.
-    async for _ in tail(ctx, run, END_SEQ - 1):
-        pass
-
-
 async def _follow(ctx: Context, task_id: str, run: dict[str, Any], announce: bool = True) -> AsyncGenerator[Event]:
-    """The stream of a task's run: `working` once the run produces its first event, then its
-    artifacts and its final status when the run ends."""
+    """The stream of a task's run: `working` once the run produces its first event (`announce`),
+    then its artifacts and its final status when the run ends."""
     context_id = run["thread_id"]
     working = not announce
-    async for event in tail(ctx, run):
+    # Without the announcement only the run's end matters, and its marker sits after every event.
+    async for event in tail(ctx, run, 0 if announce else END_SEQ - 1):
         if event is not None and not working:
             working = True
             status = TaskStatus(state=TaskState.TASK_STATE_WORKING, timestamp=datetime.now(UTC))
