@@ -196,6 +196,11 @@ async def test_each_task_of_a_context_keeps_its_own_result(server):
         assert get_data_parts(second.artifacts[0].parts) == [{"items": ["x", "a", "b", "c", "y", "a", "b", "c"]}]
         again = await client.get_task(GetTaskRequest(id=first.id))
         assert get_data_parts(again.artifacts[0].parts) == [{"items": ["x", "a", "b", "c"]}]
+        # Listed newest first: the context's, or page by page the agent's own.
+        listed = await client.list_tasks(ListTasksRequest(context_id=first.context_id, status=S.TASK_STATE_COMPLETED))
+        assert [t.id for t in listed.tasks] == [second.id, first.id]
+        page = await client.list_tasks(ListTasksRequest(page_size=1))
+        assert ([t.id for t in page.tasks], page.next_page_token) == ([second.id], "1")
 
 
 async def test_errors_are_failed_tasks(server):

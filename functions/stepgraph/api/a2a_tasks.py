@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from a2a.helpers.proto_helpers import get_data_parts, new_data_part
@@ -49,6 +50,7 @@ from a2a.types import (
     TaskStatus,
     TaskStatusUpdateEvent,
 )
+from a2a.utils.constants import DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE
 from a2a.utils.errors import ExtendedAgentCardNotConfiguredError
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
@@ -504,35 +506,38 @@ async def _follow(ctx: Context, task_id: str, run: dict[str, Any], announce: boo
 
 def _list_tasks(request: Request, assistant: dict[str, Any], params: ListTasksRequest) -> ListTasksResponse:
     """This assistant's tasks the user may read, newest first: of one context, or of every thread
-    the assistant ran on (a scan of the threads: fine for a listing, not for a hot path)."""
+    its graph ran on (a scan of the threads: fine for a listing, not for a hot path)."""
     ctx = ctx_of(request)
+    try:
+        offset = int(params.page_token or 0)
+    except ValueError:
+        offset = -1
+    if offset < 0:
+        raise InvalidParamsError("pageToken must be one this server returned")
+    size = min(params.page_size or DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE)
     filters = access_of(request).authorize("threads", "search", {"metadata": {}})
     if params.context_id:
         thread = ctx.threads.get(params.context_id)
         threads = [thread] if thread is not None else []
     else:
-        threads = [
-            t for t in ctx.threads.all() if (t.get("metadata") or {}).get("assistant_id") == assistant["assistant_id"]
-        ]
-    threads = [t for t in threads if matches_filter(t.get("metadata"), filters)]
+        graph_id = assistant["graph_id"]
+        threads = [t for t in ctx.threads.all() if (t.get("metadata") or {}).get("graph_id") == graph_id]
     roots = [
         run
         for thread in threads
+        if matches_filter(thread.get("metadata"), filters)
         for run in ctx.runs.list(thread["thread_id"])
         if run["assistant_id"] == assistant["assistant_id"] and TASK_METADATA_KEY not in (run.get("metadata") or {})
     ]
     roots.sort(key=lambda r: str(r["run_id"]), reverse=True)
-    tasks = [_task(ctx, f"{r['thread_id']}:{r['run_id']}") for r in roots]
-    if params.status:
-        tasks = [t for t in tasks if t.status.state == params.status]
-    try:
-        offset = int(params.page_token or 0)
-    except ValueError:
-        raise InvalidParamsError("pageToken must be one this server returned") from None
-    size = params.page_size or 50
-    page = tasks[offset : offset + size]
+    ids = [f"{r['thread_id']}:{r['run_id']}" for r in roots]
+    if params.status:  # a task's state is known once it is read: read them all
+        tasks = [t for t in map(partial(_task, ctx), ids) if t.status.state == params.status]
+        total, page = len(tasks), tasks[offset : offset + size]
+    else:
+        total, page = len(ids), [_task(ctx, task_id) for task_id in ids[offset : offset + size]]
     if not params.include_artifacts:
         for task in page:
             del task.artifacts[:]
-    next_token = str(offset + size) if offset + size < len(tasks) else ""
-    return ListTasksResponse(tasks=page, next_page_token=next_token, page_size=size, total_size=len(tasks))
+    next_token = str(offset + size) if offset + size < total else ""
+    return ListTasksResponse(tasks=page, next_page_token=next_token, page_size=size, total_size=total)
