@@ -14,9 +14,10 @@ import base64
 import logging
 import uuid
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from a2a.helpers.proto_helpers import get_data_parts, new_data_part
 from a2a.server.context import ServerCallContext
@@ -63,7 +64,6 @@ from stepgraph.api.runs import create_run, wait_for_end
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.sse import tail
 from stepgraph.engine import (
-    END_SEQ,
     ConfigError,
     Context,
     DocumentTooLarge,
@@ -71,6 +71,7 @@ from stepgraph.engine import (
     get_thread_state,
     matches_filter,
 )
+from stepgraph.engine import Event as StoredEvent
 from stepgraph.vocabulary import INFLIGHT, RunStatus
 
 __all__ = ["TASK_METADATA_KEY", "RunTasks"]
@@ -491,13 +492,16 @@ async def _follow(ctx: Context, task_id: str, run: dict[str, Any], announce: boo
     """The stream of a task's run: `working` once the run produces its first event (`announce`),
     then its artifacts and its final status when the run ends."""
     context_id = run["thread_id"]
-    working = not announce
-    # Without the announcement only the run's end matters, and its marker sits after every event.
-    async for event in tail(ctx, run, 0 if announce else END_SEQ - 1):
-        if event is not None and not working:
-            working = True
-            status = TaskStatus(state=TaskState.TASK_STATE_WORKING, timestamp=datetime.now(UTC))
-            yield TaskStatusUpdateEvent(task_id=task_id, context_id=context_id, status=status)
+    if announce:
+        # Left at the first event: closed at once (`tail` is an async generator; it says iterator).
+        async with aclosing(cast(AsyncGenerator[StoredEvent | None], tail(ctx, run))) as events:
+            async for event in events:
+                if event is not None:
+                    status = TaskStatus(state=TaskState.TASK_STATE_WORKING, timestamp=datetime.now(UTC))
+                    yield TaskStatusUpdateEvent(task_id=task_id, context_id=context_id, status=status)
+                    break
+    # Then only the run's end matters: its marker, which sits after every event, is all it reads.
+    await wait_for_end(ctx, run)
     task = await run_in_threadpool(_task, ctx, task_id)
     for artifact in task.artifacts:
         yield TaskArtifactUpdateEvent(task_id=task_id, context_id=context_id, artifact=artifact, last_chunk=True)
