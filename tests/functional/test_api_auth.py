@@ -107,6 +107,10 @@ async def test_deployed_api_answers_only_with_the_deployment_key(runtime):
         assert answered.status_code == 200 and isinstance(answered.json(), list)
 
 
+def _broken(*args: Any) -> None:
+    raise RuntimeError("table stepgraph-Runs-123 is gone")
+
+
 async def test_a2a_is_behind_the_key_says_so_in_its_card_and_http_disable_a2a_removes_it(runtime, tmp_path):
     arn = runtime.ctx.settings.api_key_secret_arn
     key = runtime.aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
@@ -121,6 +125,11 @@ async def test_a2a_is_behind_the_key_says_so_in_its_card_and_http_disable_a2a_re
         assert (scheme["in"], scheme["name"], scheme["type"]) == ("header", "x-api-key", "apiKey")  # 0.3's form
         answered = await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})
         assert answered.json()["error"]["code"] == -32001  # task not found
+        # What breaks inside is A2A's internal error, without its text.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("stepgraph.api.a2a_tasks._load_task", _broken)
+            broken = (await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})).json()["error"]
+        assert (broken["code"], broken["message"]) == (-32603, "An internal error occurred")
     async with api(runtime, config_path=project(tmp_path, http={"disable_a2a": True})) as http:
         assert (await http.get(card_path)).status_code == 404
         assert (await http.post("/a2a/chain", json=rpc)).status_code == 404

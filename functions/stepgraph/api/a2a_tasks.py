@@ -11,6 +11,8 @@ names them; its resume runs carry that id in their metadata (`a2a_task_id`).
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncGenerator
@@ -52,10 +54,11 @@ from a2a.types import (
     TaskStatusUpdateEvent,
 )
 from a2a.utils.constants import DEFAULT_LIST_TASKS_PAGE_SIZE, MAX_LIST_TASKS_PAGE_SIZE
-from a2a.utils.errors import ExtendedAgentCardNotConfiguredError
+from a2a.utils.errors import A2AError, ExtendedAgentCardNotConfiguredError, InternalError
 from fastapi import HTTPException, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stepgraph import serde
 from stepgraph.api.auth import access_of
@@ -92,12 +95,47 @@ _BY_STATUS = {
 }
 
 
+def _hide_internal_errors(method: Any) -> Any:
+    """An unexpected error is logged here and answered as A2A's internal error without its text
+    (the SDK would send `str(exc)`: a table name, an AWS message): as the API's 500s are."""
+
+    def hidden() -> A2AError:
+        logger.exception("A2A %s failed", method.__name__)
+        return InternalError("An internal error occurred")
+
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(*args: Any, **kwargs: Any) -> AsyncGenerator[Event]:
+            try:
+                async for event in method(*args, **kwargs):
+                    yield event
+            except (A2AError, StarletteHTTPException):
+                raise
+            except Exception as exc:
+                raise hidden() from exc
+
+        return stream
+
+    @functools.wraps(method)
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (A2AError, StarletteHTTPException):
+            raise
+        except Exception as exc:
+            raise hidden() from exc
+
+    return call
+
+
 class RunTasks(RequestHandler):
     """Every A2A method of one assistant's endpoint, answered from runs. The ServerCallContext
     carries the HTTP request (`state["request"]`, authentication done) and the resolved assistant
     (`state["assistant"]`): see `stepgraph.api.a2a`."""
 
     # ---------------------------------------------------------------- messages
+    @_hide_internal_errors
     async def on_message_send(self, params: SendMessageRequest, context: ServerCallContext) -> Task | Message:
         request, assistant = _request(context), context.state["assistant"]
         task_id, run = await run_in_threadpool(_start, request, assistant, params.message)
@@ -106,6 +144,7 @@ class RunTasks(RequestHandler):
         await wait_for_end(ctx_of(request), run)
         return await run_in_threadpool(_task, ctx_of(request), task_id, params.message)
 
+    @_hide_internal_errors
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
@@ -115,6 +154,7 @@ class RunTasks(RequestHandler):
         async for event in _follow(ctx_of(request), task_id, run):
             yield event
 
+    @_hide_internal_errors
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
@@ -125,11 +165,13 @@ class RunTasks(RequestHandler):
             yield event
 
     # ---------------------------------------------------------------- tasks
+    @_hide_internal_errors
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
         request = _request(context)
         await run_in_threadpool(_load_task, request, context.state["assistant"], params.id)
         return await run_in_threadpool(_task, ctx_of(request), params.id)
 
+    @_hide_internal_errors
     async def on_cancel_task(self, params: CancelTaskRequest, context: ServerCallContext) -> Task | None:
         request = _request(context)
         ref = await run_in_threadpool(_load_task, request, context.state["assistant"], params.id, "update")
@@ -140,6 +182,7 @@ class RunTasks(RequestHandler):
         await run_in_threadpool(cancel_run, ctx, ref.latest, "interrupt")
         return await run_in_threadpool(_task, ctx, params.id)
 
+    @_hide_internal_errors
     async def on_list_tasks(self, params: ListTasksRequest, context: ServerCallContext) -> ListTasksResponse:
         request = _request(context)
         return await run_in_threadpool(_list_tasks, request, context.state["assistant"], params)
