@@ -6,8 +6,10 @@ custom auth), as on every other route; `http.disable_a2a` leaves these routes ou
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import sys
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -24,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["a2a"])
 
+_AGENT = "stepgraph.api.a2a_agent"
 # Where the Lambda Web Adapter puts API Gateway's request context (the public host and path).
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 
@@ -60,7 +63,15 @@ def _agent(request: Request, assistant_id: str) -> dict[str, Any]:
     return authorized_assistant(request, assistant_id)
 
 
+async def _load_sdk() -> None:
+    """`a2a-sdk` (through `a2a_agent`) is imported by the first A2A request a container serves,
+    not by every cold start of the API; in a worker thread, off the event loop."""
+    if _AGENT not in sys.modules:
+        await run_in_threadpool(importlib.import_module, _AGENT)
+
+
 async def _card(request: Request, assistant_id: str) -> JSONResponse:
+    await _load_sdk()
     from stepgraph.api.a2a_agent import agent_card
 
     assistant = await run_in_threadpool(_agent, request, assistant_id)
@@ -85,6 +96,7 @@ async def get_default_agent_card(request: Request, assistant_id: str | None = No
 @router.post("/a2a/{assistant_id}/", include_in_schema=False)
 async def call_agent(assistant_id: str, request: Request) -> Response:
     """One JSON-RPC request: its answer, or its SSE stream for the streaming methods."""
+    await _load_sdk()
     from stepgraph.api.a2a_agent import answer
 
     assistant = await run_in_threadpool(_agent, request, assistant_id)
