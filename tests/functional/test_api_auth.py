@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -104,6 +105,35 @@ async def test_deployed_api_answers_only_with_the_deployment_key(runtime):
             assert (await http.request(method, path)).status_code == 401, path
         answered = await http.post("/threads/search", json={}, headers={"x-api-key": key})
         assert answered.status_code == 200 and isinstance(answered.json(), list)
+
+
+def _broken(*args: Any) -> None:
+    raise RuntimeError("table stepgraph-Runs-123 is gone")
+
+
+async def test_a2a_is_behind_the_key_says_so_in_its_card_and_http_disable_a2a_removes_it(runtime, tmp_path):
+    arn = runtime.ctx.settings.api_key_secret_arn
+    key = runtime.aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    card_path = "/a2a/chain/.well-known/agent-card.json"
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "tasks/get", "params": {"id": "x"}}
+    async with api(runtime, require_api_key=True, config_path=project(tmp_path)) as http:
+        assert (await http.get(card_path)).status_code == 401
+        assert (await http.post("/a2a/chain", json=rpc)).status_code == 401
+        card = (await http.get(card_path, headers={"x-api-key": key})).json()
+        scheme = card["securitySchemes"]["apiKey"]
+        assert scheme["apiKeySecurityScheme"] == {"location": "header", "name": "x-api-key", "description": ANY}
+        assert (scheme["in"], scheme["name"], scheme["type"]) == ("header", "x-api-key", "apiKey")  # 0.3's form
+        answered = await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})
+        assert answered.json()["error"]["code"] == -32001  # task not found
+        # What breaks inside is A2A's internal error, without its text.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("stepgraph.api.a2a_tasks._load_task", _broken)
+            broken = (await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})).json()["error"]
+        assert (broken["code"], broken["message"]) == (-32603, "An internal error occurred")
+    async with api(runtime, config_path=project(tmp_path, http={"disable_a2a": True})) as http:
+        assert (await http.get(card_path)).status_code == 404
+        assert (await http.post("/a2a/chain", json=rpc)).status_code == 404
+        assert (await http.get("/.well-known/agent-card.json", params={"assistant_id": "chain"})).status_code == 404
 
 
 def test_deployed_api_without_a_key_or_auth_does_not_start(runtime):

@@ -13,6 +13,7 @@ Each function handles its sample event (events/, sample_events.py).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -174,6 +175,7 @@ class Running:
     stage: Stage
     ready: dict[str, dict[str, Any]]  # function -> what its sandbox imported (Python handlers)
     api_pid: int
+    api_url: str
 
 
 def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 120) -> None:
@@ -277,7 +279,7 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         http = cleanup.enter_context(httpx.Client(base_url=api_url, timeout=60))
         ready = {n: json.loads((work / f"{n}.ready").read_text()) for n in python_handlers}
         forwarders.update({n: LambdaForwarder(f"http://127.0.0.1:{ready[n]['port']}", n) for n in python_handlers})
-        yield Running(Stage(ctx, aws.client("lambda"), FUNCTIONS, http.request), ready, api_proc.pid)
+        yield Running(Stage(ctx, aws.client("lambda"), FUNCTIONS, http.request), ready, api_proc.pid, api_url)
 
 
 @pytest.mark.parametrize("folder", sorted(FUNCTIONS))
@@ -314,3 +316,43 @@ def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> Non
     del request["headers"]["x-api-key"]
     refused = running.stage.send(**request)
     assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
+
+
+def test_the_built_api_serves_a2a_and_streams_its_tasks(running: Running) -> None:
+    """A2A from the built API as the Web Adapter starts it: the agent card names the public URL
+    (API Gateway's host and stage, from the request context the adapter forwards), and
+    `message/stream`'s SSE goes submitted, working, the answer, completed (a2a-sdk's client)."""
+    key = http_request(sample_event("api"))["headers"]["x-api-key"]
+    ctx = running.stage.ctx
+    ctx.clients.secretsmanager.put_secret_value(SecretId=ctx.settings.api_key_secret_arn, SecretString=key)
+    gateway = {"domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com", "stage": "api"}
+    gateway["path"] = "/api/a2a/chat/.well-known/agent-card.json"
+    headers = {"x-api-key": key, "x-amzn-request-context": json.dumps(gateway)}
+    card = running.stage.send("GET", "/a2a/chat/.well-known/agent-card.json", headers=headers)
+    assert card.status_code == 200, card.text
+    assistant_id = card.json()["skills"][0]["id"].removesuffix("-main")
+    assert card.json()["url"] == f"https://{gateway['domainName']}/api/a2a/{assistant_id}"
+
+    async def stream() -> list[str]:
+        from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+        from a2a.types import Message, Part, Role, SendMessageRequest, TaskState
+
+        async with httpx.AsyncClient(headers={"x-api-key": key}, timeout=60) as http:
+            card = await A2ACardResolver(http, f"{running.api_url}/a2a/chat").get_agent_card()
+            client = ClientFactory(ClientConfig(httpx_client=http)).create(card)
+            message = Message(message_id="m1", role=Role.ROLE_USER, parts=[Part(text="hello")])
+            seen = []
+            async for event in client.send_message(SendMessageRequest(message=message)):
+                if event.HasField("artifact_update"):
+                    seen.append(event.artifact_update.artifact.parts[0].text)
+                else:
+                    status = event.task.status if event.HasField("task") else event.status_update.status
+                    seen.append(TaskState.Name(status.state))
+            return seen
+
+    assert asyncio.run(stream()) == [
+        "TASK_STATE_SUBMITTED",
+        "TASK_STATE_WORKING",
+        "Anything else?",
+        "TASK_STATE_COMPLETED",
+    ]
