@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=2024)
     dev.add_argument("--step-mode", choices=["batched", "strict"], default=None, help="supersteps per Step invocation")
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the emulated AWS is kept (default: .stepgraph/ beside langgraph.json)",
+    )
+    dev.add_argument("--ephemeral", action="store_true", help="keep nothing: the state lives in memory only")
     # The same runtime split in two processes: the Lambdas' process can be killed and restarted
     # while the emulated AWS (and every run's state) lives on.
     aws = sub.add_parser("aws", help="run the emulated AWS only; Lambdas run in `stepgraph worker`")
@@ -76,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from stepgraph.engine import ConfigError
 
     try:
-        serve(config.resolve(), args.host, args.port, args.step_mode)
+        data_dir = None if args.ephemeral else (args.data_dir or config.resolve().parent / ".stepgraph")
+        serve(config.resolve(), args.host, args.port, args.step_mode, data_dir=data_dir)
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from stepgraph.engine.context import Context
 
     from .aws import LocalAWS
+    from .persistence import AbortedExecution, Persistence
 
 logger = logging.getLogger("stepgraph.local")
 
@@ -129,6 +130,9 @@ class LocalRuntime:
     # The template's schedules (the lost-doorbell sweeper's rate(1 minute)) fire this often
     # instead; None: STEPGRAPH_LOCAL_SCHEDULE_SECONDS, else their own rate.
     schedule_seconds: float | None = None
+    # Set: the emulated AWS is kept in this folder and restored from it (`persistence`);
+    # None: in memory only, gone with the process.
+    data_dir: Path | None = None
 
     def start(self) -> LocalRuntime:
         from stepgraph.api.assistants import ensure_system_assistants
@@ -143,6 +147,12 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters, schedule_seconds=self.schedule_seconds)
         self.aws.start()
+        from .persistence import attach
+
+        self.persistence: Persistence | None = None
+        aborted: list[AbortedExecution] = []
+        if self.data_dir is not None:
+            self.persistence, aborted = attach(self.data_dir)
         # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
         settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
         self.ctx = Context(settings, notifier=InProcessNotifier())
@@ -155,11 +165,20 @@ class LocalRuntime:
         # moto never applies DynamoDB TTL: expire the event log ourselves.
         self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)
         self.ttl_sweeper.start()
+        if aborted:
+            from .persistence import resume_runs
+
+            events = self.aws.events
+            assert events is not None  # started with the account
+            with iam.acting_as("StepFunction"):  # on AWS, a Step hands a run over to a new execution
+                resume_runs(self.ctx, aborted, lambda detail: events.put(*_status_change(detail)))
         return self
 
     def stop(self) -> None:
         from stepgraph.engine.context import set_context
 
+        if self.persistence is not None:  # first: what stopping ends is not saved (as a kill)
+            self.persistence.detach()
         self.poller.stop()
         self.ttl_sweeper.stop()
         self.poller.join(timeout=5)
@@ -192,6 +211,32 @@ def api_app(ctx: Context) -> Any:
     return iam.ActingAs(create_app(ctx), api_function())
 
 
+def banner(runtime: LocalRuntime, host: str, port: int) -> str:
+    """What `stepgraph dev` prints when it is ready: the graphs, the step mode, where the state
+    lives, and the URLs (the Studio link as `langgraph dev` prints it)."""
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    settings = runtime.ctx.settings
+    mode = runtime.step_mode or settings.step_mode
+    if runtime.persistence is None:
+        data = "in memory only (--ephemeral): nothing is kept after the server stops"
+    else:
+        data = f"{runtime.persistence.data_dir} (kept across restarts; --ephemeral to keep nothing)"
+    return "\n".join(
+        [
+            f"stepgraph: serving {', '.join(runtime.ctx.graphs.graph_ids())} from {runtime.config_path}",
+            f"- step mode: {mode}",
+            f"- data: {data}",
+            f"- API: {base}",
+            f"- docs: {base}/docs",
+            f"- Studio: https://smith.langchain.com/studio/?baseUrl={base}",
+        ]
+    )
+
+
+def _status_change(detail: dict[str, Any]) -> tuple[str, str, dict[str, Any], list[str]]:
+    return "aws.states", "Step Functions Execution Status Change", detail, [detail["executionArn"]]
+
+
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -207,18 +252,19 @@ def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
     raise RuntimeError(f"no function consumes {queue_url}")
 
 
-def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:
-    """Start the local runtime and serve the API until interrupted."""
+def serve(
+    config_path: Path, host: str, port: int, step_mode: str | None = None, *, data_dir: Path | None = None
+) -> None:
+    """Start the local runtime and serve the API until interrupted (its state kept in `data_dir`)."""
     import uvicorn
 
     check_port(host, port)
-    runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
+    runtime = LocalRuntime(config_path=config_path, step_mode=step_mode, data_dir=data_dir).start()
     try:
         app = api_app(runtime.ctx)
         if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
             logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
-        graphs = ", ".join(runtime.ctx.graphs.graph_ids())
-        print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
+        print(banner(runtime, host, port), flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         runtime.stop()

@@ -1,0 +1,392 @@
+"""The emulated AWS account kept on disk, so `stepgraph dev` can be stopped (even `kill -9`) and
+started again with every table, object, message, schedule and execution record it had.
+
+How: atomic snapshots of moto's backends, with a group commit. Every moto service keeps its state
+in `BackendDict`s (account -> region -> backend object); a snapshot pickles the state of each one
+in use, whatever the service (a table, a queue's messages, a schedule, a secret, an execution's
+record and history), so a service the template gains later is covered without a list here. The
+snapshot is written to a temporary file and moved over the previous one with `os.replace`: a kill
+at any moment leaves either the old snapshot or the new one, never a torn file.
+
+When: every request of stepgraph's own clients that can change state (not a Get/List/Describe/
+Query/Scan) waits, before its answer returns, until a snapshot taken after it is on disk
+(`around`, called by the emulator's request hook). Requests arriving while one snapshot is
+written share the next one (group commit), so the cost is about one snapshot per burst of writes.
+Hence what a `kill -9` can lose: nothing that was acknowledged; a request in flight at the kill
+may be there or not, as on AWS. (The file is not fsync'd: the OS keeps it through a process kill;
+a power cut may lose the last writes.) A snapshot is a cut between requests (requests are held
+at the door while it is taken), so a DynamoDB transaction is in it whole or not at all.
+
+Not requests, so not waited for: a Lambda Invoke (its handler's own calls are) and SQS
+ReceiveMessage (a long poll; a message received but not deleted at a kill is visible again
+after its timeout). Step Functions executions move in their own threads; their records reach
+disk with the next snapshot. Nothing of a running execution's thread survives a process, so
+on load every execution that was RUNNING is marked ABORTED (`restore` returns their records and
+the runtime hands their runs to the recovery path).
+
+Written against moto's internals (`BackendDict`, the Step Functions parser backend's executions)
+of `emulator.MOTO_VERSION`.
+"""
+
+from __future__ import annotations
+
+import _thread
+import collections
+import datetime
+import importlib
+import io
+import logging
+import os
+import pickle
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from moto.core.base_backend import BackendDict
+
+__all__ = ["SNAPSHOT_NAME", "AbortedExecution", "Persistence", "attach", "resume_runs"]
+
+logger = logging.getLogger("stepgraph.local")
+
+SNAPSHOT_NAME = "aws.pickle"
+_FORMAT = 1  # bumped when the file's layout changes; another layout is refused, not misread
+_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
+_UNGATED = ("ReceiveMessage",)  # long polls: held at the door they would stall every snapshot
+_ABORT_ERROR = "LocalRuntime.Restarted"
+_LOCKS = (_thread.LockType, type(threading.RLock()))
+
+
+@dataclass(frozen=True)
+class AbortedExecution:
+    """An execution that was RUNNING when the last process died (now ABORTED)."""
+
+    arn: str
+    input: Any  # the execution's input, as started (a dict for stepgraph's machines)
+    detail: dict[str, Any]  # the EventBridge status-change detail AWS would send
+
+
+class _Pickler(pickle.Pickler):
+    """moto's objects as data: locks, conditions and events come back new (and free), threads
+    come back as None (nothing of a thread survives a process), weak dictionaries as weak
+    dictionaries of the same (pickled) objects."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCKS):
+            return (threading.RLock if "RLock" in type(obj).__name__ else threading.Lock, ())
+        if isinstance(obj, threading.Condition):
+            return (threading.Condition, ())
+        if isinstance(obj, threading.Event):
+            return (threading.Event, ())
+        if isinstance(obj, threading.Thread):
+            return (type(None), ())
+        factory = obj.default_factory if isinstance(obj, collections.defaultdict) else None
+        if factory is not None and getattr(factory, "__name__", "") == "<lambda>":
+            # `defaultdict(lambda: {})`: the same default, by the type of what the lambda makes
+            return (_defaultdict, (type(factory()), dict(obj)))
+        if isinstance(obj, weakref.WeakValueDictionary):
+            return (weakref.WeakValueDictionary, (dict(obj.items()),))
+        if isinstance(obj, weakref.WeakKeyDictionary):
+            return (weakref.WeakKeyDictionary, (dict(obj.items()),))
+        return NotImplemented
+
+
+def _defaultdict(kind: type, items: dict[Any, Any]) -> collections.defaultdict[Any, Any]:
+    return collections.defaultdict(kind, items)
+
+
+def _instances() -> list[BackendDict[Any]]:
+    """Every BackendDict in use (moto's own list of them)."""
+    return list(vars(BackendDict)["_instances"])
+
+
+def _key(backends: BackendDict[Any]) -> str:
+    return f"{backends.backend.__module__}:{backends.backend.__qualname__}"
+
+
+def _backend_dict(key: str) -> BackendDict[Any] | None:
+    """The process's BackendDict for a snapshot's key (importing its service), or None."""
+    for backends in _instances():
+        if _key(backends) == key:
+            return backends
+    module_name, _, qualname = key.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        logger.warning("the snapshot has state of %s, which this moto does not have: left out", key)
+        return None
+    for value in vars(module).values():
+        if isinstance(value, BackendDict) and value.backend.__qualname__ == qualname:
+            return value
+    return None
+
+
+def _in_use() -> Iterator[tuple[str, str, str, Any]]:
+    for backends in _instances():
+        for account, regional in list(backends.items()):
+            for region, backend in list(regional.items()):
+                yield _key(backends), account, region, backend
+
+
+def capture() -> bytes:
+    """Every moto backend in use, pickled (call with requests held at the door)."""
+    state = {(key, account, region): backend.__dict__ for key, account, region, backend in _in_use()}
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({"format": _FORMAT, "backends": state})
+    return buffer.getvalue()
+
+
+def _merge(fresh: Any, saved: Any) -> Any:
+    """A backend attribute: the saved value; for a mapping, the fresh entries the saved one
+    lacks are kept (a resource the template gained since the snapshot)."""
+    if isinstance(fresh, dict) and isinstance(saved, dict):
+        for name, value in fresh.items():
+            saved.setdefault(name, value)
+    return saved
+
+
+def restore(data: bytes) -> list[AbortedExecution]:
+    """Lay a snapshot over the backends of a freshly provisioned account; returns the executions
+    that were RUNNING in it, now ABORTED."""
+    loaded = pickle.loads(data)  # our own file, in the project's data folder
+    if not isinstance(loaded, dict) or loaded.get("format") != _FORMAT:
+        raise ValueError("not a stepgraph snapshot of this version")
+    for (key, account, region), saved in loaded["backends"].items():
+        backends = _backend_dict(key)
+        if backends is None:
+            continue
+        backend = backends[account][region]
+        for name, value in saved.items():
+            setattr(backend, name, _merge(backend.__dict__.get(name), value))
+    return _abort_running()
+
+
+def _abort_running() -> list[AbortedExecution]:
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    from .emulator._stepfunctions import status_change_detail
+
+    aborted = []
+    for _, regional in list(stepfunctions_parser_backends.items()):
+        for _, backend in list(regional.items()):
+            for state_machine in backend.state_machines:
+                for execution in cast("list[Any]", state_machine.executions):
+                    if getattr(execution, "exec_status", None) != ExecutionStatus.RUNNING:
+                        continue
+                    execution.exec_status = ExecutionStatus.ABORTED
+                    execution.stop_date = datetime.datetime.now(tz=datetime.UTC)
+                    execution.error, execution.cause = _ABORT_ERROR, "the local runtime was restarted"
+                    # Its tokens died with its threads: SendTaskSuccess must say InvalidToken.
+                    worker = getattr(execution, "exec_worker", None)
+                    pool = getattr(getattr(getattr(worker, "env", None), "callback_pool_manager", None), "_pool", None)
+                    if isinstance(pool, dict):
+                        pool.clear()
+                    aborted.append(
+                        AbortedExecution(execution.exec_arn, execution.input_data, status_change_detail(execution))
+                    )
+    return aborted
+
+
+def operation(request: Any) -> str:
+    """The API operation a botocore request calls (best effort: JSON's X-Amz-Target, query's
+    Action, else the HTTP method and path)."""
+    target = request.headers.get("X-Amz-Target")
+    if target:
+        text = target.decode() if isinstance(target, bytes) else str(target)
+        return text.rsplit(".", 1)[-1]
+    body = request.body
+    if isinstance(body, bytes) and body.startswith(b"Action="):
+        return body.split(b"&", 1)[0].removeprefix(b"Action=").decode()
+    if isinstance(body, str) and body.startswith("Action="):
+        return body.split("&", 1)[0].removeprefix("Action=")
+    path = str(request.url).split("?", 1)[0]
+    if path.endswith("/invocations"):
+        return "Invoke"
+    return f"{request.method} {path}"
+
+
+def _is_write(op: str) -> bool:
+    if op.startswith(("GET ", "HEAD ")):
+        return False
+    return not op.startswith(_READ_PREFIXES) and op not in _UNGATED and op != "Invoke"
+
+
+class Persistence:
+    """The data folder's snapshot: `load` and `restore` before serving, `start` the writer, and
+    `around(request, call)` on every request of stepgraph's clients (the emulator's hook)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / SNAPSHOT_NAME
+        self._door = threading.Condition()
+        self._inside = 0  # requests past the door
+        self._closed = False  # a snapshot is being taken: requests wait at the door
+        self._depth = threading.local()  # a request made while serving one (a Lambda's own calls)
+        self._wanted = 0  # generations: writes acknowledged after the snapshot numbered so
+        self._saved = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.snapshots = 0  # written since start (for the banner and tests)
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ load
+    def restore(self) -> list[AbortedExecution]:
+        """Lay the saved state over the (freshly provisioned) account; [] with no snapshot."""
+        if not self.path.exists():
+            return []
+        aborted = restore(self.path.read_bytes())
+        logger.info("restored the emulated AWS from %s (%d executions were running)", self.path, len(aborted))
+        return aborted
+
+    # ------------------------------------------------------------------ requests
+    def around(self, request: Any, call: Callable[[], Any]) -> Any:
+        op = operation(request)
+        gated = op != "Invoke" and op not in _UNGATED
+        depth = getattr(self._depth, "value", 0)
+        if not gated:
+            return call()
+        if depth == 0:
+            with self._door:
+                while self._closed:
+                    self._door.wait()
+                self._inside += 1
+        self._depth.value = depth + 1
+        try:
+            response = call()
+        finally:
+            self._depth.value = depth
+            if depth == 0:
+                with self._door:
+                    self._inside -= 1
+                    self._door.notify_all()
+        if _is_write(op) and depth == 0:
+            self._wait_saved()
+        return response
+
+    def _wait_saved(self) -> None:
+        with self._door:
+            self._wanted += 1
+            generation = self._wanted
+            self._door.notify_all()
+            while self._saved < generation and not self._stopping:
+                self._door.wait()
+
+    # ------------------------------------------------------------------ the writer
+    def start(self) -> Persistence:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._write_loop, name="stepgraph-persistence", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Write a last snapshot (stopped cleanly: the executions' ends too) and stop writing."""
+        with self._door:
+            self._wanted += 1
+            self._door.notify_all()
+            generation = self._wanted
+            deadline = time.monotonic() + 5
+            while self._saved < generation and self._thread is not None and time.monotonic() < deadline:
+                self._door.wait(timeout=0.1)
+            self._stopping = True
+            self._door.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def detach(self) -> None:
+        """A last snapshot, then requests go unsaved (what a stopping runtime ends is not kept)."""
+        from .emulator import scope
+
+        self.stop()
+        scope.set_around(None)
+
+    def save_now(self) -> None:
+        """Take and write a snapshot at once (the writer thread's work, for start-up)."""
+        self._write(self._take())
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._door:
+                while self._saved >= self._wanted and not self._stopping:
+                    self._door.wait()
+                if self._stopping:
+                    return
+                generation = self._wanted
+            try:
+                self._write(self._take())
+            except Exception as exc:  # keep serving; the next write tries again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("could not write the snapshot %s", self.path)
+            with self._door:
+                self._saved = max(self._saved, generation)
+                self._door.notify_all()
+
+    def _take(self) -> bytes:
+        with self._door:
+            self._closed = True
+            try:
+                while self._inside:
+                    self._door.wait()
+                for attempt in range(5):
+                    try:
+                        return capture()
+                    except RuntimeError as exc:  # an execution's thread changed a dict meanwhile
+                        if attempt == 4:
+                            raise
+                        logger.debug("snapshot retried: %s", exc)
+                        time.sleep(0.001)
+                raise AssertionError("unreachable")
+            finally:
+                self._closed = False
+                self._door.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as out:
+            out.write(data)
+            out.flush()
+        os.replace(temporary, self.path)
+        self.snapshots += 1
+
+
+def attach(data_dir: Path) -> tuple[Persistence, list[AbortedExecution]]:
+    """Keep the running emulated account in `data_dir`: restore its snapshot (if any) over the
+    provisioned account, save it at once, then save every write (`Persistence.around`). Returns
+    the persistence and the executions the last process left running."""
+    from .emulator import scope
+
+    persistence = Persistence(data_dir)
+    aborted = persistence.restore()
+    persistence.data_dir.mkdir(parents=True, exist_ok=True)
+    persistence.save_now()
+    scope.set_around(persistence.around)
+    persistence.start()
+    return persistence, aborted
+
+
+def resume_runs(ctx: Any, aborted: list[AbortedExecution], put_event: Callable[[dict[str, Any]], None]) -> list[str]:
+    """The runs the restart cut short go on. For each execution the last process left RUNNING
+    (now ABORTED): if it still carries a `running` run, the run continues as a new execution
+    from its thread's head checkpoint (the continue-as-new of `engine.handover`: recorded on the
+    run by a conditional write, then started; nothing committed runs again). Then its status
+    change goes to the reaper, as on AWS, which starts the recorded execution if need be, or
+    ends a run nothing carries. A parked run needs nothing: its dead token answers InvalidToken
+    and the resume starts a new execution (`Executions.resume`). Returns the runs handed over."""
+    from stepgraph.engine.handover import hand_over
+    from stepgraph.vocabulary import RunStatus, StepOutcome
+
+    resumed = []
+    for execution in aborted:
+        given = execution.input if isinstance(execution.input, dict) else {}
+        run_id, thread_id = given.get("run_id"), given.get("thread_id")
+        run = ctx.runs.get(thread_id, run_id) if run_id and thread_id else None
+        if run is not None and run["status"] == RunStatus.RUNNING and ctx.executions.of_run(run) == execution.arn:
+            outcome = hand_over(ctx, run, execution.arn, StepOutcome.CONTINUE, 0)
+            if outcome == StepOutcome.HANDOVER:
+                logger.warning("run %s: cut short by the restart; it goes on from its last checkpoint", run_id)
+                resumed.append(str(run_id))
+        put_event(execution.detail)
+    return resumed
