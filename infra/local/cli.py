@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from stepgraph.engine import ConfigError
 
+    from .persistence import DataDirError
+
     try:
         data_dir = None if args.ephemeral else (args.data_dir or config.resolve().parent / ".stepgraph")
         serve(config.resolve(), args.host, args.port, args.step_mode, data_dir=data_dir)
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:  # langgraph.json, or a file it names, cannot be served as written
+        print(f"stepgraph: {exc}", file=sys.stderr)
+        return 2
+    except DataDirError as exc:  # held by another server, or written by another version
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

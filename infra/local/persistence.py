@@ -34,6 +34,7 @@ import _thread
 import collections
 import copyreg
 import datetime
+import fcntl
 import importlib
 import io
 import logging
@@ -42,26 +43,26 @@ import pickle
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import IO, Any, ClassVar, cast
 
 from moto.core.base_backend import BackendDict
 
-__all__ = ["SNAPSHOT_NAME", "AbortedExecution", "Persistence", "attach", "resume_runs"]
+__all__ = ["SNAPSHOT_NAME", "AbortedExecution", "DataDirError", "Persistence", "attach", "resume_runs"]
 
 logger = logging.getLogger("stepgraph.local")
 
 SNAPSHOT_NAME = "aws.pickle"
 _FORMAT = 1  # bumped when the file's layout changes; another layout is refused, not misread
 _READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
-_UNGATED = ("ReceiveMessage",)
+_UNGATED = ("ReceiveMessage",)  # long polls: held at the door, they would stall every snapshot
 _SERVICE_ALIASES = {"states": "stepfunctions"}  # SigV4 scope -> moto's service name
 _ALWAYS_DIRTY = ("stepfunctions",)
-ALL = "*"  # long polls: held at the door they would stall every snapshot
+ALL = "*"
+_WAY_OUT = "start with --ephemeral, or move that folder away (or use --data-dir) to start afresh"
 _ABORT_ERROR = "LocalRuntime.Restarted"
-_LOCKS = (_thread.LockType, type(threading.RLock()))
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class Snapshot:
             self._dirty |= dirty  # not captured: still to do
             raise
         self._pieces = pieces
-        return _dumps({"format": _FORMAT, "backends": pieces})
+        return _dumps({"format": _FORMAT, "moto": _moto_version(), "backends": pieces})
 
 
 def _merge(fresh: Any, saved: Any) -> Any:
@@ -205,12 +206,21 @@ def _merge(fresh: Any, saved: Any) -> Any:
     return saved
 
 
+class DataDirError(RuntimeError):
+    """The data folder cannot be used: another server holds it, or its state cannot be read."""
+
+
 def restore(data: bytes) -> list[AbortedExecution]:
     """Lay a snapshot over the backends of a freshly provisioned account; returns the executions
     that were RUNNING in it, now ABORTED."""
+    import moto
+
     loaded = pickle.loads(data)  # our own file, in the project's data folder
     if not isinstance(loaded, dict) or loaded.get("format") != _FORMAT:
-        raise ValueError("not a stepgraph snapshot of this version")
+        raise DataDirError("it is not a snapshot this version of stepgraph writes")
+    if loaded.get("moto") != moto.__version__:
+        raise DataDirError(f"it was written with moto {loaded.get('moto')}, and moto {moto.__version__} is installed")
+    definitions = _definitions()
     for (key, account, region), piece in loaded["backends"].items():
         backends = _backend_dict(key)
         if backends is None:
@@ -219,33 +229,57 @@ def restore(data: bytes) -> list[AbortedExecution]:
         backend = backends[account][region]
         for name, value in saved.items():
             setattr(backend, name, _merge(backend.__dict__.get(name), value))
+    _redeploy(definitions)
     return _abort_running()
+
+
+def _state_machines() -> Iterator[Any]:
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    for _, regional in list(stepfunctions_parser_backends.items()):
+        for _, backend in list(regional.items()):
+            yield from backend.state_machines
+
+
+def _definitions() -> dict[str, str]:
+    """The state machines' definitions as just provisioned from the template."""
+    return {machine.arn: machine.definition for machine in _state_machines()}
+
+
+def _redeploy(definitions: dict[str, str]) -> None:
+    """A kept state machine runs the template's definition, as after a deploy (the code may
+    have changed since the snapshot); its executions' records stay."""
+    for machine in _state_machines():
+        if machine.arn in definitions and machine.definition != definitions[machine.arn]:
+            logger.info("state machine %s: the template's definition replaces the saved one", machine.arn)
+            machine.definition = definitions[machine.arn]
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
 
 
 def _abort_running() -> list[AbortedExecution]:
     from moto.stepfunctions.parser.api import ExecutionStatus
-    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
     from .emulator._stepfunctions import status_change_detail
 
     aborted = []
-    for _, regional in list(stepfunctions_parser_backends.items()):
-        for _, backend in list(regional.items()):
-            for state_machine in backend.state_machines:
-                for execution in cast("list[Any]", state_machine.executions):
-                    if getattr(execution, "exec_status", None) != ExecutionStatus.RUNNING:
-                        continue
-                    execution.exec_status = ExecutionStatus.ABORTED
-                    execution.stop_date = datetime.datetime.now(tz=datetime.UTC)
-                    execution.error, execution.cause = _ABORT_ERROR, "the local runtime was restarted"
-                    # Its tokens died with its threads: SendTaskSuccess must say InvalidToken.
-                    worker = getattr(execution, "exec_worker", None)
-                    pool = getattr(getattr(getattr(worker, "env", None), "callback_pool_manager", None), "_pool", None)
-                    if isinstance(pool, dict):
-                        pool.clear()
-                    aborted.append(
-                        AbortedExecution(execution.exec_arn, execution.input_data, status_change_detail(execution))
-                    )
+    executions = (e for machine in _state_machines() for e in cast("list[Any]", machine.executions))
+    for execution in executions:
+        if getattr(execution, "exec_status", None) != ExecutionStatus.RUNNING:
+            continue
+        execution.exec_status = ExecutionStatus.ABORTED
+        execution.stop_date = datetime.datetime.now(tz=datetime.UTC)
+        execution.error, execution.cause = _ABORT_ERROR, "the local runtime was restarted"
+        # Its tokens died with its threads: SendTaskSuccess must say InvalidToken.
+        worker = getattr(execution, "exec_worker", None)
+        pool = getattr(getattr(getattr(worker, "env", None), "callback_pool_manager", None), "_pool", None)
+        if isinstance(pool, dict):
+            pool.clear()
+        aborted.append(AbortedExecution(execution.exec_arn, execution.input_data, status_change_detail(execution)))
     return aborted
 
 
@@ -298,6 +332,7 @@ class Persistence:
         self._inside = 0  # requests past the door
         self._closed = False  # a snapshot is being taken: requests wait at the door
         self._snapshot = Snapshot()
+        self._held: IO[str] | None = None
         self._depth = threading.local()  # a request made while serving one (a Lambda's own calls)
         self._wanted = 0  # generations: writes acknowledged after the snapshot numbered so
         self._saved = 0
@@ -311,9 +346,33 @@ class Persistence:
         """Lay the saved state over the (freshly provisioned) account; [] with no snapshot."""
         if not self.path.exists():
             return []
-        aborted = restore(self.path.read_bytes())
+        try:
+            aborted = restore(self.path.read_bytes())
+        except DataDirError as exc:
+            raise DataDirError(f"cannot restore {self.path}: {exc}; {_WAY_OUT}") from None
+        except Exception as exc:  # a torn file cannot happen (os.replace); another program's can
+            raise DataDirError(f"cannot restore {self.path} ({type(exc).__name__}: {exc}); {_WAY_OUT}") from exc
         logger.info("restored the emulated AWS from %s (%d executions were running)", self.path, len(aborted))
         return aborted
+
+    def hold(self) -> None:
+        """Take the data folder for this process (an advisory lock the OS drops with the process,
+        kill -9 included): two servers writing one snapshot would each lose the other's writes."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.data_dir / "lock", "a+")  # noqa: SIM115  # held open for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DataDirError(
+                f"another stepgraph server is using {self.data_dir}; stop it, or start with --data-dir or --ephemeral"
+            ) from None
+        self._held = handle
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._held.close()  # closing drops the lock
+            self._held = None
 
     # ------------------------------------------------------------------ requests
     def around(self, request: Any, call: Callable[[], Any]) -> Any:
@@ -380,6 +439,7 @@ class Persistence:
 
         self.stop()
         scope.set_around(None)
+        self.release()
 
     def save_now(self) -> None:
         """Take and write a snapshot at once (the writer thread's work, for start-up)."""
@@ -437,9 +497,13 @@ def attach(data_dir: Path) -> tuple[Persistence, list[AbortedExecution]]:
     from .emulator import scope
 
     persistence = Persistence(data_dir)
-    aborted = persistence.restore()
-    persistence.data_dir.mkdir(parents=True, exist_ok=True)
-    persistence.save_now()
+    persistence.hold()
+    try:
+        aborted = persistence.restore()
+        persistence.save_now()
+    except BaseException:
+        persistence.release()
+        raise
     scope.set_around(persistence.around)
     persistence.start()
     return persistence, aborted

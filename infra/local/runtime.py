@@ -152,7 +152,11 @@ class LocalRuntime:
         self.persistence: Persistence | None = None
         aborted: list[AbortedExecution] = []
         if self.data_dir is not None:
-            self.persistence, aborted = attach(self.data_dir)
+            try:
+                self.persistence, aborted = attach(self.data_dir)
+            except BaseException:
+                self.aws.stop()
+                raise
         # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
         settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
         self.ctx = Context(settings, notifier=InProcessNotifier())
