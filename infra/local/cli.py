@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     from .persistence import DataDirError
 
     try:
-        data_dir = None if args.ephemeral else (args.data_dir or config.resolve().parent / ".stepgraph")
+        # Beside the project's langgraph.json; for the bundled examples (maybe inside an installed
+        # package), in the working directory.
+        project = Path.cwd() if config.resolve() == EXAMPLES_CONFIG.resolve() else config.resolve().parent
+        data_dir = None if args.ephemeral else (args.data_dir or project / ".stepgraph")
         serve(config.resolve(), args.host, args.port, args.step_mode, data_dir=data_dir)
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
