@@ -199,10 +199,21 @@ class Snapshot:
 
 def _merge(fresh: Any, saved: Any) -> Any:
     """A backend attribute: the saved value; for a mapping, the fresh entries the saved one
-    lacks are kept (a resource the template gained since the snapshot)."""
+    lacks are kept (a resource the template gained since the snapshot), and a saved resource
+    keeps the ARN it was just provisioned with (the environment names that one: a secret's ARN
+    ends in random characters)."""
     if isinstance(fresh, dict) and isinstance(saved, dict):
-        for name, value in fresh.items():
-            saved.setdefault(name, value)
+        for name, value in dict.items(fresh):
+            kept = dict.get(saved, name)
+            if kept is None:
+                dict.__setitem__(saved, name, value)
+                continue
+            arn = getattr(value, "arn", None)
+            if isinstance(arn, str) and isinstance(getattr(kept, "arn", None), str) and kept.arn != arn:
+                try:
+                    kept.arn = arn
+                except AttributeError:  # a computed ARN: it follows the resource's own fields
+                    logger.debug("kept %s with its saved ARN %s", name, kept.arn)
     return saved
 
 
@@ -368,6 +379,8 @@ class Persistence:
                 f"another stepgraph server is using {self.data_dir}; stop it, or start with --data-dir or --ephemeral"
             ) from None
         self._held = handle
+        for stale in self.data_dir.glob(f"{SNAPSHOT_NAME}.*.tmp"):  # a killed writer's unfinished file
+            stale.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._held is not None:

@@ -24,7 +24,7 @@ def test_a_restarted_runtime_has_every_service_state_it_had(tmp_path):
         run = httpx.post(f"{api.url}/threads/{thread_id}/runs/wait", json=body, timeout=30)
         assert run.json()["items"] == ["a", "b", "c"]
         api.stop()
-        # State of services stepgraph's tables are not: an object, a queued message.
+        # State of services stepgraph's tables are not: an object, a queued message, a secret.
         aws = first.aws
         bucket = aws.resources["SpillBucket"]
         aws.client("s3").put_object(Bucket=bucket, Key="kept.txt", Body=b"kept")
@@ -32,6 +32,7 @@ def test_a_restarted_runtime_has_every_service_state_it_had(tmp_path):
         aws.client("sqs").send_message(
             QueueUrl=dlq, MessageBody=json.dumps({"kept": True}), MessageGroupId="kept", MessageDeduplicationId="kept"
         )
+        secret = aws.client("secretsmanager").get_secret_value(SecretId=aws.resources["ApiKeySecret"])["SecretString"]
         sfn = aws.client("stepfunctions")
         (execution,) = sfn.list_executions(stateMachineArn=aws.state_machine_arn)["executions"]
         # One folder, one runtime: a second one is refused while the first holds it.
@@ -56,6 +57,9 @@ def test_a_restarted_runtime_has_every_service_state_it_had(tmp_path):
         assert sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "SUCCEEDED"
         history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
         assert history[-1]["type"] == "ExecutionSucceeded"
+        # The generated API key is the same, under the ARN the environment names now.
+        sm = aws.client("secretsmanager")
+        assert sm.get_secret_value(SecretId=aws.resources["ApiKeySecret"])["SecretString"] == secret
     finally:
         second.stop()
 
