@@ -49,6 +49,8 @@ def test_a_sigkilled_dev_server_restarts_with_its_state_and_resumes_its_runs(tmp
         # The long run, cut mid-way.
         thread_id = client.threads.create()["thread_id"]
         run_id = client.runs.create(thread_id, "counted", input={"steps": STEPS}, stream_resumable=True)["run_id"]
+        # A run queued behind it, still pending at the kill.
+        queued = client.runs.create(thread_id, "counted", input={"steps": STEPS + 2}, multitask_strategy="enqueue")
         seen = []
         for part in client.runs.join_stream(thread_id, run_id):
             if part.event == "values":
@@ -79,10 +81,12 @@ def test_a_sigkilled_dev_server_restarts_with_its_state_and_resumes_its_runs(tmp
         assert counts == sorted(counts) and counts[-1] == STEPS, counts
         assert [int(p.id) for p in seen + rest] == sorted({int(p.id) for p in seen + rest})  # no event twice
         assert client.runs.get(thread_id, run_id)["status"] == "success"
-        assert client.threads.get_state(thread_id)["values"] == {"count": STEPS, "steps": STEPS}
+        # The queued run runs after it, from its final state.
+        assert client.runs.join(thread_id, queued["run_id"]) == {"count": STEPS + 2, "steps": STEPS + 2}
+        assert client.runs.get(thread_id, queued["run_id"])["status"] == "success"
         # Every superstep ran; only the one cut by the kill may have run twice.
         executed = collections.Counter(step for _, step in _executions(steps_file))
-        assert set(executed) == set(range(1, STEPS + 1))
+        assert set(executed) == set(range(1, STEPS + 3))
         twice = sorted(step for step, n in executed.items() if n > 1)
         report_line(
             request,
