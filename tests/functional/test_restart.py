@@ -13,6 +13,7 @@ import collections
 import signal
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import Server, until
 from langgraph_sdk import get_sync_client
@@ -70,7 +71,12 @@ def test_a_sigkilled_dev_server_restarts_with_its_state_and_resumes_its_runs(tmp
     second = Server(*data, config=PROJECT, env=env).wait_ready()
     try:
         client = get_sync_client(url=second.url)
-        assert f"data: {tmp_path / 'data'}" in second.read_output()  # the banner says where it lives
+        # The banner says what is served, how, where the data lives and where to point a client.
+        banner = second.read_output()
+        assert "serving counted, approval" in banner and "step mode: strict" in banner, banner
+        assert f"data: {tmp_path / 'data'}" in banner and f"API: {second.url}" in banner, banner
+        assert f"docs: {second.url}/docs" in banner and httpx.get(f"{second.url}/docs").status_code == 200
+        assert f"Studio: https://smith.langchain.com/studio/?baseUrl={second.url}" in banner, banner
         # The thread and its history are there.
         assert client.threads.get(thread_id)["thread_id"] == thread_id
         history = client.threads.get_history(thread_id, limit=STEPS + 10)
