@@ -35,6 +35,7 @@ import collections
 import copyreg
 import datetime
 import fcntl
+import hashlib
 import importlib
 import io
 import logging
@@ -55,7 +56,7 @@ __all__ = ["SNAPSHOT_NAME", "AbortedExecution", "DataDirError", "Persistence", "
 logger = logging.getLogger("stepgraph.local")
 
 SNAPSHOT_NAME = "aws.pickle"
-_FORMAT = 1  # bumped when the file's layout changes; another layout is refused, not misread
+_FORMAT = 2  # bumped when the file's layout changes; another layout is refused, not misread
 _READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
 _UNGATED = ("ReceiveMessage",)  # long polls: held at the door, they would stall every snapshot
 _SERVICE_ALIASES = {"states": "stepfunctions"}  # SigV4 scope -> moto's service name
@@ -63,6 +64,7 @@ _ALWAYS_DIRTY = ("stepfunctions",)
 ALL = "*"
 _WAY_OUT = "start with --ephemeral, or move that folder away (or use --data-dir) to start afresh"
 _ABORT_ERROR = "LocalRuntime.Restarted"
+_EXECUTIONS = "executions"  # the folder of ended executions' pickles
 
 
 @dataclass(frozen=True)
@@ -164,23 +166,124 @@ def _backend_dict(key: str) -> BackendDict[Any] | None:
     return None
 
 
+class _Ended:
+    """Ended Step Functions executions, pickled once each. An execution never changes once it
+    has ended, but a backend's executions pile up (a few tens of KB of history each) and the Step
+    Functions backend is pickled on every snapshot; so in its pickle an ended execution is a
+    reference (`persistent_id`), and its own pickle is kept from one snapshot to the next. In an
+    execution's pickle its state machine and the execution itself are references too (the
+    machine holds its executions: pickled whole, one would bring all the others)."""
+
+    def __init__(self) -> None:
+        self.pickles: dict[str, bytes] = {}  # execution ARN -> pickle of its __dict__
+        self._machines: set[str] = set()  # ARNs of the state machines of the backend in hand
+
+    def dumps(self, backend_state: dict[str, Any]) -> tuple[bytes, set[str]]:
+        """A backend's state, ended executions as references; also the ARNs referenced."""
+        machines = backend_state.get("state_machines")
+        self._machines = {m.arn for m in machines if hasattr(m, "arn")} if isinstance(machines, list) else set()
+        used: set[str] = set()
+        outer = self
+
+        class _Outer(_Pickler):
+            def persistent_id(self, obj: Any) -> Any:
+                arn = outer.reference(obj)
+                if arn is None:
+                    return None
+                if arn not in outer.pickles:
+                    outer.pickles[arn] = outer.dumps_execution(obj)
+                used.add(arn)
+                return ("execution", arn, type(obj))
+
+        buffer = io.BytesIO()
+        _Outer(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(backend_state)
+        return buffer.getvalue(), used
+
+    def dumps_execution(self, execution: Any) -> bytes:
+        outer = self
+
+        class _Inner(_Pickler):
+            def persistent_id(self, obj: Any) -> Any:
+                # The machine itself, or the copy an execution keeps of it (with its executions)
+                if hasattr(obj, "executions") and getattr(obj, "arn", None) in outer._machines:
+                    return ("machine", obj.arn)
+                arn = outer.reference(obj)
+                return None if arn is None else ("execution", arn, type(obj))
+
+        buffer = io.BytesIO()
+        _Inner(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(execution.__dict__)
+        return buffer.getvalue()
+
+    def reference(self, obj: Any) -> str | None:
+        """The ARN an ended execution (of the backend in hand) is referenced by; None otherwise."""
+        if not self._machines or getattr(obj, "exec_worker", _NOTHING) is _NOTHING:
+            return None
+        status = getattr(obj, "exec_status", None)
+        if status is None or str(getattr(status, "value", status)) == "RUNNING":
+            return None
+        arn = getattr(obj, "exec_arn", None)
+        return arn if isinstance(arn, str) else None
+
+
+_NOTHING = object()
+
+
+def _loads_backend(piece: bytes, executions: dict[str, bytes]) -> dict[str, Any]:
+    """A backend's saved state, its ended executions (`_Ended`) filled in."""
+    placeholders: dict[str, Any] = {}
+
+    def placeholder(arn: str, kind: Any) -> Any:
+        if arn not in placeholders:
+            placeholders[arn] = object.__new__(kind)
+        return placeholders[arn]
+
+    class _Outer(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if pid[0] == "execution":
+                return placeholder(pid[1], pid[2])
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+
+    state: dict[str, Any] = _Outer(io.BytesIO(piece)).load()
+    machines = {m.arn: m for m in state.get("state_machines") or [] if hasattr(m, "arn")}
+
+    class _Inner(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if pid[0] == "machine":
+                return machines[pid[1]]
+            if pid[0] == "execution":
+                return placeholder(pid[1], pid[2])
+            raise pickle.UnpicklingError(f"unknown reference {pid!r}")
+
+    filled: set[str] = set()
+    while len(filled) < len(placeholders):  # an execution's pickle may name another
+        for arn in [arn for arn in placeholders if arn not in filled]:
+            placeholders[arn].__dict__.update(_Inner(io.BytesIO(executions[arn])).load())
+            filled.add(arn)
+    return state
+
+
 class Snapshot:
     """The pickled state of every moto backend in use, kept per backend: a backend is pickled
     again only when a write went to its service since (or, Step Functions, whose executions move
-    in their own threads, every time)."""
+    in their own threads, every time; its ended executions are pickled once, `_Ended`)."""
 
     def __init__(self) -> None:
         self._pieces: dict[tuple[str, str, str], bytes] = {}
         self._dirty: set[str] = set()  # service names written to since the last capture
+        self._ended = _Ended()
+        self._referenced: dict[tuple[str, str, str], set[str]] = {}  # per backend: ended executions
+        self.written: set[str] = set()  # ended executions whose file the last capture had written
 
     def touched(self, service: str) -> None:
         """A write went to `service` (ALL: to a service not known)."""
         self._dirty.add(_SERVICE_ALIASES.get(service, service))
 
-    def capture(self) -> bytes:
-        """Call with requests held at the door."""
+    def capture(self) -> tuple[bytes, dict[str, bytes], set[str]]:
+        """The snapshot, the ended executions to write beside it (each once: `execution_file`;
+        `written` once they are) and all it names. Call with requests held at the door."""
         dirty, self._dirty = self._dirty, set()
         pieces = {}
+        referenced = dict(self._referenced)
         try:
             for backends in _instances():
                 name = backends.service_name
@@ -189,12 +292,19 @@ class Snapshot:
                     for region, backend in list(regional.items()):
                         key = (_key(backends), account, region)
                         piece = self._pieces.get(key)
-                        pieces[key] = _dumps(backend.__dict__) if piece is None or always else piece
+                        if piece is None or always:
+                            piece, referenced[key] = self._ended.dumps(backend.__dict__)
+                        pieces[key] = piece
         except BaseException:
             self._dirty |= dirty  # not captured: still to do
             raise
-        self._pieces = pieces
-        return _dumps({"format": _FORMAT, "moto": _moto_version(), "backends": pieces})
+        self._pieces, self._referenced = pieces, referenced
+        used = set().union(*referenced.values()) if referenced else set()
+        for gone in set(self._ended.pickles) - used:  # deleted with their state machine
+            del self._ended.pickles[gone]
+        new = {arn: self._ended.pickles[arn] for arn in used - self.written}
+        main = _dumps({"format": _FORMAT, "moto": _moto_version(), "backends": pieces, "executions": sorted(used)})
+        return main, new, used
 
 
 def _merge(fresh: Any, saved: Any) -> Any:
@@ -221,7 +331,12 @@ class DataDirError(RuntimeError):
     """The data folder cannot be used: another server holds it, or its state cannot be read."""
 
 
-def restore(data: bytes) -> list[AbortedExecution]:
+def execution_file(data_dir: Path, arn: str) -> Path:
+    """Where an ended execution's pickle is kept (written once, before any snapshot names it)."""
+    return data_dir / _EXECUTIONS / f"{hashlib.sha256(arn.encode()).hexdigest()[:40]}.pickle"
+
+
+def restore(data: bytes, data_dir: Path) -> list[AbortedExecution]:
     """Lay a snapshot over the backends of a freshly provisioned account; returns the executions
     that were RUNNING in it, now ABORTED."""
     import moto
@@ -232,11 +347,12 @@ def restore(data: bytes) -> list[AbortedExecution]:
     if loaded.get("moto") != moto.__version__:
         raise DataDirError(f"it was written with moto {loaded.get('moto')}, and moto {moto.__version__} is installed")
     definitions = _definitions()
+    executions = {arn: execution_file(data_dir, arn).read_bytes() for arn in loaded["executions"]}
     for (key, account, region), piece in loaded["backends"].items():
         backends = _backend_dict(key)
         if backends is None:
             continue
-        saved = pickle.loads(piece)
+        saved = _loads_backend(piece, executions)
         backend = backends[account][region]
         for name, value in saved.items():
             setattr(backend, name, _merge(backend.__dict__.get(name), value))
@@ -358,7 +474,7 @@ class Persistence:
         if not self.path.exists():
             return []
         try:
-            aborted = restore(self.path.read_bytes())
+            aborted = restore(self.path.read_bytes(), self.data_dir)
         except DataDirError as exc:
             raise DataDirError(f"cannot restore {self.path}: {exc}; {_WAY_OUT}") from None
         except Exception as exc:  # a torn file cannot happen (os.replace); another program's can
@@ -379,7 +495,8 @@ class Persistence:
                 f"another stepgraph server is using {self.data_dir}; stop it, or start with --data-dir or --ephemeral"
             ) from None
         self._held = handle
-        for stale in self.data_dir.glob(f"{SNAPSHOT_NAME}.*.tmp"):  # a killed writer's unfinished file
+        (self.data_dir / _EXECUTIONS).mkdir(exist_ok=True)
+        for stale in self.data_dir.glob("**/*.tmp"):  # a killed writer's unfinished file
             stale.unlink(missing_ok=True)
 
     def release(self) -> None:
@@ -458,6 +575,14 @@ class Persistence:
         """Take and write a snapshot at once (the writer thread's work, for start-up)."""
         self._write(self._take())
 
+    def prune(self) -> None:
+        """Remove the files of ended executions the snapshot no longer names (written by a process
+        killed before its snapshot, or their state machine deleted)."""
+        named = {execution_file(self.data_dir, arn).name for arn in self._snapshot.written}
+        for path in (self.data_dir / _EXECUTIONS).glob("*.pickle"):
+            if path.name not in named:
+                path.unlink(missing_ok=True)
+
     def _write_loop(self) -> None:
         while True:
             with self._door:
@@ -475,7 +600,7 @@ class Persistence:
                 self._saved = max(self._saved, generation)
                 self._door.notify_all()
 
-    def _take(self) -> bytes:
+    def _take(self) -> tuple[bytes, dict[str, bytes], set[str]]:
         with self._door:
             self._closed = True
             try:
@@ -494,13 +619,22 @@ class Persistence:
                 self._closed = False
                 self._door.notify_all()
 
-    def _write(self, data: bytes) -> None:
-        temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as out:
-            out.write(data)
-            out.flush()
-        os.replace(temporary, self.path)
+    def _write(self, snapshot: tuple[bytes, dict[str, bytes], set[str]]) -> None:
+        main, executions, named = snapshot
+        for arn, data in executions.items():  # before the snapshot that names them
+            _replace(execution_file(self.data_dir, arn), data)
+        _replace(self.path, main)
+        self._snapshot.written = named
         self.snapshots += 1
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file, then os.replace."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as out:
+        out.write(data)
+        out.flush()
+    os.replace(temporary, path)
 
 
 def attach(data_dir: Path) -> tuple[Persistence, list[AbortedExecution]]:
@@ -514,6 +648,7 @@ def attach(data_dir: Path) -> tuple[Persistence, list[AbortedExecution]]:
     try:
         aborted = persistence.restore()
         persistence.save_now()
+        persistence.prune()
     except BaseException:
         persistence.release()
         raise
