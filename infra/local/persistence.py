@@ -56,8 +56,8 @@ __all__ = ["SNAPSHOT_NAME", "AbortedExecution", "DataDirError", "Persistence", "
 logger = logging.getLogger("stepgraph.local")
 
 SNAPSHOT_NAME = "aws.pickle"
-_FORMAT = 2  # bumped when the file's layout changes; another layout is refused, not misread
-_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "Head")
+_FORMAT = 3  # bumped when the file's layout changes; another layout is refused, not misread
+_READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Head")
 _UNGATED = ("ReceiveMessage",)  # long polls: held at the door, they would stall every snapshot
 _SERVICE_ALIASES = {"states": "stepfunctions"}  # SigV4 scope -> moto's service name
 _ALWAYS_DIRTY = ("stepfunctions",)
@@ -65,6 +65,11 @@ ALL = "*"
 _WAY_OUT = "start with --ephemeral, or move that folder away (or use --data-dir) to start afresh"
 _ABORT_ERROR = "LocalRuntime.Restarted"
 _EXECUTIONS = "executions"  # the folder of ended executions' pickles
+# Services whose writes are journaled instead of snapshotted: moto applies them one at a time
+# (the emulator serialises DynamoDB) and from the request alone, so replaying a journal in its
+# order gives the same tables. Their state is pickled again only when the journal passes this:
+JOURNALED = ("dynamodb",)
+_COMPACT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -273,21 +278,25 @@ class Snapshot:
         self._ended = _Ended()
         self._referenced: dict[tuple[str, str, str], set[str]] = {}  # per backend: ended executions
         self.written: set[str] = set()  # ended executions whose file the last capture had written
+        self.journal_from = 0  # the journal file the journaled services' pieces continue with
 
     def touched(self, service: str) -> None:
         """A write went to `service` (ALL: to a service not known)."""
         self._dirty.add(_SERVICE_ALIASES.get(service, service))
 
-    def capture(self) -> tuple[bytes, dict[str, bytes], set[str]]:
+    def capture(self, journal_from: int, compact: bool) -> tuple[bytes, dict[str, bytes], set[str]]:
         """The snapshot, the ended executions to write beside it (each once: `execution_file`;
-        `written` once they are) and all it names. Call with requests held at the door."""
+        `written` once they are) and all it names. A journaled service's state is pickled again
+        only to `compact` its journal (the snapshot then replays it from `journal_from`). Call with
+        requests held at the door."""
         dirty, self._dirty = self._dirty, set()
         pieces = {}
         referenced = dict(self._referenced)
         try:
             for backends in _instances():
                 name = backends.service_name
-                always = name in _ALWAYS_DIRTY or name in dirty or ALL in dirty
+                written = name in _ALWAYS_DIRTY or name in dirty or ALL in dirty
+                always = compact if name in JOURNALED else written
                 for account, regional in list(backends.items()):
                     for region, backend in list(regional.items()):
                         key = (_key(backends), account, region)
@@ -303,7 +312,10 @@ class Snapshot:
         for gone in set(self._ended.pickles) - used:  # deleted with their state machine
             del self._ended.pickles[gone]
         new = {arn: self._ended.pickles[arn] for arn in used - self.written}
-        main = _dumps({"format": _FORMAT, "moto": _moto_version(), "backends": pieces, "executions": sorted(used)})
+        if compact:
+            self.journal_from = journal_from
+        state = {"backends": pieces, "executions": sorted(used), "journal": self.journal_from}
+        main = _dumps({"format": _FORMAT, "moto": _moto_version(), **state})
         return main, new, used
 
 
@@ -357,7 +369,50 @@ def restore(data: bytes, data_dir: Path) -> list[AbortedExecution]:
         for name, value in saved.items():
             setattr(backend, name, _merge(backend.__dict__.get(name), value))
     _redeploy(definitions)
+    _replay(data_dir, int(loaded["journal"]))
     return _abort_running()
+
+
+def _journal_files(data_dir: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in data_dir.glob("journal.*"):
+        number = path.name.removeprefix("journal.")
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
+
+
+def _records(path: Path) -> Iterator[bytes]:
+    """A journal's whole records (a torn last one, from a kill while writing it, is left out:
+    its request was never answered)."""
+    data = path.read_bytes()
+    at = 0
+    while at + 4 <= len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        if at + 4 + size > len(data):
+            return
+        yield data[at + 4 : at + 4 + size]
+        at += 4 + size
+
+
+def _replay(data_dir: Path, first: int) -> None:
+    """The journaled requests made since the snapshot's pieces, applied again in their order."""
+    from botocore.awsrequest import AWSPreparedRequest
+
+    from .emulator import scope
+
+    replayed = failed = 0
+    for number, path in _journal_files(data_dir):
+        if number < first:
+            continue
+        for record in _records(path):
+            method, url, headers, body = pickle.loads(record)
+            request = AWSPreparedRequest(method, url, headers, body, stream_output=False)
+            status, _, _ = scope.answer(request)
+            replayed += 1
+            failed += status >= 400  # a condition that failed then fails again: the same state
+    if replayed:
+        logger.info("replayed %d journaled writes (%d refused, as the first time)", replayed, failed)
 
 
 def _state_machines() -> Iterator[Any]:
@@ -466,6 +521,10 @@ class Persistence:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.snapshots = 0  # written since start (for the banner and tests)
+        self._journal: IO[bytes] | None = None
+        self._journal_number = 0
+        self._journal_bytes = 0
+        self._compact = True  # the first snapshot starts a journal of its own
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ load
@@ -517,21 +576,55 @@ class Persistence:
                     self._door.wait()
                 self._inside += 1
         self._depth.value = depth + 1
+        journaled = _is_write(op) and service(request) in JOURNALED
         try:
-            response = call()
+            if journaled:
+                with _dynamodb_lock():  # the order moto applies them in is the journal's
+                    response = call()
+                    self._append(request)
+            else:
+                response = call()
         finally:
             self._depth.value = depth
             if depth == 0:
                 with self._door:
                     self._inside -= 1
                     self._door.notify_all()
-        if _is_write(op):
+        if _is_write(op) and not journaled:
             if depth == 0:
                 self._wait_saved(service(request))
             else:  # saved with the request it serves
                 with self._door:
                     self._snapshot.touched(service(request))
         return response
+
+    def _append(self, request: Any) -> None:
+        """Journal a request (flushed before it is answered: a process kill cannot lose it)."""
+        body = request.body
+        if hasattr(body, "read"):  # a stream: botocore sends DynamoDB bodies as bytes
+            raise TypeError(f"cannot journal a streamed body ({operation(request)})")
+        record = pickle.dumps((request.method, request.url, dict(request.headers.items()), body))
+        journal = self._journal
+        if journal is None:
+            raise RuntimeError("the journal is not open")
+        journal.write(len(record).to_bytes(4, "big") + record)
+        journal.flush()
+        self._journal_bytes += 4 + len(record)
+        if self._journal_bytes > _COMPACT_BYTES and not self._compact:
+            with self._door:  # a snapshot folds the journal into the tables' own pickle
+                self._compact = True
+                self._wanted += 1
+                self._door.notify_all()
+
+    def _rotate(self) -> int:
+        """Start a new journal file (with requests held at the door); returns its number."""
+        if self._journal is not None:
+            self._journal.close()
+        existing = [number for number, _ in _journal_files(self.data_dir)]
+        self._journal_number = max([self._journal_number, *existing]) + 1
+        self._journal = open(self.data_dir / f"journal.{self._journal_number}", "ab")  # noqa: SIM115
+        self._journal_bytes = 0
+        return self._journal_number
 
     def _wait_saved(self, written: str) -> None:
         with self._door:
@@ -563,12 +656,18 @@ class Persistence:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def close_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
     def detach(self) -> None:
         """A last snapshot, then requests go unsaved (what a stopping runtime ends is not kept)."""
         from .emulator import scope
 
         self.stop()
         scope.set_around(None)
+        self.close_journal()
         self.release()
 
     def save_now(self) -> None:
@@ -606,9 +705,11 @@ class Persistence:
             try:
                 while self._inside:
                     self._door.wait()
+                compact, self._compact = self._compact, False
+                journal_from = self._rotate() if compact else self._snapshot.journal_from
                 for attempt in range(5):
                     try:
-                        return self._snapshot.capture()
+                        return self._snapshot.capture(journal_from, compact)
                     except RuntimeError as exc:  # an execution's thread changed a dict meanwhile
                         if attempt == 4:
                             raise
@@ -626,6 +727,15 @@ class Persistence:
         _replace(self.path, main)
         self._snapshot.written = named
         self.snapshots += 1
+        for number, path in _journal_files(self.data_dir):  # folded into the snapshot's pieces
+            if number < self._snapshot.journal_from:
+                path.unlink(missing_ok=True)
+
+
+def _dynamodb_lock() -> Any:
+    from .emulator import _dynamodb
+
+    return _dynamodb.serialised
 
 
 def _replace(path: Path, data: bytes) -> None:

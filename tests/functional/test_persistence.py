@@ -70,3 +70,31 @@ def test_a_snapshot_that_cannot_be_read_stops_the_start_with_a_way_out(tmp_path)
         LocalRuntime(data_dir=tmp_path).start()
     # The runtime that refused to start left nothing running: another one starts.
     LocalRuntime().start().stop()
+
+
+def test_the_tables_journal_is_folded_into_the_snapshot_and_replayed_after_it(tmp_path, monkeypatch):
+    """DynamoDB writes go to a journal, not to a snapshot each; past a size the journal is folded
+    into the snapshot (compacted) and a new one starts. A restart replays what came after."""
+    from stepgraph_local import persistence
+
+    monkeypatch.setattr(persistence, "_COMPACT_BYTES", 20_000)
+    first = LocalRuntime(data_dir=tmp_path).start()
+    try:
+        api = ApiThread(api_app(first.ctx))
+        thread_id = httpx.post(f"{api.url}/threads", json={}).json()["thread_id"]
+        body = {"assistant_id": "loop", "input": {"steps": 30}}
+        assert httpx.post(f"{api.url}/threads/{thread_id}/runs/wait", json=body, timeout=30).json()["count"] == 30
+        api.stop()
+        journals = sorted(int(p.name.split(".")[1]) for p in tmp_path.glob("journal.*"))
+        assert journals[0] > 2, journals  # compacted more than once: the first journals are gone
+    finally:
+        first.stop()
+    second = LocalRuntime(data_dir=tmp_path).start()
+    try:
+        api = ApiThread(api_app(second.ctx))
+        assert httpx.get(f"{api.url}/threads/{thread_id}/state").json()["values"] == {"count": 30, "steps": 30}
+        history = httpx.post(f"{api.url}/threads/{thread_id}/history", json={"limit": 100}).json()
+        assert len(history) == 32  # input, 30 supersteps, end: every checkpoint, none twice
+        api.stop()
+    finally:
+        second.stop()

@@ -87,6 +87,15 @@ def set_around(around: Callable[[AWSPreparedRequest, Callable[[], Any]], Any] | 
     _stubber.around = around
 
 
+def answer(request: AWSPreparedRequest) -> tuple[int, Any, Any]:
+    """moto's answer to a request, outside any client (the data folder's journal replay)."""
+    response = _stubber.process_request(request)
+    if response is None:
+        raise RuntimeError(f"the local emulator does not serve {request.url}")
+    status, headers, body = response
+    return int(status), headers, body
+
+
 def active() -> bool:
     """True while the in-process emulator answers stepgraph's requests."""
     return _stubber.enabled
