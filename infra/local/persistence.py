@@ -43,6 +43,7 @@ import os
 import pickle
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ __all__ = ["SNAPSHOT_NAME", "AbortedExecution", "DataDirError", "Persistence", "
 logger = logging.getLogger("stepgraph.local")
 
 SNAPSHOT_NAME = "aws.pickle"
-_FORMAT = 3  # bumped when the file's layout changes; another layout is refused, not misread
+_FORMAT = 4  # bumped when the file's layout changes; another layout is refused, not misread
 _READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Head")
 _UNGATED = ("ReceiveMessage",)  # long polls: held at the door, they would stall every snapshot
 _SERVICE_ALIASES = {"states": "stepfunctions"}  # SigV4 scope -> moto's service name
@@ -65,6 +66,7 @@ ALL = "*"
 _WAY_OUT = "start with --ephemeral, or move that folder away (or use --data-dir) to start afresh"
 _ABORT_ERROR = "LocalRuntime.Restarted"
 _EXECUTIONS = "executions"  # the folder of ended executions' pickles
+_BACKENDS = "backends"  # the folder of the backends' pickles
 # Services whose writes are journaled instead of snapshotted: moto applies them one at a time
 # (the emulator serialises DynamoDB) and from the request alone, so replaying a journal in its
 # order gives the same tables. Their state is pickled again only when the journal passes this:
@@ -267,6 +269,17 @@ def _loads_backend(piece: bytes, executions: dict[str, bytes]) -> dict[str, Any]
     return state
 
 
+@dataclass(frozen=True)
+class Capture:
+    """A snapshot (`main`) and what it names that is not on disk yet: backends' pieces (a new
+    file each time one changes: a file named by a snapshot never changes) and ended executions."""
+
+    main: bytes
+    pieces: dict[str, bytes]
+    executions: dict[str, bytes]
+    named_executions: set[str]
+
+
 class Snapshot:
     """The pickled state of every moto backend in use, kept per backend: a backend is pickled
     again only when a write went to its service since (or, Step Functions, whose executions move
@@ -279,18 +292,18 @@ class Snapshot:
         self._referenced: dict[tuple[str, str, str], set[str]] = {}  # per backend: ended executions
         self.written: set[str] = set()  # ended executions whose file the last capture had written
         self.journal_from = 0  # the journal file the journaled services' pieces continue with
+        self.names: dict[tuple[str, str, str], str] = {}  # backend -> the file of its piece
 
     def touched(self, service: str) -> None:
         """A write went to `service` (ALL: to a service not known)."""
         self._dirty.add(_SERVICE_ALIASES.get(service, service))
 
-    def capture(self, journal_from: int, compact: bool) -> tuple[bytes, dict[str, bytes], set[str]]:
-        """The snapshot, the ended executions to write beside it (each once: `execution_file`;
-        `written` once they are) and all it names. A journaled service's state is pickled again
-        only to `compact` its journal (the snapshot then replays it from `journal_from`). Call with
-        requests held at the door."""
+    def capture(self, journal_from: int, compact: bool) -> Capture:
+        """The snapshot and the files to write before it. A journaled service's state is pickled
+        again only to `compact` its journal (the snapshot then replays it from `journal_from`).
+        Call with requests held at the door."""
         dirty, self._dirty = self._dirty, set()
-        pieces = {}
+        pieces, names, fresh = {}, {}, {}
         referenced = dict(self._referenced)
         try:
             for backends in _instances():
@@ -300,23 +313,25 @@ class Snapshot:
                 for account, regional in list(backends.items()):
                     for region, backend in list(regional.items()):
                         key = (_key(backends), account, region)
-                        piece = self._pieces.get(key)
-                        if piece is None or always:
+                        piece, file = self._pieces.get(key), self.names.get(key)
+                        if piece is None or file is None or always:
                             piece, referenced[key] = self._ended.dumps(backend.__dict__)
-                        pieces[key] = piece
+                            file = f"{hashlib.sha256(repr(key).encode()).hexdigest()[:16]}-{uuid.uuid4().hex}.pickle"
+                            fresh[file] = piece
+                        pieces[key], names[key] = piece, file
         except BaseException:
             self._dirty |= dirty  # not captured: still to do
             raise
-        self._pieces, self._referenced = pieces, referenced
+        self._pieces, self.names, self._referenced = pieces, names, referenced
         used = set().union(*referenced.values()) if referenced else set()
         for gone in set(self._ended.pickles) - used:  # deleted with their state machine
             del self._ended.pickles[gone]
         new = {arn: self._ended.pickles[arn] for arn in used - self.written}
         if compact:
             self.journal_from = journal_from
-        state = {"backends": pieces, "executions": sorted(used), "journal": self.journal_from}
+        state = {"backends": names, "executions": sorted(used), "journal": self.journal_from}
         main = _dumps({"format": _FORMAT, "moto": _moto_version(), **state})
-        return main, new, used
+        return Capture(main, fresh, new, used)
 
 
 def _merge(fresh: Any, saved: Any) -> Any:
@@ -360,11 +375,11 @@ def restore(data: bytes, data_dir: Path) -> list[AbortedExecution]:
         raise DataDirError(f"it was written with moto {loaded.get('moto')}, and moto {moto.__version__} is installed")
     definitions = _definitions()
     executions = {arn: execution_file(data_dir, arn).read_bytes() for arn in loaded["executions"]}
-    for (key, account, region), piece in loaded["backends"].items():
+    for (key, account, region), name in loaded["backends"].items():
         backends = _backend_dict(key)
         if backends is None:
             continue
-        saved = _loads_backend(piece, executions)
+        saved = _loads_backend((data_dir / _BACKENDS / name).read_bytes(), executions)
         backend = backends[account][region]
         for name, value in saved.items():
             setattr(backend, name, _merge(backend.__dict__.get(name), value))
@@ -555,6 +570,7 @@ class Persistence:
             ) from None
         self._held = handle
         (self.data_dir / _EXECUTIONS).mkdir(exist_ok=True)
+        (self.data_dir / _BACKENDS).mkdir(exist_ok=True)
         for stale in self.data_dir.glob("**/*.tmp"):  # a killed writer's unfinished file
             stale.unlink(missing_ok=True)
 
@@ -699,7 +715,7 @@ class Persistence:
                 self._saved = max(self._saved, generation)
                 self._door.notify_all()
 
-    def _take(self) -> tuple[bytes, dict[str, bytes], set[str]]:
+    def _take(self) -> Capture:
         with self._door:
             self._closed = True
             try:
@@ -720,13 +736,18 @@ class Persistence:
                 self._closed = False
                 self._door.notify_all()
 
-    def _write(self, snapshot: tuple[bytes, dict[str, bytes], set[str]]) -> None:
-        main, executions, named = snapshot
-        for arn, data in executions.items():  # before the snapshot that names them
+    def _write(self, snapshot: Capture) -> None:
+        for name, data in snapshot.pieces.items():  # first: what the snapshot names is there
+            _replace(self.data_dir / _BACKENDS / name, data)
+        for arn, data in snapshot.executions.items():
             _replace(execution_file(self.data_dir, arn), data)
-        _replace(self.path, main)
-        self._snapshot.written = named
+        _replace(self.path, snapshot.main)
+        self._snapshot.written = snapshot.named_executions
         self.snapshots += 1
+        named = set(self._snapshot.names.values())
+        for path in (self.data_dir / _BACKENDS).glob("*.pickle"):  # pieces of older snapshots
+            if path.name not in named:
+                path.unlink(missing_ok=True)
         for number, path in _journal_files(self.data_dir):  # folded into the snapshot's pieces
             if number < self._snapshot.journal_from:
                 path.unlink(missing_ok=True)
