@@ -1,31 +1,40 @@
 """The emulated AWS account kept on disk, so `stepgraph dev` can be stopped (even `kill -9`) and
 started again with every table, object, message, schedule and execution record it had.
 
-How: atomic snapshots of moto's backends, with a group commit. Every moto service keeps its state
-in `BackendDict`s (account -> region -> backend object); a snapshot pickles the state of each one
-in use, whatever the service (a table, a queue's messages, a schedule, a secret, an execution's
-record and history), so a service the template gains later is covered without a list here. The
-snapshot is written to a temporary file and moved over the previous one with `os.replace`: a kill
-at any moment leaves either the old snapshot or the new one, never a torn file.
+How: snapshots of moto's backends, plus a write-ahead journal for DynamoDB.
+- Every moto service keeps its state in `BackendDict`s (account -> region -> backend object). A
+  snapshot pickles each backend in use, whatever the service (a queue's messages, an object, a
+  schedule, a secret, an execution's record and history), so a service the template gains later
+  is covered without a list here. Each backend's pickle is a file of its own (`backends/`), new
+  each time it changes; ended executions, which never change, are pickled once each
+  (`executions/`); the snapshot (`aws.pickle`) names those files and is written last, to a
+  temporary file moved over the old one (`os.replace`). A kill at any moment leaves the old
+  snapshot or the new one, each with every file it names.
+- DynamoDB, the state that grows with every superstep, is not pickled on each write: its writes
+  are appended to a journal (`journal.N`) inside the emulator's DynamoDB lock (so in the order
+  moto applied them) and flushed before they are answered. moto applies a DynamoDB request from
+  the request alone, so replaying the journal in order over the tables' last pickle gives the
+  same tables (a condition that failed fails again). Past `_COMPACT_BYTES` the journal is folded
+  into a snapshot (DynamoDB pickled again, a new journal begun, older journals then removed).
 
-When: every request of stepgraph's own clients that can change state (not a Get/List/Describe/
-Query/Scan) waits, before its answer returns, until a snapshot taken after it is on disk
-(`around`, called by the emulator's request hook). Requests arriving while one snapshot is
-written share the next one (group commit), so the cost is about one snapshot per burst of writes.
-Hence what a `kill -9` can lose: nothing that was acknowledged; a request in flight at the kill
-may be there or not, as on AWS. (The file is not fsync'd: the OS keeps it through a process kill;
-a power cut may lose the last writes.) A snapshot is a cut between requests (requests are held
-at the door while it is taken), so a DynamoDB transaction is in it whole or not at all.
+When: every other write request of stepgraph's clients (not a Get/List/Describe/Query/Scan)
+waits, before its answer returns, until a snapshot taken after it is on disk (`around`, the
+emulator's request hook); requests arriving meanwhile share the next snapshot (group commit), and
+only the services written to are pickled again. Hence what a `kill -9` can lose: nothing that was
+acknowledged; a request in flight at the kill may be there or not, as on AWS. (Files are flushed,
+not fsync'd: the OS keeps them through a process kill; a power cut may lose the last writes.) A
+snapshot is a cut between requests (requests wait at the door while it is taken), so a
+transaction is in it whole or not at all.
 
-Not requests, so not waited for: a Lambda Invoke (its handler's own calls are) and SQS
-ReceiveMessage (a long poll; a message received but not deleted at a kill is visible again
-after its timeout). Step Functions executions move in their own threads; their records reach
-disk with the next snapshot. Nothing of a running execution's thread survives a process, so
-on load every execution that was RUNNING is marked ABORTED (`restore` returns their records and
-the runtime hands their runs to the recovery path).
+Not waited for: a Lambda Invoke (its handler's own calls are) and SQS ReceiveMessage (a long
+poll; a message received but not deleted at a kill is visible again after its timeout). Step
+Functions executions move in their own threads; their records reach disk with the next
+snapshot. Nothing of a running execution's thread survives a process, so on load every execution
+that was RUNNING is marked ABORTED (`restore` returns them; `resume_runs` hands their runs to
+the recovery path).
 
 Written against moto's internals (`BackendDict`, the Step Functions parser backend's executions)
-of `emulator.MOTO_VERSION`.
+of `emulator.MOTO_VERSION`; a snapshot records the moto version and another one is refused.
 """
 
 from __future__ import annotations
