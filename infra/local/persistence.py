@@ -630,8 +630,9 @@ class Persistence:
             raise TypeError(f"cannot journal a streamed body ({operation(request)})")
         record = pickle.dumps((request.method, request.url, dict(request.headers.items()), body))
         journal = self._journal
-        if journal is None:
-            raise RuntimeError("the journal is not open")
+        if journal is None:  # detached meanwhile (stopping): kept no more, as a write cut by a kill
+            logger.debug("not journaled, the runtime is stopping: %s", operation(request))
+            return
         journal.write(len(record).to_bytes(4, "big") + record)
         journal.flush()
         self._journal_bytes += 4 + len(record)
@@ -682,9 +683,10 @@ class Persistence:
             self._thread.join(timeout=5)
 
     def close_journal(self) -> None:
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+        with _dynamodb_lock():  # not under a request appending to it
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def detach(self) -> None:
         """A last snapshot, then requests go unsaved (what a stopping runtime ends is not kept)."""
