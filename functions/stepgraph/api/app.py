@@ -13,10 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
+from stepgraph.api.mcp_tools import McpEndpoint
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
 from stepgraph.vocabulary import RunStatus
 
@@ -116,5 +118,8 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
+    if "mcp" not in ctx.graphs.disabled:
+        # Behind the same middleware (auth, CORS) as every route; not in the OpenAPI document.
+        app.router.routes.append(Route("/mcp", McpEndpoint(_version("stepgraph")), include_in_schema=False))
     install_auth(app, ctx)
     return app

@@ -65,6 +65,8 @@ CORS_KEYS = {
     "expose_headers",
     "max_age",
 }
+# `http.disable_<surface>` keys served so far; the peer's others are warned about as unsupported.
+HTTP_DISABLE_KEYS = ("disable_mcp", "disable_a2a")
 
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
@@ -118,6 +120,8 @@ class GraphRegistry:
     auth_ref: str | None = None
     # `http.cors`: CORSMiddleware's arguments; None, no CORS headers at all.
     cors: dict[str, Any] | None = None
+    # The protocol surfaces `http.disable_<name>` removes: "mcp", "a2a".
+    disabled: frozenset[str] = frozenset()
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -137,6 +141,7 @@ class GraphRegistry:
             logger.warning("langgraph.json key %r is not supported yet by stepgraph; ignored", key)
         auth_ref = _auth_ref(path, config.get("auth"))
         cors = _cors(path, config.get("http"))
+        disabled = _disabled(path, config.get("http"))
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
@@ -148,7 +153,7 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors)
+        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, disabled=disabled)
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
@@ -285,7 +290,7 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(http, dict):
         raise ConfigError(f"{path}: 'http' must be an object")
-    for key in sorted(set(http) - {"cors"}):
+    for key in sorted(set(http) - {"cors", *HTTP_DISABLE_KEYS}):
         logger.warning("langgraph.json key 'http.%s' is not supported yet by stepgraph; ignored", key)
     cors = http.get("cors")
     if cors is None:
@@ -296,6 +301,18 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
     if unknown:
         raise ConfigError(f"{path}: 'http.cors' takes {', '.join(sorted(CORS_KEYS))}; not {', '.join(sorted(unknown))}")
     return dict(cors)
+
+
+def _disabled(path: Path, http: Any) -> frozenset[str]:
+    """The surfaces `http.disable_mcp` / `http.disable_a2a` turn off (`_cors` checked `http`)."""
+    disabled = set()
+    for key in HTTP_DISABLE_KEYS:
+        value = (http or {}).get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: 'http.{key}' must be true or false")
+        if value:
+            disabled.add(key.removeprefix("disable_"))
+    return frozenset(disabled)
 
 
 def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:
