@@ -1,36 +1,21 @@
 """Every assistant is an MCP tool: the `mcp` SDK's own client (Streamable HTTP, `ClientSession`)
 against the local server's `/mcp`, as an MCP host (Claude Desktop, an IDE, another agent) uses it.
 The client validates each result's `structuredContent` against the tool's `outputSchema` itself.
-(Auth on /mcp: test_sdk_auth.py; `http.disable_mcp`, pagination and the served HTTP shapes:
-tests/functional/test_mcp.py; the built API artifact: tests/functional/test_build.py.)"""
+(Custom auth on /mcp: test_sdk_auth.py; the API key, `http.disable_mcp`, pagination and names:
+tests/functional/test_api_auth.py; the built API artifact: tests/functional/test_build.py.)"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import httpx2
 import mcp_types as types
 import pytest
+from harness import mcp_session
 from langgraph_sdk import get_client
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 from stepgraph.api.mcp_tools import simplified_schema
 from stepgraph.engine import system_assistant_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="function")
-
-
-@asynccontextmanager
-async def mcp_session(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
-    async with (
-        httpx2.AsyncClient(headers=headers or {}, timeout=60) as http,
-        streamable_http_client(url + "/mcp", http_client=http) as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        yield session
 
 
 def text_of(result: types.CallToolResult) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import ROOT, Server
+from harness import ROOT, Server, mcp_session
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
@@ -166,3 +166,14 @@ async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_serv
     with pytest.raises(NotFoundError):
         await b.assistants.delete(assistant_id)
     assert (await a.assistants.update(assistant_id, name="renamed"))["name"] == "renamed"
+
+
+async def test_mcp_needs_a_token_and_its_tools_run_as_the_caller(auth_server):
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json"})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
+    async with mcp_session(auth_server.url, {"Authorization": f"Bearer {TOKEN['a']}"}) as session:
+        result = await session.call_tool("who", {})
+    assert not result.is_error and result.structured_content is not None
+    assert {s[1] for s in seen_by(result.structured_content)} == {"user-a"}

@@ -157,9 +157,13 @@ def _output_schema(schema: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _visible_assistants(ctx: Context, filters: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Every assistant the caller may see, oldest first: a later assistant whose name normalises
-    to a taken tool name is skipped, so a new one can never take over an existing tool."""
-    assistants = [a for a in ctx.assistants.all() if matches_filter(a.get("metadata"), filters)]
+    """Every assistant of a served graph the caller may see, oldest first: a later assistant whose
+    name normalises to a taken tool name is skipped, so a new one can never take over a tool."""
+    assistants = [
+        a
+        for a in ctx.assistants.all()
+        if a.get("graph_id") in ctx.graphs.specs and matches_filter(a.get("metadata"), filters)
+    ]
     assistants.sort(key=lambda a: (str(a.get("created_at")), a["assistant_id"]))
     return assistants
 
@@ -173,22 +177,35 @@ def _tools(ctx: Context, assistants: list[dict[str, Any]]) -> list[tuple[str, di
     return list(named.items())
 
 
-def _tool(ctx: Context, name: str, assistant: dict[str, Any]) -> types.Tool:
-    graph_id = assistant["graph_id"]
+def _tool_schemas(ctx: Context, graph_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(inputSchema, outputSchema) of a graph's tools, from what `GET /assistants/{id}/schemas` answers."""
     try:
         schemas = graph_schemas(graph_id, ctx.graphs.get(graph_id))
     except Exception:  # the user's graph can fail to import; the tool is listed, its runs report why
-        logger.warning("graph %r does not load: tool %r has no schemas", graph_id, name, exc_info=True)
+        logger.warning("graph %r does not load: its tools have no schemas", graph_id, exc_info=True)
         schemas = {}
-    title = str(assistant.get("name") or graph_id)
-    return types.Tool(
-        name=name,
-        title=title,
-        description=assistant.get("description") or f"Tool based on the {title} assistant",
-        input_schema=simplified_schema(schemas.get("input_schema")),
-        output_schema=_output_schema(schemas.get("output_schema")),
-        annotations=_ANNOTATIONS,
-    )
+    return simplified_schema(schemas.get("input_schema")), _output_schema(schemas.get("output_schema"))
+
+
+def _page_of_tools(ctx: Context, page: list[tuple[str, dict[str, Any]]]) -> list[types.Tool]:
+    schemas: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}  # each graph's, built once
+    tools = []
+    for name, assistant in page:
+        graph_id = assistant["graph_id"]
+        if graph_id not in schemas:
+            schemas[graph_id] = _tool_schemas(ctx, graph_id)
+        input_schema, output_schema = schemas[graph_id]
+        title = str(assistant.get("name") or graph_id)
+        tool = types.Tool(
+            name=name,
+            title=title,
+            description=assistant.get("description") or f"Tool based on the {title} assistant",
+            input_schema=input_schema,
+            output_schema=output_schema,
+            annotations=_ANNOTATIONS,
+        )
+        tools.append(tool)
+    return tools
 
 
 def _request(ctx: ServerRequestContext[Any, Any]) -> Request:
@@ -226,7 +243,7 @@ async def list_tools(
         raise MCPError(types.INVALID_PARAMS, f"Invalid cursor: {cursor!r}") from None
     listed = await _listed(request)
     page = listed[offset : offset + PAGE_SIZE]
-    tools = await run_in_threadpool(lambda: [_tool(ctx_of(request), name, a) for name, a in page])
+    tools = await run_in_threadpool(_page_of_tools, ctx_of(request), page)
     more = offset + PAGE_SIZE < len(listed)
     return types.ListToolsResult(tools=tools, next_cursor=str(offset + PAGE_SIZE) if more else None)
 
