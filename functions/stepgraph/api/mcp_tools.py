@@ -168,7 +168,7 @@ def _visible_assistants(ctx: Context, filters: dict[str, Any] | None) -> list[di
     return assistants
 
 
-def _tools(ctx: Context, assistants: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def _tools(assistants: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     named: dict[str, dict[str, Any]] = {}
     for assistant in assistants:
         name = tool_name(str(assistant.get("name") or assistant["graph_id"]))
@@ -222,12 +222,13 @@ def _refused(exc: HTTPException) -> MCPError:
 async def _listed(request: Request) -> list[tuple[str, dict[str, Any]]]:
     """(tool name, assistant) of every tool the caller may use (the `assistants.search` handler)."""
     ctx = ctx_of(request)
+    value: dict[str, Any] = {"graph_id": None, "metadata": {}, "limit": PAGE_SIZE, "offset": 0}  # as a search's
     try:
-        filters = await access_of(request).aauthorize("assistants", "search", {"metadata": {}})
+        filters = await access_of(request).aauthorize("assistants", "search", value)
     except HTTPException as exc:
         raise _refused(exc) from None
     assistants = await run_in_threadpool(_visible_assistants, ctx, filters)
-    return _tools(ctx, assistants)
+    return _tools(assistants)
 
 
 async def list_tools(
