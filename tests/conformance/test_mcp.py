@@ -6,6 +6,7 @@ tests/functional/test_api_auth.py; the built API artifact: tests/functional/test
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import mcp_types as types
@@ -83,3 +84,19 @@ async def test_an_interrupted_run_says_so_and_how_to_resume(server):
     assert (await client.threads.get(thread_id))["status"] == "interrupted"
     resumed = await client.runs.wait(thread_id, "approval", command={"resume": "yes"})
     assert resumed == {"items": ["draft", "review:yes", "published"]}
+
+
+async def test_a_cancelled_run_is_a_tool_error(server):
+    client = get_client(url=server.url)
+    steps = 987_654  # minutes of supersteps, and how this test finds its run's thread
+    async with mcp_session(server.url) as session:
+        call = asyncio.create_task(session.call_tool("loop", {"steps": steps}))
+        deadline = asyncio.get_running_loop().time() + 30
+        while not (threads := await client.threads.search(status="busy", values={"steps": steps})):
+            assert asyncio.get_running_loop().time() < deadline and not call.done(), "the tool's run never ran"
+            await asyncio.sleep(0.05)
+        [run] = await client.runs.list(threads[0]["thread_id"])
+        await client.runs.cancel(threads[0]["thread_id"], run["run_id"])
+        result = await asyncio.wait_for(call, 30)
+    assert result.is_error
+    assert text_of(result) == ["Cancelled: the run was cancelled before it finished"]

@@ -37,6 +37,7 @@ from stepgraph.api.common import ctx_of
 from stepgraph.api.runs import create_run, run_output, wait_for_end
 from stepgraph.api.schemas import RunCreate
 from stepgraph.engine import Context, cancel_run, delete_thread, matches_filter
+from stepgraph.vocabulary import RunStatus
 
 __all__ = ["McpEndpoint", "tool_name"]
 
@@ -69,6 +70,11 @@ MESSAGE_SCHEMA: dict[str, Any] = {
     },
     "required": ["content"],
     "additionalProperties": True,
+}
+# Runs that ended without an output to answer: cancelled (`runs.cancel`), or past their deadline.
+_UNFINISHED = {
+    RunStatus.INTERRUPTED: ("Cancelled", "the run was cancelled before it finished"),
+    RunStatus.TIMEOUT: ("Timeout", "the run waited on an interrupt past its deadline"),
 }
 _ANNOTATIONS = types.ToolAnnotations(
     read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
@@ -279,12 +285,16 @@ async def run_assistant(request: Request, assistant: dict[str, Any], arguments: 
         await asyncio.shield(run_in_threadpool(cancel_run, ctx, run, "interrupt"))
         raise
     output = await run_in_threadpool(run_output, ctx, run)
+    ended = await run_in_threadpool(ctx.runs.get, run["thread_id"], run["run_id"])
     interrupted = isinstance(output, dict) and INTERRUPT_KEY in output
     if not interrupted:
         await run_in_threadpool(delete_thread, ctx, run["thread_id"])
     if isinstance(output, dict) and "__error__" in output:
         error = output["__error__"] or {}
         return _error_result(str(error.get("error") or "Error"), str(error.get("message") or ""))
+    status = (ended or run).get("status")
+    if status in _UNFINISHED:
+        return _error_result(*_UNFINISHED[status])
     content: list[types.ContentBlock] = [types.TextContent(text=serde.dumps_str(output))]
     if interrupted:
         content.append(types.TextContent(text=_resume_hint(run, assistant, output[INTERRUPT_KEY])))
