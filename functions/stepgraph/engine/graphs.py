@@ -65,8 +65,9 @@ CORS_KEYS = {
     "expose_headers",
     "max_age",
 }
-# `http.disable_<surface>` keys served so far; the peer's others are warned about as unsupported.
-HTTP_DISABLE_KEYS = ("disable_mcp", "disable_a2a")
+
+# `http.disable_<surface>` keys stepgraph honours.
+DISABLE_KEYS = ("disable_mcp", "disable_a2a")
 
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
@@ -120,7 +121,7 @@ class GraphRegistry:
     auth_ref: str | None = None
     # `http.cors`: CORSMiddleware's arguments; None, no CORS headers at all.
     cors: dict[str, Any] | None = None
-    # The protocol surfaces `http.disable_<name>` removes: "mcp", "a2a".
+    # `http.disable_mcp` / `http.disable_a2a`: the protocol surfaces the API does not serve.
     disabled: frozenset[str] = frozenset()
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
@@ -290,7 +291,7 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(http, dict):
         raise ConfigError(f"{path}: 'http' must be an object")
-    for key in sorted(set(http) - {"cors", *HTTP_DISABLE_KEYS}):
+    for key in sorted(set(http) - {"cors", *DISABLE_KEYS}):
         logger.warning("langgraph.json key 'http.%s' is not supported yet by stepgraph; ignored", key)
     cors = http.get("cors")
     if cors is None:
@@ -304,15 +305,13 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
 
 
 def _disabled(path: Path, http: Any) -> frozenset[str]:
-    """The surfaces `http.disable_mcp` / `http.disable_a2a` turn off (`_cors` checked `http`)."""
-    disabled = set()
-    for key in HTTP_DISABLE_KEYS:
-        value = (http or {}).get(key, False)
-        if not isinstance(value, bool):
+    """The surfaces `http.disable_<name>: true` removes (`mcp`, `a2a`)."""
+    if not isinstance(http, dict):
+        return frozenset()
+    for key in DISABLE_KEYS:
+        if not isinstance(http.get(key, False), bool):
             raise ConfigError(f"{path}: 'http.{key}' must be true or false")
-        if value:
-            disabled.add(key.removeprefix("disable_"))
-    return frozenset(disabled)
+    return frozenset(key.removeprefix("disable_") for key in DISABLE_KEYS if http.get(key))
 
 
 def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:
