@@ -134,13 +134,13 @@ def create_app(ctx: Context) -> FastAPI:
         )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
+    if "mcp" not in ctx.graphs.disabled:
+        # Behind the same middleware (auth, CORS) as every route; not in the OpenAPI document.
+        app.router.routes.append(Route("/mcp", _ImportedOnFirstRequest(_mcp_endpoint), include_in_schema=False))
     app.include_router(assistants.router)
     app.include_router(threads.router)
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
-    if "mcp" not in ctx.graphs.disabled:
-        # Behind the same middleware (auth, CORS) as every route; not in the OpenAPI document.
-        app.router.routes.append(Route("/mcp", _ImportedOnFirstRequest(_mcp_endpoint), include_in_schema=False))
     install_auth(app, ctx)
     return app
