@@ -151,6 +151,17 @@ async def test_who_is_not_authenticated_gets_401_and_who_may_not_403(auth_server
     assert refused_create.value.response.json() == {"detail": "Forbidden"}
 
 
+async def test_mcp_needs_a_token_and_its_tools_run_as_the_caller(auth_server):
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json"})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
+    async with mcp_session(auth_server.url, {"Authorization": f"Bearer {TOKEN['a']}"}) as session:
+        result = await session.call_tool("who", {})
+    assert not result.is_error and result.structured_content is not None
+    assert {s[1] for s in seen_by(result.structured_content)} == {"user-a"}
+
+
 async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_server):
     a, b = client(auth_server, "a"), client(auth_server, "b")
     assistant = await a.assistants.create("who", name="a's", metadata={"team": "x"})
@@ -166,14 +177,3 @@ async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_serv
     with pytest.raises(NotFoundError):
         await b.assistants.delete(assistant_id)
     assert (await a.assistants.update(assistant_id, name="renamed"))["name"] == "renamed"
-
-
-async def test_mcp_needs_a_token_and_its_tools_run_as_the_caller(auth_server):
-    async with httpx.AsyncClient(base_url=auth_server.url) as http:
-        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-        refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json"})
-        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
-    async with mcp_session(auth_server.url, {"Authorization": f"Bearer {TOKEN['a']}"}) as session:
-        result = await session.call_tool("who", {})
-    assert not result.is_error and result.structured_content is not None
-    assert {s[1] for s in seen_by(result.structured_content)} == {"user-a"}

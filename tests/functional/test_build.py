@@ -310,13 +310,6 @@ def test_function_handles_its_sample_event_from_its_artifacts(running: Running, 
     SCENARIOS[folder](running.stage)
 
 
-def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> None:
-    request = http_request(sample_event("api"))
-    del request["headers"]["x-api-key"]
-    refused = running.stage.send(**request)
-    assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
-
-
 async def test_the_built_api_serves_every_assistant_as_an_mcp_tool(running: Running) -> None:
     """The `mcp` SDK's client against the API as the Web Adapter runs it: the mcp package is in
     the API function's build, and a tool call runs through the built functions."""
@@ -327,3 +320,10 @@ async def test_the_built_api_serves_every_assistant_as_an_mcp_tool(running: Runn
         assert "chain" in {tool.name for tool in (await session.list_tools()).tools}
         result = await session.call_tool("chain", {"items": ["built"]})
     assert not result.is_error and result.structured_content == {"items": ["built", "a", "b", "c"]}
+
+
+def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> None:
+    request = http_request(sample_event("api"))
+    del request["headers"]["x-api-key"]
+    refused = running.stage.send(**request)
+    assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
