@@ -16,7 +16,12 @@ from langgraph_sdk import get_client
 from stepgraph.api.mcp_tools import simplified_schema
 from stepgraph.engine import system_assistant_id
 
-pytestmark = pytest.mark.asyncio(loop_scope="function")
+# The async-nodes server only: a tool call is a `runs.wait` (which every flavour's tests cover) seen
+# through the MCP layer, and the layer does not depend on how the graph's nodes are written.
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="function"),
+    pytest.mark.parametrize("flavor", ["async"], indirect=True),
+]
 
 
 def text_of(result: types.CallToolResult) -> list[str]:
