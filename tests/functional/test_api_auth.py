@@ -17,6 +17,7 @@ import httpx
 import mcp_types as types
 import pytest
 from harness import mcp_session
+from mcp.shared.exceptions import MCPError
 from stepgraph.api import create_app
 from stepgraph.api.threads import new_thread
 from stepgraph.engine import ConfigError, Context, system_assistant_id
@@ -222,6 +223,10 @@ async def test_mcp_lists_a_page_of_100_tools_named_as_the_peer_names_them(runtim
         assert len(first.tools) == 100 and first.next_cursor == "100"
         rest = await session.list_tools(params=types.PaginatedRequestParams(cursor=first.next_cursor))
         assert rest.next_cursor is None
+        # The peer's JSON-RPC errors: invalid params for a tool that is not listed.
+        with pytest.raises(MCPError) as unknown:
+            await session.call_tool("page_101_101", {})
+        assert (unknown.value.code, unknown.value.message) == (types.INVALID_PARAMS, "Unknown tool: page_101_101")
     names = [tool.name for tool in first.tools + rest.tools]
     assert len(names) == len(set(names))
     assert {f"page_{i}_{i}" for i in range(101)} | {"twin_tool"} <= set(names)
