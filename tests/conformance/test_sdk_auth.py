@@ -18,7 +18,7 @@ import pytest
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.helpers.proto_helpers import get_data_parts, new_data_part
 from a2a.types import CancelTaskRequest, GetTaskRequest, Message, Role, SendMessageRequest, TaskNotFoundError
-from harness import ROOT, Server
+from harness import ROOT, Server, mcp_session
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
@@ -152,6 +152,17 @@ async def test_who_is_not_authenticated_gets_401_and_who_may_not_403(auth_server
     with pytest.raises(PermissionDeniedError) as refused_create:
         await client(auth_server, "reader").threads.create()
     assert refused_create.value.response.json() == {"detail": "Forbidden"}
+
+
+async def test_mcp_needs_a_token_and_its_tools_run_as_the_caller(auth_server):
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json"})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
+    async with mcp_session(auth_server.url, {"Authorization": f"Bearer {TOKEN['a']}"}) as session:
+        result = await session.call_tool("who", {})
+    assert not result.is_error and result.structured_content is not None
+    assert {s[1] for s in seen_by(result.structured_content)} == {"user-a"}
 
 
 async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_server):

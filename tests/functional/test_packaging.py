@@ -140,3 +140,7 @@ def test_without_the_local_extra_the_cli_says_what_to_install() -> None:
     assert result.returncode == 2, result.stderr
     assert "pip install 'stepgraph[local]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_mcp_sdk_comes_with_the_api_not_with_the_engine() -> None:
+    assert "mcp" in _would_install({"api"}) and "mcp" not in _would_install(set())
