@@ -60,12 +60,15 @@ class LocalScheduler:
             except Exception:  # the next tick looks again
                 logger.exception("local scheduler tick failed")
 
-    def fire_due(self, now: datetime | None = None) -> list[str]:
-        """Fire every enabled schedule due at `now` (default: now) not fired yet; their ARNs."""
+    def fire_due(self, now: datetime | None = None, names: set[str] | None = None) -> list[str]:
+        """Fire every enabled schedule due at `now` (default: now) not fired yet (of those named
+        `names`, if given: tests fire one schedule ahead of its time); their ARNs."""
         backend = scheduler_backends[self.aws.account_id][self.aws.region]
         fired = []
         for group in list(backend.schedule_groups.values()):
             for schedule in list(group.schedules.values()):
+                if names is not None and schedule.name not in names:
+                    continue
                 due = self._due(schedule, now)
                 key = (schedule.arn, schedule.schedule_expression)
                 if due is None or key in self.fired:
