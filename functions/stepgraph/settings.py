@@ -91,8 +91,8 @@ class Settings:
     # Rings a thread's doorbell after a wait: how a run created with after_seconds gets admitted.
     delay_state_machine_arn: str = ""
     # Crons: each is a schedule of this EventBridge Scheduler group, whose target (the cron
-    # function) EventBridge invokes as this role. The cron function itself finds both in the
-    # schedule it re-arms (it cannot be named in its own environment).
+    # function) EventBridge invokes as this role: what the API arms schedules with. The cron
+    # function re-arms with the schedule's own (it cannot be named in its own environment).
     schedule_group: str = "default"
     cron_function_arn: str = ""
     scheduler_role_arn: str = ""

@@ -149,12 +149,14 @@ def _advance(ctx: Context, cron_id: str, fire_at: str) -> tuple[dict[str, Any] |
         if _instant(cron["next_run_date"]) > fired:
             # Advanced already: by the try this one takes over, or a PATCH re-armed it.
             return cron, None
-        following = next_fire(cron["schedule"], cron.get("timezone"), fired)
+        # From now if this fire came late (retried deliveries): fires missed meanwhile are not
+        # made up in a burst, as the peer advances from now too.
+        following = next_fire(cron["schedule"], cron.get("timezone"), max(fired, datetime.now(UTC)))
         try:
             cron = ctx.crons.replace({**cron, "next_run_date": iso_utc(following)})
         except Conflict:
             continue
-        _arm(ctx, cron)
+        ctx.schedules.rearm(cron_id, following, active=cron_active(cron))
         return cron, None
     raise Conflict(f"cron {cron_id} kept changing")
 

@@ -45,13 +45,29 @@ class CronSchedules:
     def arm(self, cron_id: str, fire_at: datetime, *, active: bool) -> None:
         """The cron's schedule fires at `fire_at` (UTC) if `active`, else it is DISABLED (kept,
         so enabling it again is one update). Creates the schedule if it is missing."""
-        request = self._request(cron_id, fire_at, active)
+        target = {"Arn": self.settings.cron_function_arn, "RoleArn": self.settings.scheduler_role_arn}
+        request = self._request(cron_id, fire_at, active, target)
         try:
             self.client.update_schedule(**request)
         except ClientError as exc:
             if error_code(exc) != AwsError.RESOURCE_NOT_FOUND:
                 raise
             self.client.create_schedule(**request)
+
+    def rearm(self, cron_id: str, fire_at: datetime, *, active: bool) -> bool:
+        """`arm`, from the cron function at a fire: the target and role are the schedule's own
+        (the function cannot be named in its own environment). False if the schedule is gone
+        (the cron was deleted meanwhile)."""
+        try:
+            got = self.client.get_schedule(Name=schedule_name(cron_id), GroupName=self.settings.schedule_group)
+            target = {"Arn": got["Target"]["Arn"], "RoleArn": got["Target"]["RoleArn"]}
+            self.client.update_schedule(**self._request(cron_id, fire_at, active, target))
+        except ClientError as exc:
+            if error_code(exc) != AwsError.RESOURCE_NOT_FOUND:
+                raise
+            logger.info("schedule of cron %s is gone (deleted): not re-armed", cron_id)
+            return False
+        return True
 
     def remove(self, cron_id: str) -> None:
         try:
@@ -61,13 +77,7 @@ class CronSchedules:
                 raise
             logger.info("schedule of cron %s was already gone", cron_id)
 
-    def _request(self, cron_id: str, fire_at: datetime, active: bool) -> dict[str, Any]:
-        target_arn, role_arn = self.settings.cron_function_arn, self.settings.scheduler_role_arn
-        if not target_arn:
-            # The cron function re-arming its own schedule: its ARN is not in its environment (the
-            # template cannot name a function in its own variables), the schedule has it.
-            got = self.client.get_schedule(Name=schedule_name(cron_id), GroupName=self.settings.schedule_group)
-            target_arn, role_arn = got["Target"]["Arn"], got["Target"]["RoleArn"]
+    def _request(self, cron_id: str, fire_at: datetime, active: bool, target: dict[str, str]) -> dict[str, Any]:
         event: FireEvent = {"cron_id": cron_id, "fire_at": iso_utc(fire_at)}
         return {
             "Name": schedule_name(cron_id),
@@ -78,7 +88,7 @@ class CronSchedules:
             "State": "ENABLED" if active else "DISABLED",
             # Kept after it fires: the next fire is an update of it.
             "ActionAfterCompletion": "NONE",
-            "Target": {"Arn": target_arn, "RoleArn": role_arn, "Input": json.dumps(event)},
+            "Target": {**target, "Input": json.dumps(event)},
         }
 
 
