@@ -174,10 +174,18 @@ def _create_run(ctx: Context, cron: dict[str, Any], thread_id: str) -> dict[str,
     kwargs["config"] = config
     kwargs.setdefault("stream_mode", ["values"])
     metadata = {**(cron.get("metadata") or {}), "cron_id": cron["cron_id"]}
-    stateless = not cron.get("thread_id")
-    if stateless:
+    # The thread's graph, as a run created through the API stamps it: its state is read with it.
+    stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
+    if not cron.get("thread_id"):
         kwargs["on_completion"] = cron.get("on_run_completed") or "delete"
-        _create_thread(ctx, thread_id, {**metadata, "graph_id": assistant["graph_id"]})
+        _create_thread(ctx, thread_id, {**metadata, **stamp})
+    else:
+        thread = ctx.threads.get(thread_id)
+        if thread is None:
+            raise ThreadMissing(thread_id)
+        if (thread.get("metadata") or {}).get("graph_id") != assistant["graph_id"]:
+            thread["metadata"] = {**(thread.get("metadata") or {}), **stamp}
+            ctx.threads.update_doc(thread_id, thread)
     run = base_run(
         thread_id,
         assistant,
