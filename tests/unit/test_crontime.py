@@ -111,7 +111,8 @@ def test_day_of_month_and_day_of_week_both_set_fire_on_either_as_cron_does():
 
 
 @pytest.mark.parametrize(
-    ("schedule", "timezone"), [("61 * * * *", None), ("every day", None), ("* * * * *", "Mars/Base")]
+    ("schedule", "timezone"),
+    [("61 * * * *", None), ("every day", None), ("0 0 30 2 *", None), ("* * * * *", "Mars/Base")],
 )
 def test_what_croniter_or_the_iana_database_refuses_is_refused(schedule, timezone):
     with pytest.raises(InvalidSchedule):

@@ -133,11 +133,9 @@ def _payload(body: _CronRun) -> dict[str, Any]:
     return payload
 
 
-def _checked(schedule: str | None, timezone: str | None) -> None:
-    if schedule is None and timezone is None:
-        return
+def _checked(schedule: str, timezone: str | None) -> None:
     try:
-        check_schedule(schedule or "* * * * *", timezone)
+        check_schedule(schedule, timezone)
     except InvalidSchedule as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -223,8 +221,10 @@ def count_crons(body: CronCount, request: Request) -> int:
     return len(_visible(request, "search", body.model_dump(exclude_none=True)))
 
 
-def _authorized_cron(request: Request, cron_id: str, action: str, **value: Any) -> dict[str, Any]:
-    filters = access_of(request).authorize("crons", action, {"cron_id": check_uuid(cron_id, "cron"), **value})
+def _authorized_cron(
+    request: Request, cron_id: str, action: str, value: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    filters = access_of(request).authorize("crons", action, {**(value or {}), "cron_id": check_uuid(cron_id, "cron")})
     cron = ctx_of(request).crons.get(cron_id)
     if cron is None or not matches_filter(cron.get("metadata"), filters):
         raise not_found("Cron")
@@ -241,8 +241,9 @@ def patch_cron(cron_id: str, body: CronPatch, request: Request) -> dict[str, Any
     given = body.model_fields_set | set(body.model_extra or {})
     if not given:
         raise HTTPException(400, "Nothing to update: give at least one field")
-    cron = _authorized_cron(request, cron_id, "update", **body.model_dump(exclude_unset=True))
-    _checked(body.schedule or cron["schedule"], body.timezone if "timezone" in given else cron.get("timezone"))
+    cron = _authorized_cron(request, cron_id, "update", body.model_dump(exclude_unset=True))
+    schedule = body.schedule if body.schedule is not None else cron["schedule"]
+    _checked(schedule, body.timezone if "timezone" in given else cron.get("timezone"))
     if body.on_run_completed is not None and cron.get("thread_id"):
         raise HTTPException(422, "on_run_completed applies to a stateless cron only")
     changes: dict[str, Any] = {k: getattr(body, k) for k in _CRON_FIELDS if k in given and k != "end_time"}

@@ -157,6 +157,10 @@ def _advance(ctx: Context, cron_id: str, fire_at: str) -> tuple[dict[str, Any] |
         except Conflict:
             continue
         ctx.schedules.rearm(cron_id, following, active=cron_active(cron))
+        # A PATCH that wrote after us may have armed before us: the schedule must be the cron's last.
+        latest = ctx.crons.get(cron_id)
+        if latest is not None and latest["version"] != cron["version"]:
+            ctx.schedules.rearm(cron_id, _instant(latest["next_run_date"]), active=cron_active(latest))
         return cron, None
     raise Conflict(f"cron {cron_id} kept changing")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter  # type: ignore[import-untyped]
+from croniter import CroniterError, croniter  # type: ignore[import-untyped]
 
 __all__ = ["InvalidSchedule", "check_schedule", "next_fire", "zone"]
 
@@ -38,6 +38,10 @@ def check_schedule(schedule: str, timezone: str | None = None) -> None:
     """Raise InvalidSchedule unless `schedule` and `timezone` are valid."""
     if not croniter.is_valid(schedule):
         raise InvalidSchedule(f"Invalid cron schedule: {schedule!r}")
+    try:  # valid, yet never due (30 February): croniter gives up looking
+        croniter(schedule, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterError:
+        raise InvalidSchedule(f"Invalid cron schedule: {schedule!r} never fires") from None
     zone(timezone)
 
 
