@@ -93,7 +93,13 @@ def test_each_cron_is_an_at_schedule_of_the_stacks_group_targeting_the_cron_func
 def test_a_fire_delivered_twice_creates_one_run(stack):
     runtime, client = stack
     thread_id = client.post("/threads", json={}).json()["thread_id"]
-    body = {"assistant_id": "chain", "schedule": FAR, "input": {"items": ["cron"]}, "metadata": {"via": "cron"}}
+    body = {
+        "assistant_id": "chain",
+        "schedule": FAR,
+        "input": {"items": ["cron"]},
+        "metadata": {"via": "cron"},
+        "webhook": "https://example.com/hook",
+    }
     cron = client.post(f"/threads/{thread_id}/runs/crons", json=body).json()
     event = json.loads(schedule_of(runtime, cron["cron_id"])["Target"]["Input"])
     lam = runtime.aws.client("lambda")
@@ -114,6 +120,7 @@ def test_a_fire_delivered_twice_creates_one_run(stack):
     run = ended(runtime, thread_id, runs[0]["run_id"])
     assert run["status"] == "success" and run["metadata"] == {"via": "cron", "cron_id": cron["cron_id"]}
     assert run["kwargs"]["config"]["configurable"]["cron_id"] == cron["cron_id"]
+    assert run["kwargs"]["webhook"] == "https://example.com/hook"  # delivered as a run's own webhook
     # The next fire is armed once, a day later than this one's.
     armed = client.get(f"/runs/crons/{cron['cron_id']}").json()
     assert armed["next_run_date"] == next_year(cron["next_run_date"])
@@ -172,3 +179,19 @@ def test_a_stateless_crons_thread_goes_after_its_run_unless_kept(stack):
     assert client.get(f"/threads/{deleted['thread_id']}").status_code == 404
     for cron in crons.values():
         client.delete(f"/runs/crons/{cron['cron_id']}")
+
+
+@pytest.mark.parametrize(("strategy", "runs"), [("reject", 1), ("enqueue", 2)])
+def test_a_thread_crons_fire_follows_its_double_texting_strategy(stack, strategy, runs):
+    runtime, client = stack
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    body = {"assistant_id": "chain", "input": {"items": []}, "after_seconds": 600}
+    queued = client.post(f"/threads/{thread_id}/runs", json=body)  # the thread has a run in flight
+    assert queued.status_code == 200, queued.text
+    body = {"assistant_id": "chain", "schedule": FAR, "multitask_strategy": strategy}
+    cron = client.post(f"/threads/{thread_id}/runs/crons", json=body).json()
+    (delivered,) = fire(runtime, cron)
+    assert ("skipped" in delivered[2]) == (strategy == "reject"), delivered
+    assert len(client.get(f"/threads/{thread_id}/runs").json()) == runs
+    client.delete(f"/runs/crons/{cron['cron_id']}")
+    client.post(f"/threads/{thread_id}/runs/{queued.json()['run_id']}/cancel")
