@@ -195,3 +195,13 @@ def test_a_thread_crons_fire_follows_its_double_texting_strategy(stack, strategy
     assert len(client.get(f"/threads/{thread_id}/runs").json()) == runs
     client.delete(f"/runs/crons/{cron['cron_id']}")
     client.post(f"/threads/{thread_id}/runs/{queued.json()['run_id']}/cancel")
+
+
+def test_deleting_a_thread_deletes_its_crons_and_their_schedules(stack):
+    runtime, client = stack
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    cron = client.post(f"/threads/{thread_id}/runs/crons", json={"assistant_id": "chain", "schedule": FAR}).json()
+    assert client.delete(f"/threads/{thread_id}").status_code == 204
+    assert client.get(f"/runs/crons/{cron['cron_id']}").status_code == 404
+    with pytest.raises(ClientError):
+        schedule_of(runtime, cron["cron_id"])

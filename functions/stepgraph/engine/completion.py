@@ -73,7 +73,7 @@ def finish_run(
         # A stateless cron's run (on_run_completed "delete", the default): its thread goes with it.
         from stepgraph.engine.admin import delete_thread  # admin cancels runs: cancellation imports us
 
-        delete_thread(ctx, thread_id)
+        delete_thread(ctx, thread_id, with_crons=False)
     return {"resume_run_id": None}
 
 
