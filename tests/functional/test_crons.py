@@ -205,3 +205,24 @@ def test_deleting_a_thread_deletes_its_crons_and_their_schedules(stack):
     assert client.get(f"/runs/crons/{cron['cron_id']}").status_code == 404
     with pytest.raises(ClientError):
         schedule_of(runtime, cron["cron_id"])
+
+
+def test_a_fire_whose_try_failed_makes_its_run_on_the_redelivery(stack, monkeypatch):
+    runtime, client = stack
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    cron = client.post(f"/threads/{thread_id}/runs/crons", json={"assistant_id": "chain", "schedule": FAR}).json()
+    event = json.dumps(json.loads(schedule_of(runtime, cron["cron_id"])["Target"]["Input"])).encode()
+    lam = runtime.aws.client("lambda")
+    with monkeypatch.context() as patch:  # the assistants table throttles this one try
+        patch.setattr(type(runtime.ctx.assistants), "get", _throttled)
+        failed = lam.invoke(FunctionName="CronFunction", Payload=event)
+    assert failed.get("FunctionError"), json.loads(failed["Payload"].read())
+    assert client.get(f"/threads/{thread_id}/runs").json() == []
+    again = json.loads(lam.invoke(FunctionName="CronFunction", Payload=event)["Payload"].read())
+    assert "run_id" in again, again  # the redelivery is not taken for a duplicate
+    assert [r["run_id"] for r in client.get(f"/threads/{thread_id}/runs").json()] == [again["run_id"]]
+    client.delete(f"/runs/crons/{cron['cron_id']}")
+
+
+def _throttled(self: Any, assistant_id: str) -> None:
+    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetItem")

@@ -112,6 +112,15 @@ def fire_cron(ctx: Context, cron_id: str, fire_at: str) -> dict[str, Any]:
         if not ctx.crons.take_over_fire(cron_id, fire_at, record):
             return {"skipped": "duplicate"}
         logger.warning("cron %s fire %s was claimed by a try that died; taking it over", cron_id, fire_at)
+    try:
+        return _fire_claimed(ctx, cron_id, fire_at, record)
+    except BaseException:
+        # The invocation fails and EventBridge Scheduler delivers the fire again: let that one run.
+        ctx.crons.release_fire(cron_id, fire_at)
+        raise
+
+
+def _fire_claimed(ctx: Context, cron_id: str, fire_at: str, record: dict[str, Any] | None) -> dict[str, Any]:
     cron, why = _advance(ctx, cron_id, fire_at)
     if cron is None or why:
         ctx.crons.record_fire(cron_id, fire_at, skipped=why or "deleted")

@@ -151,6 +151,18 @@ class CronStore:
             ExpressionAttributeValues={":now": {"N": repr(time.time())}, ":then": {"N": repr(record["claimed_at"])}},
         )
 
+    def release_fire(self, cron_id: str, fire_at: str) -> None:
+        """Give up a claim whose try failed before creating a run, so that the redelivery of the
+        fire (EventBridge Scheduler retries a failed invocation) creates it."""
+        update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(cron_id, _FIRE + fire_at),
+            UpdateExpression="SET claimed_at = :never",
+            ConditionExpression="attribute_exists(sk) AND attribute_not_exists(run_id)",
+            ExpressionAttributeValues={":never": {"N": "0"}},
+        )
+
     def record_fire(self, cron_id: str, fire_at: str, **fields: str) -> None:
         """What the fire did: the run it created (`run_id`, `thread_id`) or why it created none
         (`skipped`)."""
