@@ -253,6 +253,20 @@ def test_cancelled_and_rolled_back_runs_send_their_webhooks(stack: Stack) -> Non
     assert {(verified(r)["run_id"], verified(r)["status"]) for r in rollbacks} == {(rolled_back["run_id"], "rollback")}
 
 
+def test_a_parked_run_posts_success_then_timeout_at_its_deadline(stack: Stack) -> None:
+    """Stopped on interrupt(), the run succeeds (as the peer reports it); past its human-input
+    deadline (action "end") it ends `timeout`: two ends, two deliveries."""
+    url = stack.receiver.url()
+    thread_id = stack.client.threads.create()["thread_id"]
+    run = stack.client.runs.create(
+        thread_id, "approval", input={"items": []}, webhook=url, config={"interrupt_deadline_seconds": 1}
+    )
+    parked, timed_out = stack.receiver.wait(url, 2)
+    assert [verified(parked)["status"], verified(timed_out)["status"]] == ["success", "timeout"]
+    assert verified(parked)["run_id"] == verified(timed_out)["run_id"] == run["run_id"]
+    assert parked.headers["webhook-id"] != timed_out.headers["webhook-id"]
+
+
 def test_a_finish_delivered_twice_posts_one_delivery_id(stack: Stack) -> None:
     """Finish invoked again for a run it finished (a Lambda retry): the webhook goes again with
     the same `webhook-id`, so a receiver that deduplicates sees it once."""
