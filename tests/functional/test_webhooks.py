@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import secrets
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import ApiThread, until
+from harness import ApiThread, free_port, until
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from standardwebhooks import Webhook
@@ -51,7 +52,7 @@ class Received:
 class Receiver:
     """A webhook endpoint on a free port: records each POST, answers each path as planned (then 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[Received] = []
         self.plans: dict[str, list[int]] = {}
         self.lock = threading.Lock()
@@ -73,7 +74,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.http.daemon_threads = True
         threading.Thread(target=self.http.serve_forever, name="receiver", daemon=True).start()
 
@@ -193,6 +194,23 @@ def test_a_receiver_failing_twice_gets_the_delivery_on_the_third_try(stack: Stac
     assert all(verified(a)["status"] == "success" for a in attempts)
     stamps = [int(a.headers["webhook-timestamp"]) for a in attempts]
     assert stamps[2] - stamps[0] >= 2  # backed off (1 s, then 2 s), not hammered
+
+
+def test_a_receiver_down_at_first_gets_the_delivery_once_it_is_up(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Connection refused is a network error: the delivery comes back after its backoff."""
+    port = free_port()  # nothing listens there yet
+    url = f"http://127.0.0.1:{port}/late"
+    caplog.set_level(logging.WARNING, logger="stepgraph.engine.webhooks")
+    stack.client.runs.wait(None, "chain", input={"items": []}, webhook=url)
+    until(lambda: any(url in r.getMessage() and "again in" in r.getMessage() for r in caplog.records), 10, "a retry")
+    late = Receiver(port)
+    try:
+        (got,) = late.wait(url)
+    finally:
+        late.stop()
+    assert verified(got)["status"] == "success"
 
 
 def test_a_refused_delivery_goes_to_the_dead_letter_queue_at_once(stack: Stack) -> None:
