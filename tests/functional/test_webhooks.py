@@ -185,6 +185,15 @@ def test_success_and_error_are_posted_signed_with_the_configured_headers(stack: 
         verify_webhook(SECRET, success.headers, success.body.replace(b"success", b"failure"))
 
 
+def test_a_payload_too_large_for_a_message_is_delivered_whole(stack: Stack) -> None:
+    """Values beyond an SQS message (256 KiB) wait in the spill bucket; the receiver gets them all."""
+    url = stack.receiver.url()
+    big = "x" * 300_000
+    stack.client.runs.wait(None, "chain", input={"items": [big]}, webhook=url)
+    (got,) = stack.receiver.wait(url)
+    assert verified(got)["values"] == {"items": [big, "a", "b", "c"]}
+
+
 def test_a_receiver_failing_twice_gets_the_delivery_on_the_third_try(stack: Stack) -> None:
     url = stack.receiver.url(500, 503, 200)
     stack.client.runs.wait(None, "chain", input={"items": []}, webhook=url)
