@@ -294,6 +294,24 @@ def test_a_parked_run_posts_success_then_timeout_at_its_deadline(stack: Stack) -
     assert parked.headers["webhook-id"] != timed_out.headers["webhook-id"]
 
 
+def test_a_park_delivered_twice_posts_one_delivery_id_and_the_run_still_resumes(stack: Stack) -> None:
+    """Park invoked again for a run it parked (a Lambda retry): the webhook goes again under the
+    same id, and the parked execution is left waiting for its resume (not abandoned)."""
+    url = stack.receiver.url()
+    thread_id = stack.client.threads.create()["thread_id"]
+    run = stack.client.runs.create(thread_id, "approval", input={"items": []}, webhook=url)
+    stack.receiver.wait(url)
+    token = stack.runtime.ctx.threads.get(thread_id)["task_token"]
+    event = {"run_id": run["run_id"], "thread_id": thread_id, "task_token": token}
+    reply = stack.runtime.aws.client("lambda").invoke(FunctionName="ParkFunction", Payload=json.dumps(event).encode())
+    assert "FunctionError" not in reply
+    first, again = stack.receiver.wait(url, 2)
+    assert first.headers["webhook-id"] == again.headers["webhook-id"]
+    assert stack.client.threads.get(thread_id)["status"] == "interrupted"
+    resumed = stack.client.runs.wait(thread_id, "approval", command={"resume": "yes"})
+    assert "__interrupt__" not in resumed
+
+
 def test_a_finish_delivered_twice_posts_one_delivery_id(stack: Stack) -> None:
     """Finish invoked again for a run it finished (a Lambda retry): the webhook goes again with
     the same `webhook-id`, so a receiver that deduplicates sees it once."""

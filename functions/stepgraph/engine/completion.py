@@ -29,6 +29,13 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
     try:
         run = ctx.runs.transition(thread_id, run_id, to=RunStatus.SUCCESS, expected=(RunStatus.RUNNING,))
     except Conflict:
+        current = ctx.runs.get(thread_id, run_id)
+        thread = ctx.threads.get(thread_id) or {}
+        if current and current["status"] == RunStatus.SUCCESS and thread.get("task_token") == task_token:
+            # This park ran before and got as far as parking the thread (a Lambda retry): only
+            # the webhook may be missing; a second copy carries the same delivery id.
+            queue_webhook(ctx, current, WebhookStatus.SUCCESS)
+            return
         # Cancelled while the state machine entered Park: end the execution through its token,
         # or it would wait for its deadline (StopExecution cannot reach a token wait in moto).
         logger.info("run %s ended before parking (cancelled?); abandoning its execution", run_id)
