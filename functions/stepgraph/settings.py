@@ -129,6 +129,17 @@ class Settings:
     # `require_api_key` off, as `langgraph dev` serves loopback openly; custom auth applies always.
     api_key_secret_arn: str = ""
     require_api_key: bool = True
+    # Webhooks (engine/webhooks.py): the queue a finished run's delivery goes to, the queue a
+    # delivery goes to when it cannot be delivered, and the Secrets Manager secret that signs them
+    # (langgraph.json `webhooks.secret` comes first). A delivery is retried with exponential
+    # backoff from `webhook_backoff_seconds` (at most `webhook_max_backoff_seconds` apart) for
+    # `webhook_max_age_seconds` after it was queued.
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    webhook_secret_arn: str = ""
+    webhook_backoff_seconds: int = 30
+    webhook_max_backoff_seconds: int = 3_600
+    webhook_max_age_seconds: int = 86_400
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -161,6 +172,12 @@ class Settings:
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
             api_key_secret_arn=_env("API_KEY_SECRET_ARN"),
             require_api_key=_env("REQUIRE_API_KEY", "1") != "0",
+            webhook_queue_url=_env("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_queue_url=_env("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
+            webhook_secret_arn=_env("WEBHOOK_SECRET_ARN"),
+            webhook_backoff_seconds=max(1, int(_env("WEBHOOK_BACKOFF_SECONDS", str(cls.webhook_backoff_seconds)))),
+            webhook_max_backoff_seconds=int(_env("WEBHOOK_MAX_BACKOFF_SECONDS", str(cls.webhook_max_backoff_seconds))),
+            webhook_max_age_seconds=int(_env("WEBHOOK_MAX_AGE_SECONDS", str(cls.webhook_max_age_seconds))),
         )
 
 

@@ -117,9 +117,9 @@ def iam_calls(
     service: str, operation: str, params: dict[str, Any], *, region: str, account: str
 ) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs AWS authorizes for one API call. `service` is the
-    IAM prefix (botocore's signing name: dynamodb, s3, sqs, states, lambda, scheduler). An operation this
-    does not know maps to `service:Operation` on `*`, which no policy naming its resources
-    allows: a new kind of call fails the check until it is mapped here."""
+    IAM prefix (botocore's signing name: dynamodb, s3, sqs, states, lambda, scheduler,
+    secretsmanager). An operation this does not know maps to `service:Operation` on `*`, which no
+    policy naming its resources allows: a new kind of call fails the check until it is mapped here."""
     arn = f"arn:aws:{service}:{region}:{account}"
     if service == "dynamodb":
         return _dynamodb(operation, params, arn)
@@ -133,6 +133,9 @@ def iam_calls(
         return _lambda(operation, params, arn)
     if service == "scheduler":
         return _scheduler(operation, params, arn)
+    if service == "secretsmanager" and "SecretId" in params:
+        # The secret's ARN, as stepgraph passes it (a template Ref); a bare name matches no policy.
+        return [(f"secretsmanager:{operation}", str(params["SecretId"]))]
     return [(f"{service}:{operation}", "*")]
 
 

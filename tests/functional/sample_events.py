@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
 from stepgraph.api.threads import new_thread
 from stepgraph.engine import Context, base_run, create_cron
 from stepgraph.engine.graphs import system_assistant_id
@@ -250,6 +253,40 @@ def cron(stage: Stage) -> None:
     assert armed is not None and armed["next_run_date"] > event["fire_at"]
 
 
+def webhook(stage: Stage) -> None:
+    """A queued delivery (its URL pointed at a receiver here, queued just now): posted once, with
+    its delivery id, signed with the deployment's secret (Secrets Manager, `whsec_` + its value)."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            received.append((dict(self.headers.items()), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        event = sample_event("webhook")
+        record = event["Records"][0]
+        delivery = json.loads(record["body"])
+        delivery["url"] = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        record["body"] = json.dumps(delivery)
+        record["attributes"]["SentTimestamp"] = str(int(time.time() * 1000))
+        assert stage.invoke("webhook", event) == {"batchItemFailures": []}
+    finally:
+        server.shutdown()
+    ((headers, body),) = received
+    assert headers["webhook-id"] == delivery["id"]
+    arn = stage.ctx.settings.webhook_secret_arn
+    secret = stage.ctx.clients.secretsmanager.get_secret_value(SecretId=arn)["SecretString"]
+    payload = Webhook("whsec_" + secret).verify(body, headers)
+    assert payload["status"] == "success" and payload["values"] == delivery["payload"]["values"]
+
+
 SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "api": api,
     "dispatch": dispatch,
@@ -259,4 +296,5 @@ SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "reaper": reaper,
     "sweeper": sweeper,
     "cron": cron,
+    "webhook": webhook,
 }

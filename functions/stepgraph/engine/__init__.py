@@ -12,6 +12,7 @@ what this module exports; the rooms behind it:
 - `deadlines`: a parked run's human-input deadline
 - `lease`: who holds a thread and the status it settles to
 - `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
+- `webhooks`: a run's end queued for its webhook, and delivered (signed, retried, dead-lettered)
 - `access`: the authenticated user a run carries to its graph; metadata filters
 - `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
 """
@@ -38,6 +39,7 @@ from stepgraph.engine.protocol import (
 from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.engine.webhooks import WebhookConfig, deliver_webhook, sign_webhook
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "RunsMissing",
     "StepResult",
     "ThreadMissing",
+    "WebhookConfig",
     "admit_next_run",
     "base_run",
     "bound_graph",
@@ -69,6 +72,7 @@ __all__ = [
     "current_context",
     "delete_cron",
     "delete_thread",
+    "deliver_webhook",
     "finish_run",
     "fire_cron",
     "get_thread_state",
@@ -85,6 +89,7 @@ __all__ = [
     "run_position",
     "run_supersteps",
     "set_context",
+    "sign_webhook",
     "snapshot_to_wire",
     "state_config",
     "submit_run",

@@ -33,6 +33,7 @@ from langgraph.pregel import Pregel
 
 from stepgraph.engine.errors import ConfigError
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.webhooks import WebhookConfig, webhook_config
 
 if TYPE_CHECKING:
     from langgraph.store.base import BaseStore
@@ -51,6 +52,7 @@ SUPPORTED_KEYS = {
     "image_distro",
     "auth",
     "http",
+    "webhooks",
 }
 # `auth` keys: `path` is enforced; Studio's bypass (`x-auth-scheme: langsmith`) is never
 # honoured, so `disable_studio_auth` changes nothing either way.
@@ -123,6 +125,8 @@ class GraphRegistry:
     cors: dict[str, Any] | None = None
     # `http.disable_mcp` / `http.disable_a2a`: the protocol surfaces the API does not serve.
     disabled: frozenset[str] = frozenset()
+    # `webhooks`: static headers, allowed fields and the signing secret, resolved at start.
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -146,6 +150,7 @@ class GraphRegistry:
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
+        webhooks = webhook_config(config.get("webhooks"))
         specs = {}
         for graph_id, value in config["graphs"].items():
             if isinstance(value, str):
@@ -154,7 +159,7 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, disabled=disabled)
+        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, disabled=disabled, webhooks=webhooks)
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
