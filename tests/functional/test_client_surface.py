@@ -6,10 +6,12 @@ One local runtime (moto in-process, the real handlers) and one API instance for 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import ormsgpack
 import pytest
 from harness import ApiThread
@@ -77,3 +79,54 @@ async def test_a_checkpoint_naming_an_arbitrary_callable_is_refused(local, tmp_p
     assert not marker.exists()
     # The checkpoints around it load as usual: LangGraph's own types and the graph's state.
     assert [h["values"].get("items") for h in history[1:3]] == [["x", "a", "b"], ["x", "a"]]
+
+
+# ---------------------------------------------------------------- fenced update_state
+async def test_concurrent_state_updates_never_fork_the_thread(local):
+    """Bug: update_state read the head and wrote its child unfenced, so updates racing each other
+    (or a run admitted meanwhile) each wrote a child of the same checkpoint: the thread forked
+    and one update silently vanished from its history. Now each commits with a compare-and-set
+    of the head: one of those racing wins, the others get 409 and wrote nothing."""
+    _, api = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread_id, "chain", input={"items": []})
+    before = {h["checkpoint"]["checkpoint_id"] for h in await client.threads.get_history(thread_id, limit=100)}
+
+    async def update(tag: str) -> int:
+        try:
+            await client.threads.update_state(thread_id, {"items": [tag]})
+        except httpx.HTTPStatusError as exc:
+            return exc.response.status_code
+        return 200
+
+    applied = 0
+    for round_ in range(3):  # a few rounds: a race that an unfenced write loses at least once
+        codes = await asyncio.gather(*(update(f"r{round_}u{i}") for i in range(4)))
+        assert set(codes) <= {200, 409} and 200 in codes, codes
+        applied += codes.count(200)
+
+    history = await client.threads.get_history(thread_id, limit=100)
+    created = [h for h in history if h["checkpoint"]["checkpoint_id"] not in before]
+    parents = [h["parent_checkpoint"]["checkpoint_id"] for h in created]
+    assert len(parents) == len(set(parents)), "two updates wrote children of the same checkpoint"
+    # One line of history, one checkpoint per update answered 200 (a 409 wrote nothing).
+    ids = [h["checkpoint"]["checkpoint_id"] for h in created]
+    assert parents[:-1] == ids[1:] and len(created) == applied
+    state = await client.threads.get_state(thread_id)
+    assert len(state["values"]["items"]) == 3 + applied
+
+
+async def test_a_state_update_behind_a_queued_run_is_refused_and_writes_nothing(local):
+    """The fence's other half: while a run holds or waits for the thread, an update gets 409."""
+    _, api = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread_id, "chain", input={"items": []})
+    head = (await client.threads.get_state(thread_id))["checkpoint"]["checkpoint_id"]
+    run = await client.runs.create(thread_id, "chain", input={"items": ["later"]}, after_seconds=30)
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.threads.update_state(thread_id, {"items": ["edit"]})
+    assert refused.value.response.status_code == 409
+    assert (await client.threads.get_state(thread_id))["checkpoint"]["checkpoint_id"] == head
+    await client.runs.cancel(thread_id, run["run_id"])

@@ -21,7 +21,7 @@ from stepgraph.engine.admission import admit_next_run, base_run, submit_run
 from stepgraph.engine.cancellation import cancel_run
 from stepgraph.engine.completion import finish_run, park_run
 from stepgraph.engine.context import Context, current_context, set_context
-from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, RunsMissing, ThreadMissing
+from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, HeadConflict, RunsMissing, ThreadMissing
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.protocol import (
     CHANNELS,
@@ -34,7 +34,14 @@ from stepgraph.engine.protocol import (
 )
 from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
-from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.engine.state import (
+    bound_graph,
+    get_thread_state,
+    snapshot_to_wire,
+    state_config,
+    thread_graph,
+    update_thread_state,
+)
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "Context",
     "DocumentTooLarge",
     "Event",
+    "HeadConflict",
     "RunTranslator",
     "RunsMissing",
     "StepResult",
@@ -81,5 +89,6 @@ __all__ = [
     "thread_graph",
     "thread_ms",
     "thread_seq",
+    "update_thread_state",
     "user_fields",
 ]
