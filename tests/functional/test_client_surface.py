@@ -7,9 +7,15 @@ One local runtime (moto in-process, the real handlers) and one API instance for 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import ormsgpack
@@ -17,6 +23,9 @@ import pytest
 from harness import ApiThread
 from langgraph.checkpoint.serde.jsonplus import EXT_CONSTRUCTOR_POS_ARGS
 from langgraph_sdk import get_client
+from moto.dynamodb.responses import DynamoHandler
+from sample_events import _admitted_run
+from stepgraph.engine.ids import new_run_id
 from stepgraph.storage.checkpoints import keys
 from stepgraph_local.runtime import LocalRuntime, api_app
 
@@ -130,3 +139,112 @@ async def test_a_state_update_behind_a_queued_run_is_refused_and_writes_nothing(
     assert refused.value.response.status_code == 409
     assert (await client.threads.get_state(thread_id))["checkpoint"]["checkpoint_id"] == head
     await client.runs.cancel(thread_id, run["run_id"])
+
+
+# ---------------------------------------------------------------- error text
+ACCOUNT = "123456789012"
+ROLE = f"arn:aws:sts::{ACCOUNT}:assumed-role/stepgraph-StepFunctionRole-1A2B3C/stepgraph-StepFunction-4D5E6F"
+TABLE = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/stepgraph-CheckpointsTable-7G8H9I"
+DENIED = (
+    f"An error occurred (AccessDeniedException) when calling the PutItem operation: User: {ROLE} is not "
+    f"authorized to perform: dynamodb:PutItem on resource: {TABLE} because no identity-based policy allows "
+    "the dynamodb:PutItem action"
+)
+
+
+def _discloses_nothing(text: str) -> None:
+    for secret in ("arn:", ACCOUNT, "Traceback", 'File "', "stepgraph/engine"):
+        assert secret not in text, f"{secret!r} reached the client: {text}"
+
+
+async def test_a_graph_error_reaches_the_client_as_its_type_and_message(local):
+    _, api = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    expected = {"error": "ValueError", "message": "boom: this node always fails"}  # examples/graphs.py
+    assert await client.runs.wait(thread_id, "failing", input={"items": []}, raise_error=False) == {
+        "__error__": expected
+    }
+    (run,) = await client.runs.list(thread_id)
+    errors = [
+        p.data
+        async for p in client.runs.join_stream(thread_id, run["run_id"], last_event_id="-1")
+        if p.event == "error"
+    ]
+    assert errors == [expected]
+    state = await client.threads.get_state(thread_id)
+    (task,) = state["tasks"]
+    assert "ValueError" in task["error"] and "boom" in task["error"]
+    _discloses_nothing(json.dumps([errors, state]))
+
+
+async def test_a_step_failing_on_aws_tells_the_client_no_arn_account_or_traceback(local):
+    """Bug: when a step crashed on an AWS error past its retries, Finish stored the Lambda error's
+    message as the run's error: the run document, runs.join/wait and the stream's `error` event
+    showed the role and table ARNs, hence the account id. Now the message is redacted."""
+    runtime, api = local
+    client = get_client(url=api.url)
+    thread_id, run_id = str(uuid.uuid4()), new_run_id()
+    _admitted_run(runtime.ctx, thread_id, run_id, "chain", {"items": []})
+    # What the state machine's Catch hands Finish after the step's last retry: the Lambda error,
+    # with the ClientError's message and our stack trace in its cause.
+    cause = {
+        "errorMessage": DENIED,
+        "errorType": "ClientError",
+        "requestId": str(uuid.uuid4()),
+        "stackTrace": ['  File "/opt/python/stepgraph/engine/runner.py", line 312, in _run_supersteps\n'],
+    }
+    event = {
+        "run_id": run_id,
+        "thread_id": thread_id,
+        "outcome": "pending",
+        "error": {"Error": "ClientError", "Cause": json.dumps(cause)},
+    }
+    reply = runtime.aws.client("lambda").invoke(FunctionName="FinishFunction", Payload=json.dumps(event).encode())
+    assert "FunctionError" not in reply, reply["Payload"].read()
+
+    run = await client.runs.get(thread_id, run_id)
+    assert run["status"] == "error"
+    joined = await client.runs.join(thread_id, run_id)
+    streamed = [
+        p.data async for p in client.runs.join_stream(thread_id, run_id, last_event_id="-1") if p.event == "error"
+    ]
+    assert joined["__error__"]["error"] == "ClientError" and streamed == [joined["__error__"]]
+    assert "not authorized to perform: dynamodb:PutItem" in joined["__error__"]["message"]  # still says what
+    _discloses_nothing(json.dumps([run, joined, streamed]))
+
+
+async def test_an_aws_failure_in_the_api_is_a_500_with_an_id_and_the_details_in_the_log(local, caplog):
+    """Bug: an unexpected failure answered "An internal error occurred" with nothing to find it by;
+    now the detail carries an id, and the log line with that id has the traceback and the AWS error."""
+    _, api = local
+    thread_id = (await get_client(url=api.url).threads.create())["thread_id"]
+    denied = DENIED.replace("PutItem", "GetItem").replace("CheckpointsTable", "ThreadsTable")
+    caplog.set_level(logging.ERROR, logger="stepgraph.client_errors")
+    with _dynamodb_fails("GetItem", "ThreadsTable", "AccessDeniedException", denied):
+        response = httpx.get(f"{api.url}/threads/{thread_id}")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    _discloses_nothing(response.text)
+    match = re.fullmatch(r"Internal error \(id ([0-9a-f]{32})\)", detail)
+    assert match, detail
+    (record,) = [r for r in caplog.records if match.group(1) in r.getMessage()]
+    assert record.exc_info and ACCOUNT in str(record.exc_info[1])  # the operator's copy has it all
+
+
+@contextlib.contextmanager
+def _dynamodb_fails(operation: str, table: str, code: str, message: str) -> Iterator[None]:
+    """The emulated DynamoDB answers `code` to every `operation` on `table` (as faulty_aws.py
+    throttles): our client sees a real AWS error response, not a Python exception we raised."""
+    original = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        body = json.loads(self.body or "{}")
+        target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+        if target == operation and str(body.get("TableName", "")).endswith(table):
+            error = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+            return 400, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(error)
+        return original(self)
+
+    with mock.patch.object(DynamoHandler, "call_action", call_action):
+        yield

@@ -28,6 +28,7 @@ from stepgraph.api.schemas import (
     ThreadPrune,
     ThreadSearch,
 )
+from stepgraph.client_errors import redact
 from stepgraph.engine import (
     Context,
     HeadConflict,
@@ -255,7 +256,7 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
         raise HTTPException(409, "Thread state changed while it was being updated: read it and try again.") from None
     except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
         # An as_node the graph lacks, values its reducers cannot take: nothing was written.
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(400, redact(str(exc))) from None
     thread["state_updated_at"] = thread["updated_at"] = now_iso()
     ctx.threads.update_doc(thread_id, thread)
     # Unless a run took the thread since the commit (it sets the status itself).

@@ -21,9 +21,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
+from stepgraph.client_errors import error_payload
 from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
@@ -37,34 +37,8 @@ logger = logging.getLogger(__name__)
 
 # Stream modes a client may ask for → the LangGraph mode that produces them (plus "events").
 STREAM_MODES = GRAPH_MODES
-# Exception types whose message the peer passes to clients; others become a generic message.
-_PUBLIC_ERRORS = {
-    "ValueError",
-    "TypeError",
-    "KeyError",
-    "AttributeError",
-    "RuntimeError",
-    "RecursionError",
-    "TimeoutError",
-    "InvalidUpdateError",
-    "GraphBubbleUp",
-    "EmptyInputError",
-    "HTTPException",
-    "UserInterrupt",
-    "GraphRecursionError",
-}
-
-
 # The channel of LangGraph's write that records a task's exception (private in LangGraph 1.x).
 _ERROR_CHANNEL = "__error__"
-
-
-def error_payload(exc: BaseException) -> dict[str, str]:
-    name = type(exc).__name__
-    message = (
-        str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
-    )
-    return {"error": name, "message": message}
 
 
 @dataclass

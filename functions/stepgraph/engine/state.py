@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
 from stepgraph import serde
+from stepgraph.client_errors import redact
 from stepgraph.engine.context import Context
 from stepgraph.engine.graphs import CompiledGraph
 from stepgraph.storage import Fence, LeaseCondition
@@ -103,7 +104,7 @@ def snapshot_to_wire(snapshot: StateSnapshot) -> dict[str, Any]:
                 "id": task.id,
                 "name": task.name,
                 "path": list(task.path),
-                "error": repr(task.error) if task.error else None,
+                "error": redact(repr(task.error)) if task.error else None,
                 "interrupts": serde.to_jsonable(list(task.interrupts)),
                 "checkpoint": _checkpoint_ref(task.state) if isinstance(task.state, dict) else None,
                 "state": snapshot_to_wire(task.state) if isinstance(task.state, StateSnapshot) else None,
