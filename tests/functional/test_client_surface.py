@@ -29,10 +29,13 @@ from stepgraph.engine.ids import new_run_id
 from stepgraph.storage.checkpoints import keys
 from stepgraph_local.runtime import LocalRuntime, api_app
 
+GRAPHS = Path(__file__).resolve().parents[1] / "graphs" / "surface.json"
+
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[tuple[LocalRuntime, ApiThread]]:
-    runtime = LocalRuntime(step_mode="strict").start()
+    # Strict steps: each superstep is its own Step invocation, which reloads the checkpoint.
+    runtime = LocalRuntime(config_path=GRAPHS, step_mode="strict").start()
     api = ApiThread(api_app(runtime.ctx))
     yield runtime, api
     api.stop()
@@ -88,6 +91,18 @@ async def test_a_checkpoint_naming_an_arbitrary_callable_is_refused(local, tmp_p
     assert not marker.exists()
     # The checkpoints around it load as usual: LangGraph's own types and the graph's state.
     assert [h["values"].get("items") for h in history[1:3]] == [["x", "a", "b"], ["x", "a"]]
+
+
+async def test_the_graphs_own_state_types_still_load_in_strict_mode(local):
+    """The other half: a user's pydantic model in the state revives as itself, in the step that
+    reloads the thread (tests/graphs/typed_state.py reads `doc.text`) and in the API's reads."""
+    _, api = local
+    client = get_client(url=api.url)
+    thread_id = (await client.threads.create())["thread_id"]
+    values = await client.runs.wait(thread_id, "typed", input={"seen": []})
+    assert values == {"doc": {"text": "hello typed world", "words": 3}, "seen": ["Doc"]}
+    history = await client.threads.get_history(thread_id, limit=10)
+    assert [h["values"].get("doc", {}).get("words") for h in history[:2]] == [3, 0]
 
 
 # ---------------------------------------------------------------- fenced update_state

@@ -12,7 +12,7 @@ from langgraph.types import StateSnapshot
 from stepgraph import serde
 from stepgraph.client_errors import redact
 from stepgraph.engine.context import Context
-from stepgraph.engine.graphs import CompiledGraph
+from stepgraph.engine.graphs import CompiledGraph, with_checkpointer
 from stepgraph.storage import Fence, LeaseCondition
 
 # An update's checkpoints wait in memory for one commit (never for this long: it commits at once).
@@ -26,7 +26,7 @@ def thread_graph(ctx: Context, thread: dict[str, Any]) -> str | None:
 
 
 def bound_graph(ctx: Context, graph_id: str) -> CompiledGraph:
-    return ctx.graphs.get(graph_id).copy(update={"checkpointer": ctx.checkpointer})
+    return with_checkpointer(ctx.graphs.get(graph_id), ctx.checkpointer)
 
 
 def state_config(thread_id: str, checkpoint: dict[str, Any] | None = None) -> RunnableConfig:
@@ -74,7 +74,7 @@ def update_thread_state(
     )
     head = ctx.checkpointer.head(thread_id)
     saver = ctx.checkpointer.fenced(Fence(head, lease=idle, linger_seconds=_UPDATE_LINGER_SECONDS))
-    graph = ctx.graphs.get(graph_id).copy(update={"checkpointer": saver})
+    graph = with_checkpointer(ctx.graphs.get(graph_id), saver)
     try:
         config = graph.update_state(state_config(thread_id, checkpoint), values, as_node=as_node)
         saver.commit()
