@@ -326,7 +326,13 @@ class LocalAWS:
         kwargs: dict[str, Any] = {"Bucket": name}
         if self.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-        self.client("s3").create_bucket(**kwargs)
+        s3 = self.client("s3")
+        s3.create_bucket(**kwargs)
+        rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
+        if rules:  # stored, as on AWS (moto expires nothing): the suite reads them back
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=name, LifecycleConfiguration={"Rules": [_lifecycle_rule(rule) for rule in rules]}
+            )
         self.resources[logical_id] = name
         self._attrs[logical_id] = {
             "Arn": f"arn:aws:s3:::{name}",
@@ -614,3 +620,12 @@ def _pending_task_tokens(account_id: str, region: str, execution_arns: set[str])
             pool = getattr(getattr(env, "callback_pool_manager", None), "_pool", {})
             tokens += [token for token, endpoint in list(pool.items()) if endpoint.get_outcome() is None]
     return tokens
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule (the properties the template uses) in the S3 API's shape."""
+    out: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule["Status"]}
+    out["Filter"] = {"Prefix": rule.get("Prefix", "")}
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    return out

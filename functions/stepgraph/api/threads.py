@@ -6,6 +6,7 @@ Each route asks the user's authorization (`threads.create`, `read`, `update`, `d
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stepgraph import engine, serde
 from stepgraph.api.auth import access_of
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, page_of_listing, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import (
     CheckpointRequest,
@@ -124,21 +125,43 @@ def _search_filters(request: Request, body: ThreadSearch) -> dict[str, Any] | No
     return access_of(request).authorize("threads", "search", value)
 
 
+def _matching(
+    ctx: Context, body: ThreadSearch, filters: dict[str, Any] | None, page: int = 0
+) -> Iterator[dict[str, Any]]:
+    """The threads a search finds (its `values` aside), newest first (`sort_order` asc: oldest),
+    from the listing index (`page` items a request), or by id: no search scans the table."""
+    if body.ids:
+        found: Iterable[dict[str, Any] | None] = (ctx.threads.get(i) for i in dict.fromkeys(body.ids))
+    else:
+        found = ctx.threads.listed(newest_first=(body.sort_order or "desc") == "desc", page=page)
+    for t in found:
+        if (
+            t is not None
+            and (body.status is None or t.get("status") == body.status)
+            and metadata_matches(t.get("metadata"), body.metadata)
+            and matches_filter(t.get("metadata"), filters)
+        ):
+            yield t
+
+
+def _every_thread(body: ThreadSearch, filters: dict[str, Any] | None) -> bool:
+    """The search's criteria hold for every thread: the index can count and page it unread."""
+    return not (body.ids or body.status is not None or body.metadata or filters)
+
+
 @router.post("/threads/search")
 def search_threads(body: ThreadSearch, request: Request, response: Response) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
     filters = _search_filters(request, body)
-    ids = set(body.ids or [])
-    items = [
-        t
-        for t in ctx.threads.all()
-        if (not ids or t["thread_id"] in ids)
-        and (body.status is None or t.get("status") == body.status)
-        and metadata_matches(t.get("metadata"), body.metadata)
-        and matches_filter(t.get("metadata"), filters)
-    ]
-    sort_items(items, body.sort_by, body.sort_order, "created_at")
-    wired = [thread_to_wire(ctx, t) for t in paginate(response, items, body.offset, body.limit)]
+    if (body.sort_by or "created_at") == "created_at" and _every_thread(body, filters):
+        # The index's own order: read only as far as the page.
+        listing = _matching(ctx, body, filters, page=body.offset + body.limit)
+        page = page_of_listing(response, listing, ctx.threads.count(), body.offset, body.limit)
+    else:
+        items = list(_matching(ctx, body, filters))
+        sort_items(items, body.sort_by, body.sort_order, "created_at")
+        page = paginate(response, items, body.offset, body.limit)
+    wired = [thread_to_wire(ctx, t) for t in page]
     if body.values:
         wired = [t for t in wired if metadata_matches(t.get("values"), body.values)]
     return wired
@@ -148,13 +171,10 @@ def search_threads(body: ThreadSearch, request: Request, response: Response) -> 
 def count_threads(body: ThreadSearch, request: Request) -> int:
     ctx = ctx_of(request)
     filters = _search_filters(request, body)
-    return sum(
-        1
-        for t in ctx.threads.all()
-        if (body.status is None or t.get("status") == body.status)
-        and metadata_matches(t.get("metadata"), body.metadata)
-        and matches_filter(t.get("metadata"), filters)
-    )
+    body = body.model_copy(update={"ids": None})  # as before: count ignores ids
+    if _every_thread(body, filters):
+        return ctx.threads.count()
+    return sum(1 for _ in _matching(ctx, body, filters))
 
 
 def _deletable(request: Request, thread_ids: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ def _cancel_unleased(ctx: Context, run: dict[str, Any], rollback: bool) -> dict[
         raise _Moved from None
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})
     if rollback:
-        ctx.checkpointer.delete_for_runs([run_id])
+        ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
         ctx.runs.delete(thread_id, run_id)
         return None
     return {**run, "status": RunStatus.INTERRUPTED}
@@ -129,7 +129,7 @@ def _release_parked(ctx: Context, run: dict[str, Any]) -> None:
 def complete_rollback(ctx: Context, thread_id: str, run_id: str) -> None:
     """Delete a rolled-back run and everything it wrote, then free the thread it held under the
     rollback marker. Idempotent: dispatch finishes a rollback whose canceller died."""
-    ctx.checkpointer.delete_for_runs([run_id])
+    ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
     ctx.runs.delete(thread_id, run_id)
     ctx.events.delete_run(run_id)
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})  # a reader still tailing the run ends

@@ -67,6 +67,9 @@ CORS_KEYS = {
     "max_age",
 }
 
+# `http.disable_<surface>` keys stepgraph honours.
+DISABLE_KEYS = ("disable_mcp", "disable_a2a")
+
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 
@@ -135,6 +138,8 @@ class GraphRegistry:
     auth_ref: str | None = None
     # `http.cors`: CORSMiddleware's arguments; None, no CORS headers at all.
     cors: dict[str, Any] | None = None
+    # `http.disable_mcp` / `http.disable_a2a`: the protocol surfaces the API does not serve.
+    disabled: frozenset[str] = frozenset()
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -154,6 +159,7 @@ class GraphRegistry:
             logger.warning("langgraph.json key %r is not supported yet by stepgraph; ignored", key)
         auth_ref = _auth_ref(path, config.get("auth"))
         cors = _cors(path, config.get("http"))
+        disabled = _disabled(path, config.get("http"))
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
@@ -165,7 +171,7 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors)
+        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, disabled=disabled)
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
@@ -302,7 +308,7 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(http, dict):
         raise ConfigError(f"{path}: 'http' must be an object")
-    for key in sorted(set(http) - {"cors"}):
+    for key in sorted(set(http) - {"cors", *DISABLE_KEYS}):
         logger.warning("langgraph.json key 'http.%s' is not supported yet by stepgraph; ignored", key)
     cors = http.get("cors")
     if cors is None:
@@ -313,6 +319,16 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
     if unknown:
         raise ConfigError(f"{path}: 'http.cors' takes {', '.join(sorted(CORS_KEYS))}; not {', '.join(sorted(unknown))}")
     return dict(cors)
+
+
+def _disabled(path: Path, http: Any) -> frozenset[str]:
+    """The surfaces `http.disable_<name>: true` removes (`mcp`, `a2a`)."""
+    if not isinstance(http, dict):
+        return frozenset()
+    for key in DISABLE_KEYS:
+        if not isinstance(http.get(key, False), bool):
+            raise ConfigError(f"{path}: 'http.{key}' must be true or false")
+    return frozenset(key.removeprefix("disable_") for key in DISABLE_KEYS if http.get(key))
 
 
 def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
 from stepgraph.storage.dynamo import Item, contended, paginate, s, transact, update_if
 from stepgraph.storage.errors import Conflict, ThreadMissing
-from stepgraph.storage.runs import PENDING_INDEX_ATTRIBUTES
+from stepgraph.storage.runs import INFLIGHT_ATTRIBUTE, PENDING_INDEX_ATTRIBUTES, inflight_attribute
 from stepgraph.vocabulary import AwsError, RunStatus, ThreadStatus
 
 __all__ = ["PENDING_INDEX", "QueueState", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
@@ -99,6 +99,7 @@ class ThreadQueue:
             **self._run_key(thread_id, run_id),
             "pending_shard": s(_shard(thread_id)),
             "pending_due": {"N": str(entry_due_ms(entry))},
+            **inflight_attribute(run_id),
         }
         cond = "attribute_exists(thread_id) AND " + ("tail = :tail" if tail else "attribute_not_exists(tail)")
         if reject:
@@ -177,7 +178,9 @@ class ThreadQueue:
 
     def _interrupt_run(self, thread_id: str, run_id: str, *, was: RunStatus) -> Item:
         """The transaction item that ends a run `interrupted` if its status is still `was`."""
-        leave_index = f" REMOVE {_INDEXED}" if was == RunStatus.PENDING else ""
+        leave_index = (
+            f" REMOVE {_INDEXED}, {INFLIGHT_ATTRIBUTE}" if was == RunStatus.PENDING else f" REMOVE {INFLIGHT_ATTRIBUTE}"
+        )
         return {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
