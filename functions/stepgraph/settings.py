@@ -84,11 +84,18 @@ class Settings:
     threads_table: str = "ThreadsTable"
     runs_table: str = "RunsTable"
     events_table: str = "EventsTable"
+    crons_table: str = "CronsTable"
     spill_bucket: str = "spill"
     run_queue_url: str = ""
     state_machine_arn: str = ""
     # Rings a thread's doorbell after a wait: how a run created with after_seconds gets admitted.
     delay_state_machine_arn: str = ""
+    # Crons: each is a schedule of this EventBridge Scheduler group, whose target (the cron
+    # function) EventBridge invokes as this role: what the API arms schedules with. The cron
+    # function re-arms with the schedule's own (it cannot be named in its own environment).
+    schedule_group: str = "default"
+    cron_function_arn: str = ""
+    scheduler_role_arn: str = ""
     config_path: str = "langgraph.json"
     step_mode: str = "batched"  # "strict": one superstep per Step invocation
     step_budget_ms: int = 10_000
@@ -131,6 +138,10 @@ class Settings:
             threads_table=_env("THREADS_TABLE", cls.threads_table),
             runs_table=_env("RUNS_TABLE", cls.runs_table),
             events_table=_env("EVENTS_TABLE", cls.events_table),
+            crons_table=_env("CRONS_TABLE", cls.crons_table),
+            schedule_group=_env("SCHEDULE_GROUP", cls.schedule_group),
+            cron_function_arn=_env("CRON_FUNCTION_ARN"),
+            scheduler_role_arn=_env("SCHEDULER_ROLE_ARN"),
             spill_bucket=_env("SPILL_BUCKET", cls.spill_bucket),
             run_queue_url=_env("RUN_QUEUE_URL"),
             state_machine_arn=_env("STATE_MACHINE_ARN"),
@@ -215,3 +226,4 @@ class Clients:
     sqs = _Service("sqs")
     sfn = _Service("stepfunctions")
     secretsmanager = _Service("secretsmanager")
+    scheduler = _Service("scheduler")

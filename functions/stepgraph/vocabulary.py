@@ -101,6 +101,7 @@ class AwsError(StrEnum):
     EXECUTION_ALREADY_EXISTS = "ExecutionAlreadyExists"
     EXECUTION_DOES_NOT_EXIST = "ExecutionDoesNotExist"
     NO_SUCH_KEY = "NoSuchKey"
+    RESOURCE_NOT_FOUND = "ResourceNotFoundException"  # EventBridge Scheduler: no such schedule
 
 
 def error_code(exc: ClientError) -> str:

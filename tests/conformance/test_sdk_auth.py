@@ -4,7 +4,8 @@ filters reads: through langgraph-sdk, user B finds none of user A's threads, run
 history (404, as missing ones), counts none of them, and the graph of a run sees the user that
 created it in each of its Step invocations (strict mode: one node per invocation).
 
-Crons and the store, when served, belong in `test_each_user_sees_only_their_own`.
+Crons are there too (`@auth.on.crons`); the store, when served, belongs in
+`test_each_user_sees_only_their_own`.
 """
 
 from __future__ import annotations
@@ -113,6 +114,26 @@ async def test_each_user_sees_only_their_own(auth_server):
     metadata = (await a.threads.get(thread_id))["metadata"]
     assert (metadata["owner"], metadata["topic"]) == ("user-a", "secret")
     assert [r["run_id"] for r in await a.runs.list(thread_id)] == [run_id]
+
+    # Crons: stamped with their owner by `@auth.on.crons.create`, filtered by `@auth.on.crons`.
+    b_crons = await b.crons.count()
+    on_thread = await a.crons.create_for_thread(thread_id, "who", schedule="0 9 1 1 *", metadata={"owner": "user-b"})
+    stateless = await a.crons.create("who", schedule="0 9 1 1 *", metadata={"topic": "secret"})
+    assert on_thread["metadata"] == {"owner": "user-a"} and on_thread["user_id"] == "user-a"
+    mine = {on_thread["cron_id"], stateless["cron_id"]}
+    for cron_id in mine:
+        assert await status_of(b.crons.update(cron_id, enabled=False)) == 404, "user B changed user A's cron"
+        assert await status_of(b.crons.delete(cron_id)) == 404, "user B deleted user A's cron"
+    assert mine.isdisjoint(c["cron_id"] for c in await b.crons.search(limit=1000))
+    assert await b.crons.search(thread_id=thread_id) == [] and await b.crons.count(thread_id=thread_id) == 0
+    assert await b.crons.count() == b_crons
+    # ... nor put a cron on A's thread: each fire would be a run there.
+    assert await status_of(b.crons.create_for_thread(thread_id, "who", schedule="0 9 1 1 *")) == 404
+    assert {c["cron_id"] for c in await a.crons.search(limit=1000)} >= mine
+    assert await a.crons.count(metadata={"topic": "secret"}) == 1
+    assert (await a.crons.update(stateless["cron_id"], enabled=False))["enabled"] is False
+    for cron_id in mine:
+        await a.crons.delete(cron_id)
 
 
 async def test_the_graph_runs_as_the_user_who_created_the_run(auth_server):

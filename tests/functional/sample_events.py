@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from stepgraph.api.threads import new_thread
-from stepgraph.engine import Context, base_run
+from stepgraph.engine import Context, base_run, create_cron
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.ids import new_run_id
 from stepgraph.storage import END
@@ -217,6 +217,39 @@ def sweeper(stage: Stage) -> None:
     assert _values(stage.ctx, thread_id)["items"] == ["late", "a", "b", "c"]
 
 
+def cron(stage: Stage) -> None:
+    """A thread cron's schedule fires (EventBridge Scheduler delivers the schedule's Input): the
+    cron's run is queued on its thread and succeeds, its next fire is armed, and the same fire
+    delivered again creates no second run."""
+    event = sample_event("cron")
+    thread_id = str(uuid.uuid4())
+    new_thread(stage.ctx, thread_id, {})
+    cron = create_cron(
+        stage.ctx,
+        {
+            "cron_id": event["cron_id"],
+            "assistant_id": system_assistant_id("chain"),
+            "thread_id": thread_id,
+            "schedule": "43 19 * * *",
+            "timezone": None,
+            "end_time": None,
+            "enabled": True,
+            "metadata": {},
+            "payload": {"input": {"items": ["cron"]}, "multitask_strategy": "enqueue"},
+        },
+    )
+    # As if armed the day before: this fire is the one it waits for.
+    stage.ctx.crons.replace({**cron, "next_run_date": event["fire_at"]})
+    fired = stage.invoke("cron", event)
+    assert fired["thread_id"] == thread_id, fired
+    assert _ended(stage.ctx, thread_id, fired["run_id"])["status"] == "success"
+    assert _values(stage.ctx, thread_id)["items"] == ["cron", "a", "b", "c"]
+    assert stage.invoke("cron", event) == {"skipped": "duplicate", **fired}
+    assert [r["run_id"] for r in stage.ctx.runs.list(thread_id)] == [fired["run_id"]]
+    armed = stage.ctx.crons.get(event["cron_id"])
+    assert armed is not None and armed["next_run_date"] > event["fire_at"]
+
+
 SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "api": api,
     "dispatch": dispatch,
@@ -225,4 +258,5 @@ SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "finish": finish,
     "reaper": reaper,
     "sweeper": sweeper,
+    "cron": cron,
 }

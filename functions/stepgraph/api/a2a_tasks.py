@@ -553,7 +553,8 @@ async def _follow(ctx: Context, task_id: str, run: dict[str, Any], announce: boo
 
 def _list_tasks(request: Request, assistant: dict[str, Any], params: ListTasksRequest) -> ListTasksResponse:
     """This assistant's tasks the user may read, newest first: of one context, or of every thread
-    its graph ran on (a scan of the threads: fine for a listing, not for a hot path)."""
+    its graph ran on (every thread, read from the threads' listing index: fine for a listing, not
+    for a hot path)."""
     ctx = ctx_of(request)
     try:
         offset = int(params.page_token or 0)

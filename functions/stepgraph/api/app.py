@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stepgraph.api import a2a, assistants, protocol, runs, thread_stream, threads
+from stepgraph.api import a2a, assistants, crons, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
 from stepgraph.client_errors import internal_error
@@ -111,7 +111,7 @@ def create_app(ctx: Context) -> FastAPI:
         return {
             "version": _version("stepgraph"),
             "langgraph_py_version": _version("langgraph"),
-            "flags": {"assistants": True, "crons": False, "langsmith": False, "langsmith_tracing_replicas": False},
+            "flags": {"assistants": True, "crons": True, "langsmith": False, "langsmith_tracing_replicas": False},
             "host": {"kind": "stepgraph", "project_id": None, "revision_id": None, "tenant_id": None},
             "step_mode": ctx.settings.step_mode,
         }
@@ -137,6 +137,7 @@ def create_app(ctx: Context) -> FastAPI:
         app.router.routes.append(Route("/mcp", _ImportedOnFirstRequest(_mcp_endpoint), include_in_schema=False))
     app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(crons.router)  # before runs: /runs/crons/... are not runs
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)

@@ -8,6 +8,7 @@ what this module exports; the rooms behind it:
 - `handover`: a long run goes on in a fresh execution before the execution's history cap
 - `recovery`: the reaper (an execution that ended without Finish) and the lost-doorbell sweeper
 - `cancellation`: cancel and rollback
+- `crons`: crons and their fires (`crontime`: when; `schedules`: EventBridge Scheduler)
 - `deadlines`: a parked run's human-input deadline
 - `lease`: who holds a thread and the status it settles to
 - `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
@@ -21,6 +22,8 @@ from stepgraph.engine.admission import admit_next_run, base_run, submit_run
 from stepgraph.engine.cancellation import cancel_run
 from stepgraph.engine.completion import finish_run, park_run
 from stepgraph.engine.context import Context, current_context, set_context
+from stepgraph.engine.crons import RUN_FIELDS, create_cron, cron_active, delete_cron, fire_cron, update_cron
+from stepgraph.engine.crontime import InvalidSchedule, check_schedule, next_fire
 from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, HeadConflict, RunsMissing, ThreadMissing
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.protocol import (
@@ -48,6 +51,7 @@ __all__ = [
     "CHANNELS",
     "END",
     "END_SEQ",
+    "RUN_FIELDS",
     "RUN_STREAM_MODES",
     "AuthUser",
     "ConfigError",
@@ -56,6 +60,7 @@ __all__ = [
     "DocumentTooLarge",
     "Event",
     "HeadConflict",
+    "InvalidSchedule",
     "RunTranslator",
     "RunsMissing",
     "StepResult",
@@ -66,13 +71,19 @@ __all__ = [
     "cancel_run",
     "cancel_runs",
     "check_document_size",
+    "check_schedule",
+    "create_cron",
+    "cron_active",
     "current_context",
+    "delete_cron",
     "delete_thread",
     "finish_run",
+    "fire_cron",
     "get_thread_state",
     "matches",
     "matches_filter",
     "metadata_filter",
+    "next_fire",
     "now_iso",
     "park_run",
     "prune_threads",
@@ -89,6 +100,7 @@ __all__ = [
     "thread_graph",
     "thread_ms",
     "thread_seq",
+    "update_cron",
     "update_thread_state",
     "user_fields",
 ]

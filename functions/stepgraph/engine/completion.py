@@ -70,6 +70,11 @@ def finish_run(
     ctx.events.end(run_id, {"status": status})
     if waiting:
         ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
+    if run.get("cron_id") and run.get("kwargs", {}).get("on_completion") == "delete":
+        # A stateless cron's run (on_run_completed "delete", the default): its thread goes with it.
+        from stepgraph.engine.admin import delete_thread  # admin cancels runs: cancellation imports us
+
+        delete_thread(ctx, thread_id, with_crons=False)
     return {"resume_run_id": None}
 
 
