@@ -25,7 +25,7 @@ from stepgraph.engine.completion import finish_run, park_run
 from stepgraph.engine.context import Context, current_context, set_context
 from stepgraph.engine.crons import RUN_FIELDS, create_cron, cron_active, delete_cron, fire_cron, update_cron
 from stepgraph.engine.crontime import InvalidSchedule, check_schedule, next_fire
-from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, RunsMissing, ThreadMissing
+from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, HeadConflict, RunsMissing, ThreadMissing
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.protocol import (
     CHANNELS,
@@ -38,7 +38,14 @@ from stepgraph.engine.protocol import (
 )
 from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
-from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.engine.state import (
+    bound_graph,
+    get_thread_state,
+    snapshot_to_wire,
+    state_config,
+    thread_graph,
+    update_thread_state,
+)
 from stepgraph.engine.webhooks import WebhookConfig, deliver_webhook, sign_webhook
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
@@ -54,6 +61,7 @@ __all__ = [
     "Context",
     "DocumentTooLarge",
     "Event",
+    "HeadConflict",
     "InvalidSchedule",
     "RunTranslator",
     "RunsMissing",
@@ -98,5 +106,6 @@ __all__ = [
     "thread_ms",
     "thread_seq",
     "update_cron",
+    "update_thread_state",
     "user_fields",
 ]
