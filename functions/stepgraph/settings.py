@@ -84,6 +84,7 @@ class Settings:
     threads_table: str = "ThreadsTable"
     runs_table: str = "RunsTable"
     events_table: str = "EventsTable"
+    store_table: str = "StoreTable"  # the long-term store (storage/store.py)
     spill_bucket: str = "spill"
     run_queue_url: str = ""
     state_machine_arn: str = ""
@@ -131,6 +132,7 @@ class Settings:
             threads_table=_env("THREADS_TABLE", cls.threads_table),
             runs_table=_env("RUNS_TABLE", cls.runs_table),
             events_table=_env("EVENTS_TABLE", cls.events_table),
+            store_table=_env("STORE_TABLE", cls.store_table),
             spill_bucket=_env("SPILL_BUCKET", cls.spill_bucket),
             run_queue_url=_env("RUN_QUEUE_URL"),
             state_machine_arn=_env("STATE_MACHINE_ARN"),
