@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from langgraph.store.base import GetOp, InvalidNamespaceError, ListNamespacesOp, MatchCondition, PutOp, SearchOp
 from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
 from stepgraph.storage import DynamoDBStore
 from stepgraph_local.template import TEMPLATE, load_template
 
@@ -34,24 +36,40 @@ def letters(texts: list[str]) -> list[list[float]]:
     return [[float(t.lower().count(chr(ord("a") + i))) for i in range(26)] for t in texts]
 
 
+@pytest.fixture(scope="module")
+def moto() -> Iterator[tuple[Any, Any]]:
+    # One emulated account for the module (starting moto costs more than the tests); each test
+    # gets a table and a bucket of its own.
+    with pytest.MonkeyPatch.context() as patch:
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            patch.setenv(var, "testing")
+        with mock_aws():
+            yield boto3.client("dynamodb", region_name=REGION), boto3.client("s3", region_name=REGION)
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name=REGION)
-        s3 = boto3.client("s3", region_name=REGION)
-        props = load_template(TEMPLATE)["Resources"]["StoreTable"]["Properties"]
-        ddb.create_table(
-            TableName=TABLE,
-            BillingMode=props["BillingMode"],
-            KeySchema=props["KeySchema"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        calls: list[str] = []
-        ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
-        yield ddb, s3, calls
+def aws(moto: tuple[Any, Any]) -> Iterator[Any]:
+    ddb, s3 = moto
+    props = load_template(TEMPLATE)["Resources"]["StoreTable"]["Properties"]
+    ddb.create_table(
+        TableName=TABLE,
+        BillingMode=props["BillingMode"],
+        KeySchema=props["KeySchema"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+    )
+    s3.create_bucket(Bucket=BUCKET)
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    ddb.meta.events.register("before-call.dynamodb", record)
+    yield ddb, s3, calls
+    ddb.meta.events.unregister("before-call.dynamodb", record)
+    ddb.delete_table(TableName=TABLE)
+    for key in objects((ddb, s3)):
+        s3.delete_object(Bucket=BUCKET, Key=key)
+    s3.delete_bucket(Bucket=BUCKET)
 
 
 @pytest.fixture
@@ -97,13 +115,15 @@ def test_put_get_update_delete(aws, clock):
 
 def test_search_by_prefix_and_filter_with_queries_only(aws, clock):
     store = make_store(aws, clock)
-    for i, (ns, score) in enumerate([(("docs", "a"), 1), (("docs", "a", "x"), 5), (("docs", "ab"), 9), (("other",), 7)]):
+    puts = [(("docs", "a"), 1), (("docs", "a", "x"), 5), (("docs", "ab"), 9), (("other",), 7)]
+    for i, (ns, score) in enumerate(puts):
         clock.now += 1
         store.put(ns, f"k{i}", {"score": score, "tag": "t" if score > 2 else "u", "meta": {"lang": "en"}})
     calls = aws[2]
     calls.clear()
     under_a = store.search(("docs", "a"))
-    assert [(i.namespace, i.key) for i in under_a] == [(("docs", "a", "x"), "k1"), (("docs", "a"), "k0")]  # newest first
+    # newest first
+    assert [(i.namespace, i.key) for i in under_a] == [(("docs", "a", "x"), "k1"), (("docs", "a"), "k0")]
     assert {i.key for i in store.search(("docs",))} == {"k0", "k1", "k2"}
     assert {i.key for i in store.search(())} == {"k0", "k1", "k2", "k3"}
     assert [i.key for i in store.search(("docs",), filter={"score": {"$gt": 1, "$lte": 5}})] == ["k1"]
@@ -136,7 +156,18 @@ def test_list_namespaces(aws, clock):
     assert ("b", "c") in store.list_namespaces()  # deleting nothing there changes nothing
 
 
-def test_racing_puts_and_deletes_keep_namespace_listing_true(aws, clock):
+def test_racing_puts_and_deletes_keep_namespace_listing_true(aws, clock, monkeypatch):
+    # moto applies a transaction with no lock (and rolls back by restoring a snapshot of the
+    # table); DynamoDB serializes the writes to an item. One lock models that.
+    lock = threading.RLock()
+    for name in ("transact_write_items", "put_item", "update_item", "delete_item"):
+        original = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
     store = make_store(aws, clock)
     ns = ("race",)
     barrier = threading.Barrier(4)

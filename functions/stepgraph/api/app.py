@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from stepgraph.api import assistants, protocol, runs, thread_stream, threads
+from stepgraph.api import assistants, protocol, runs, store, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
@@ -116,5 +116,6 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
+    app.include_router(store.router)
     install_auth(app, ctx)
     return app

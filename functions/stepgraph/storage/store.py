@@ -46,6 +46,7 @@ from urllib.parse import quote
 import orjson
 from langgraph.store.base import (
     BaseStore,
+    Embeddings,
     GetOp,
     IndexConfig,
     Item,
@@ -62,7 +63,6 @@ from langgraph.store.base import (
     tokenize_path,
     validate_op_namespace,
 )
-from langgraph.store.base.embed import Embeddings
 
 from stepgraph.storage.dynamo import Item as DynamoItem
 from stepgraph.storage.dynamo import contended, paginate, s, transact
@@ -290,7 +290,7 @@ class DynamoDBStore(BaseStore):
             if stored.expired(now_ms):
                 continue
             value = self._value(stored)
-            if op.filter and not all(_matches(value.get(k), v) for k, v in op.filter.items()):
+            if op.filter and not _passes(value, op.filter):
                 continue
             candidates.append((stored, value))
         scored: list[tuple[float | None, _Stored, dict[str, Any]]]
@@ -412,10 +412,11 @@ class DynamoDBStore(BaseStore):
             marker["ConditionExpression"] = (
                 "attribute_not_exists(pinned) AND (attribute_not_exists(expires_ms) OR expires_ms < :ms)"
             )
-            values.update({":at": _expiry(expires_ms)["expires_at"], ":ms": _expiry(expires_ms)["expires_ms"]})
+            values.update(_values(_expiry(expires_ms)))
         marker["ExpressionAttributeValues"] = values
         codes = transact(self.dynamodb, [{"Put": put}, {"Update": marker}])
-        if expires_ms is not None and codes[1:] == [AwsError.CONDITION_FAILED] and codes[0] != AwsError.CONDITION_FAILED:
+        marker_only = codes[1:] == [AwsError.CONDITION_FAILED] and codes[0] != AwsError.CONDITION_FAILED
+        if expires_ms is not None and marker_only:
             # The marker already outlives this item (or never expires): only its version moves.
             del marker["ConditionExpression"]
             marker["UpdateExpression"] = "SET ns = :ns ADD v :one"
@@ -435,14 +436,14 @@ class DynamoDBStore(BaseStore):
                 Key=item_key(stored.namespace, stored.key),
                 UpdateExpression="SET expires_at = :at, expires_ms = :ms",
                 ConditionExpression="rev = :rev",
-                ExpressionAttributeValues={":at": expiry["expires_at"], ":ms": expiry["expires_ms"], ":rev": s(stored.rev)},
+                ExpressionAttributeValues={**_values(expiry), ":rev": s(stored.rev)},
             )
             self.dynamodb.update_item(
                 TableName=self.table,
                 Key=namespace_key(stored.namespace),
                 UpdateExpression="SET expires_at = :at, expires_ms = :ms",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(pinned) AND expires_ms < :ms",
-                ExpressionAttributeValues={":at": expiry["expires_at"], ":ms": expiry["expires_ms"]},
+                ExpressionAttributeValues=_values(expiry),
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             # Put or deleted since it was read (the new version has its own TTL), or the namespace
@@ -500,6 +501,10 @@ def _expiry(expires_ms: float) -> dict[str, dict[str, str]]:
     return {"expires_at": {"N": str(math.ceil(expires_ms / 1000))}, "expires_ms": {"N": repr(float(expires_ms))}}
 
 
+def _values(expiry: dict[str, dict[str, str]]) -> DynamoItem:
+    return {":at": expiry["expires_at"], ":ms": expiry["expires_ms"]}
+
+
 def _best_score(query: list[float], vectors: list[list[float]]) -> float | None:
     """The best cosine similarity of any of an item's field vectors (None: it has none)."""
     if not vectors:
@@ -528,7 +533,21 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "$gte": lambda a, b: float(a) >= float(b),
     "$lt": lambda a, b: float(a) < float(b),
     "$lte": lambda a, b: float(a) <= float(b),
+    # Beyond LangGraph's stores: what an auth handler's filter may hold (`@auth.on.store`).
+    "$contains": lambda a, b: isinstance(a, list) and all(x in a for x in (b if isinstance(b, list) else [b])),
 }
+
+
+def _passes(value: dict[str, Any], filter: dict[str, Any]) -> bool:
+    """Whether a value passes a search filter: every field's condition, and each of `$and`'s
+    filters (how the API adds an auth handler's filter to the caller's)."""
+    for field, condition in filter.items():
+        if field == "$and":
+            if not all(_passes(value, f) for f in condition):
+                return False
+        elif not _matches(value.get(field), condition):
+            return False
+    return True
 
 
 def _matches(held: Any, wanted: Any) -> bool:
