@@ -61,6 +61,12 @@ async def test_items_through_the_api(store_server):
     assert (await client.store.list_namespaces(prefix=[root], max_depth=2))["namespaces"] == [[root, "a"], [root, "ab"]]
     assert (await client.store.list_namespaces(prefix=[root], suffix=["deep"]))["namespaces"] == [[root, "a", "deep"]]
 
+    # A value over DynamoDB's item limit is kept (in S3) and read back whole.
+    big = {"text": "x" * 420_000}
+    await client.store.put_item([root, "big"], "k", big)
+    assert (await client.store.get_item([root, "big"], "k"))["value"] == big
+    await client.store.delete_item([root, "big"], "k")
+
     await client.store.delete_item([root, "a", "deep"], "k2")
     assert await client.store.get_item([root, "a", "deep"], "k2") is None
     assert [root, "a", "deep"] not in (await client.store.list_namespaces(prefix=[root]))["namespaces"]
@@ -72,6 +78,8 @@ async def test_items_through_the_api(store_server):
             {"namespace": [root, "x.y"], "key": "k", "value": {}},
             {"namespace": [], "key": "k", "value": {}},
             {"namespace": ["langgraph"], "key": "k", "value": {}},
+            {"namespace": [root], "key": "k" * 1100, "value": {}},  # over DynamoDB's sort key
+            {"namespace": [root], "key": "k", "value": {}, "ttl": -1},
         ):
             refused = await http.put("/store/items", json=body)
             assert refused.status_code == 422 and "detail" in refused.json(), body

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from langgraph.store.base import InvalidNamespaceError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +33,7 @@ class StorePut(_Body):
     key: str = Field(min_length=1)
     value: dict[str, Any]
     index: Literal[False] | list[str] | None = None
-    ttl: float | None = Field(default=None, ge=0)
+    ttl: float | None = Field(default=None, ge=0, le=1e9)  # minutes
 
 
 class StoreDelete(_Body):
@@ -79,7 +78,7 @@ async def _authorized(request: Request, action: str, value: dict[str, Any]) -> d
 async def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
-    except InvalidNamespaceError as exc:
+    except ValueError as exc:  # what the store refuses: a namespace, key, value or filter (nothing written)
         raise HTTPException(422, str(exc)) from None
 
 
@@ -139,18 +138,15 @@ async def search_items(body: StoreSearch, request: Request) -> dict[str, Any]:
     filters = value["filter"]
     if auth_filter:  # both must hold, as the peer asks its store
         filters = {"$and": [filters, auth_filter]} if filters else auth_filter
-    try:
-        items = await _call(
-            ctx_of(request).store.search,
-            _namespace(value["namespace"], empty_ok=True),
-            filter=filters,
-            limit=value["limit"],
-            offset=value["offset"],
-            query=value["query"],
-            refresh_ttl=value["refresh_ttl"],
-        )
-    except ValueError as exc:  # an operator the store does not know
-        raise HTTPException(422, str(exc)) from None
+    items = await _call(
+        ctx_of(request).store.search,
+        _namespace(value["namespace"], empty_ok=True),
+        filter=filters,
+        limit=value["limit"],
+        offset=value["offset"],
+        query=value["query"],
+        refresh_ttl=value["refresh_ttl"],
+    )
     return {"items": [item.dict() for item in items]}
 
 

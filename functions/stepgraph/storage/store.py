@@ -69,13 +69,14 @@ from stepgraph.storage.dynamo import contended, paginate, s, transact
 from stepgraph.storage.errors import Conflict
 from stepgraph.vocabulary import AwsError
 
-__all__ = ["DynamoDBStore", "item_key", "namespace_key"]
+__all__ = ["DynamoDBStore", "KeyTooLong", "item_key", "namespace_key"]
 
 logger = logging.getLogger(__name__)
 
 NAMESPACES_PK = "#namespaces"
 _KEY_MARK = "|"
 _ATTEMPTS = 8
+_MAX_PK_BYTES, _MAX_SK_BYTES = 2048, 1024  # DynamoDB's key attribute limits
 # What a read needs of an item; `ns` and `key` are reserved words in neither, but `value` is.
 _NOT_EXPIRED = "attribute_not_exists(expires_ms) OR expires_ms > :now"
 
@@ -88,14 +89,27 @@ def _path(labels: Sequence[str]) -> str:
     return "".join(_label(label) + "/" for label in labels)
 
 
+class KeyTooLong(ValueError):
+    """A namespace and key longer than DynamoDB's keys hold (1,024 bytes of sort key)."""
+
+
+def _checked(pk: str, sk: str) -> DynamoItem:
+    if len(pk.encode()) > _MAX_PK_BYTES or len(sk.encode()) > _MAX_SK_BYTES:
+        raise KeyTooLong(
+            f"namespace and key too long for the store: at most {_MAX_SK_BYTES} bytes once encoded "
+            f"(labels percent-encoded, each followed by one byte), the first label {_MAX_PK_BYTES}"
+        )
+    return {"pk": s(pk), "sk": s(sk)}
+
+
 def item_key(namespace: Sequence[str], key: str) -> DynamoItem:
     """The primary key of the item `key` in `namespace`."""
-    return {"pk": s(_label(namespace[0])), "sk": s(_path(namespace[1:]) + _KEY_MARK + key)}
+    return _checked(_label(namespace[0]), _path(namespace[1:]) + _KEY_MARK + key)
 
 
 def namespace_key(namespace: Sequence[str]) -> DynamoItem:
     """The primary key of a namespace's marker."""
-    return {"pk": s(NAMESPACES_PK), "sk": s(_path(namespace))}
+    return _checked(NAMESPACES_PK, _path(namespace))
 
 
 @dataclass(frozen=True)
@@ -354,7 +368,10 @@ class DynamoDBStore(BaseStore):
         if op.value is None:
             self._delete(op.namespace, op.key)
             return
-        data = orjson.dumps(dict(op.value))
+        try:
+            data = orjson.dumps(dict(op.value))
+        except orjson.JSONEncodeError as exc:  # not JSON (or nested too deep): nothing is written
+            raise ValueError(f"store values must be JSON objects: {exc}") from None
         for attempt in range(_ATTEMPTS):
             now = self.clock()
             old = self._read(op.namespace, op.key)
@@ -543,6 +560,8 @@ def _passes(value: dict[str, Any], filter: dict[str, Any]) -> bool:
     filters (how the API adds an auth handler's filter to the caller's)."""
     for field, condition in filter.items():
         if field == "$and":
+            if not isinstance(condition, list) or not all(isinstance(f, dict) for f in condition):
+                raise ValueError("filter: $and takes a list of filters")
             if not all(_passes(value, f) for f in condition):
                 return False
         elif not _matches(value.get(field), condition):
