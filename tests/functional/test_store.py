@@ -250,6 +250,10 @@ def test_semantic_search_ranks_nearest_first(aws, clock):
     # A put naming its own fields embeds those.
     store.put(("docs",), "fields", {"text": "zzzz", "title": "apple"}, index=["title"])
     assert store.search(("docs",), query="apple", limit=1)[0].key in {"apple", "fields"}
+    # More vectors than an item holds (the threshold here: 1,000 bytes; 104 a vector) are refused.
+    with pytest.raises(ValueError, match="index fewer fields"):
+        store.put(("docs",), "many", {"parts": [{"t": f"part {n}"} for n in range(10)]}, index=["parts[*].t"])
+    assert store.get(("docs",), "many") is None
 
 
 def test_async_methods_and_batches(aws, clock):

@@ -8,15 +8,16 @@ Key design (one table, `StoreTable`):
   `("a", "b")` never reaches into `("a", "bc")`. A search under a namespace prefix is one Query
   (`pk` = the first label, `begins_with(sk, the rest)`); under the empty prefix, one Query per
   first label.
-- a namespace: a marker item in the `#namespaces` partition (`sk` = every label followed by "/",
-  never a quoted label, which cannot hold "#"), written in the same transaction as each put
-  (its version `v` goes up) and deleted once the namespace is empty, conditional on the version
-  it was seen with: a put racing the delete keeps it. `list_namespaces` is one Query of that
-  partition (`begins_with` the literal part of a prefix).
+- a namespace: a marker item in one of 16 `#namespaces#NN` partitions (by a hash of the first
+  label; never a quoted label, which cannot hold "#"; `sk` = every label followed by "/"),
+  written in the same transaction as each put (its version `v` goes up) and deleted once the
+  namespace is empty, conditional on the version it was seen with: a put racing the delete
+  keeps it. `list_namespaces` is one Query of the prefix's shard (`begins_with` the literal
+  part of the prefix), or one per shard without a first label.
 
 Limits: every namespace under one first label shares a partition (DynamoDB's per-partition
 throughput; adaptive capacity splits it by sort key), so `(user_id, "memories")` spreads better
-than `("memories", user_id)`; the namespace partition takes one write per put. `search` reads
+than `("memories", user_id)`; each put also writes its namespace's marker shard. `search` reads
 every item under the prefix and ranks or sorts them here: its cost grows with the items under
 the prefix, not with `limit`.
 
@@ -36,6 +37,7 @@ import logging
 import math
 import time
 import uuid
+import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -74,6 +76,9 @@ __all__ = ["DynamoDBStore", "KeyTooLong", "item_key", "namespace_key"]
 logger = logging.getLogger(__name__)
 
 NAMESPACES_PK = "#namespaces"
+# Namespace markers are spread over this many partitions (by their first label), so that every put
+# writing its marker does not make one partition the whole store's write limit.
+NAMESPACE_SHARDS = 16
 _KEY_MARK = "|"
 _ATTEMPTS = 8
 _MAX_PK_BYTES, _MAX_SK_BYTES = 2048, 1024  # DynamoDB's key attribute limits
@@ -107,9 +112,13 @@ def item_key(namespace: Sequence[str], key: str) -> DynamoItem:
     return _checked(_label(namespace[0]), _path(namespace[1:]) + _KEY_MARK + key)
 
 
+def _marker_pk(first_label: str) -> str:
+    return f"{NAMESPACES_PK}#{zlib.crc32(first_label.encode()) % NAMESPACE_SHARDS:02d}"
+
+
 def namespace_key(namespace: Sequence[str]) -> DynamoItem:
     """The primary key of a namespace's marker."""
-    return _checked(NAMESPACES_PK, _path(namespace))
+    return _checked(_marker_pk(namespace[0]), _path(namespace))
 
 
 @dataclass(frozen=True)
@@ -333,19 +342,30 @@ class DynamoDBStore(BaseStore):
         ]
 
     def _namespaces(self, literal_prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
-        """The namespaces (unexpired markers) whose labels start with `literal_prefix`: one Query."""
-        request: dict[str, Any] = {
-            "TableName": self.table,
-            "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": s(NAMESPACES_PK), ":now": {"N": repr(self._now_ms())}},
-            "FilterExpression": _NOT_EXPIRED,
-            "ProjectionExpression": "ns",
-        }
-        if literal_prefix:
-            request["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
-            request["ExpressionAttributeValues"][":prefix"] = s(_path(literal_prefix))
-        return [tuple(label["S"] for label in raw["ns"]["L"]) for raw in paginate(self.dynamodb.query, **request)]
+        """The namespaces (unexpired markers) whose labels start with `literal_prefix`: one Query
+        of its first label's shard, or one per shard without a first label."""
+        found: list[tuple[str, ...]] = []
+        shards = (
+            [_marker_pk(literal_prefix[0])]
+            if literal_prefix
+            else [f"{NAMESPACES_PK}#{n:02d}" for n in range(NAMESPACE_SHARDS)]
+        )
+        for pk in shards:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "ConsistentRead": True,
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": {":pk": s(pk), ":now": {"N": repr(self._now_ms())}},
+                "FilterExpression": _NOT_EXPIRED,
+                "ProjectionExpression": "ns",
+            }
+            if literal_prefix:
+                request["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
+                request["ExpressionAttributeValues"][":prefix"] = s(_path(literal_prefix))
+            found.extend(
+                tuple(label["S"] for label in raw["ns"]["L"]) for raw in paginate(self.dynamodb.query, **request)
+            )
+        return found
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         conditions = op.match_conditions or ()
@@ -385,7 +405,13 @@ class DynamoDBStore(BaseStore):
             }
             fresh = old is None or old.expired(now * 1000)
             item["created_at"] = s(_iso(now)) if fresh or old is None else old.raw["created_at"]
-            if len(data) <= self.spill_threshold_bytes:
+            vector_bytes = sum(4 * len(v) for v in vectors.values())
+            if vector_bytes > self.spill_threshold_bytes:
+                raise ValueError(
+                    f"{len(vectors)} indexed fields make {vector_bytes} bytes of vectors, more than an item holds: "
+                    "index fewer fields"
+                )
+            if len(data) + vector_bytes <= self.spill_threshold_bytes:
                 item["value"] = s(data.decode())
             else:
                 new_key = f"store/{uuid.uuid4().hex}"
