@@ -25,7 +25,7 @@ router = APIRouter(tags=["store"])
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # fields a newer SDK may send are not ours to refuse
 
 
 class StorePut(_Body):
