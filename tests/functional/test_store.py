@@ -133,6 +133,14 @@ def test_search_by_prefix_and_filter_with_queries_only(aws, clock):
     assert {i.key for i in store.search(("docs",), filter={"score": {"$gte": 9}})} == {"k2"}
     assert {i.key for i in store.search(("docs",), filter={"score": {"$eq": 7}})} == set()
     assert [i.key for i in store.search(("docs",), limit=1, offset=1)] == ["k1"]
+    # How the API adds an auth handler's filter ($eq / $contains) to the caller's: both hold.
+    store.put(("docs", "owned"), "k4", {"score": 9, "owners": ["ann", "bo"]})
+    both = {"$and": [{"score": {"$gte": 5}}, {"owners": {"$contains": "ann"}}]}
+    assert [i.key for i in store.search(("docs",), filter=both)] == ["k4"]
+    with pytest.raises(ValueError, match=r"\$and"):
+        store.search(("docs",), filter={"$and": {"score": 9}})
+    with pytest.raises(ValueError, match="unsupported filter operator"):
+        store.search(("docs",), filter={"score": {"$in": [9]}})
     assert "Scan" not in calls and "Query" in calls
 
 
