@@ -10,7 +10,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -123,3 +124,21 @@ class Server:
     def stop(self) -> str:
         stop_process(self.proc)
         return self.read_output()
+
+
+@asynccontextmanager
+async def mcp_session(url: str, headers: dict[str, str] | None = None, app: Any = None) -> AsyncIterator[Any]:
+    """An initialized `mcp` SDK `ClientSession` on `url` + `/mcp` over Streamable HTTP, as an MCP
+    host opens one; with `app`, to that ASGI app in this process."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    transport = httpx2.ASGITransport(app=app) if app is not None else None
+    async with (
+        httpx2.AsyncClient(headers=headers or {}, timeout=60, transport=transport) as http,
+        streamable_http_client(url + "/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session

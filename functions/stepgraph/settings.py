@@ -85,11 +85,18 @@ class Settings:
     runs_table: str = "RunsTable"
     events_table: str = "EventsTable"
     store_table: str = "StoreTable"  # the long-term store (storage/store.py)
+    crons_table: str = "CronsTable"
     spill_bucket: str = "spill"
     run_queue_url: str = ""
     state_machine_arn: str = ""
     # Rings a thread's doorbell after a wait: how a run created with after_seconds gets admitted.
     delay_state_machine_arn: str = ""
+    # Crons: each is a schedule of this EventBridge Scheduler group, whose target (the cron
+    # function) EventBridge invokes as this role: what the API arms schedules with. The cron
+    # function re-arms with the schedule's own (it cannot be named in its own environment).
+    schedule_group: str = "default"
+    cron_function_arn: str = ""
+    scheduler_role_arn: str = ""
     config_path: str = "langgraph.json"
     step_mode: str = "batched"  # "strict": one superstep per Step invocation
     step_budget_ms: int = 10_000
@@ -123,6 +130,17 @@ class Settings:
     # `require_api_key` off, as `langgraph dev` serves loopback openly; custom auth applies always.
     api_key_secret_arn: str = ""
     require_api_key: bool = True
+    # Webhooks (engine/webhooks.py): the queue a finished run's delivery goes to, the queue a
+    # delivery goes to when it cannot be delivered, and the Secrets Manager secret that signs them
+    # (langgraph.json `webhooks.secret` comes first). A delivery is retried with exponential
+    # backoff from `webhook_backoff_seconds` (at most `webhook_max_backoff_seconds` apart) for
+    # `webhook_max_age_seconds` after it was queued.
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    webhook_secret_arn: str = ""
+    webhook_backoff_seconds: int = 30
+    webhook_max_backoff_seconds: int = 3_600
+    webhook_max_age_seconds: int = 86_400
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -133,6 +151,10 @@ class Settings:
             runs_table=_env("RUNS_TABLE", cls.runs_table),
             events_table=_env("EVENTS_TABLE", cls.events_table),
             store_table=_env("STORE_TABLE", cls.store_table),
+            crons_table=_env("CRONS_TABLE", cls.crons_table),
+            schedule_group=_env("SCHEDULE_GROUP", cls.schedule_group),
+            cron_function_arn=_env("CRON_FUNCTION_ARN"),
+            scheduler_role_arn=_env("SCHEDULER_ROLE_ARN"),
             spill_bucket=_env("SPILL_BUCKET", cls.spill_bucket),
             run_queue_url=_env("RUN_QUEUE_URL"),
             state_machine_arn=_env("STATE_MACHINE_ARN"),
@@ -152,6 +174,12 @@ class Settings:
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
             api_key_secret_arn=_env("API_KEY_SECRET_ARN"),
             require_api_key=_env("REQUIRE_API_KEY", "1") != "0",
+            webhook_queue_url=_env("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_queue_url=_env("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
+            webhook_secret_arn=_env("WEBHOOK_SECRET_ARN"),
+            webhook_backoff_seconds=max(1, int(_env("WEBHOOK_BACKOFF_SECONDS", str(cls.webhook_backoff_seconds)))),
+            webhook_max_backoff_seconds=int(_env("WEBHOOK_MAX_BACKOFF_SECONDS", str(cls.webhook_max_backoff_seconds))),
+            webhook_max_age_seconds=int(_env("WEBHOOK_MAX_AGE_SECONDS", str(cls.webhook_max_age_seconds))),
         )
 
 
@@ -217,3 +245,4 @@ class Clients:
     sqs = _Service("sqs")
     sfn = _Service("stepfunctions")
     secretsmanager = _Service("secretsmanager")
+    scheduler = _Service("scheduler")

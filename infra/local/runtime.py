@@ -1,6 +1,7 @@
 """The local runtime: template.yaml's stack inside moto, the real handlers in-process, our own
-SQS poller feeding `dispatch`, the template's event rules and schedules (`events`: the reaper,
-the sweeper), and the API under uvicorn. `stepgraph dev` runs one of these."""
+SQS pollers feeding each queue's consumer (`dispatch`, `webhook`), the template's event rules and
+schedules (`events`: the reaper, the sweeper), and the API under uvicorn. `stepgraph dev` runs
+one of these."""
 
 from __future__ import annotations
 
@@ -152,6 +153,14 @@ class LocalRuntime:
         queue_url = self.ctx.settings.run_queue_url
         self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url), self.aws.client)
         self.poller.start()
+        # Every other queue a function consumes (the webhook queue): one poller each.
+        self.pollers = [
+            QueuePoller(url, function, self.aws.client)
+            for url, function in queue_consumers(self.aws).items()
+            if url != queue_url
+        ]
+        for poller in self.pollers:
+            poller.start()
         # moto never applies DynamoDB TTL: expire the event log ourselves.
         self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)
         self.ttl_sweeper.start()
@@ -160,9 +169,11 @@ class LocalRuntime:
     def stop(self) -> None:
         from stepgraph.engine.context import set_context
 
-        self.poller.stop()
+        for poller in (self.poller, *self.pollers):
+            poller.stop()
         self.ttl_sweeper.stop()
-        self.poller.join(timeout=5)
+        for poller in (self.poller, *self.pollers):
+            poller.join(timeout=5)
         self.aws.stop()
         set_context(None)
 
@@ -195,16 +206,26 @@ def api_app(ctx: Context) -> Any:
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
-    """The function whose SQS event source is this queue (template: DispatchFunction)."""
+def queue_consumers(aws: LocalAWS) -> dict[str, str]:
+    """Each queue a function's SQS event source reads (its URL): that function."""
+    urls = {aws.resolve({"Fn::GetAtt": [logical_id, "Arn"]}): url for logical_id, url in aws.queue_urls.items()}
+    consumers: dict[str, str] = {}
     resources: dict[str, dict[str, Any]] = aws.template["Resources"]
     for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         for event in (resource.get("Properties", {}).get("Events") or {}).values():
             if event.get("Type") == "SQS":
-                return logical_id
-    raise RuntimeError(f"no function consumes {queue_url}")
+                consumers[urls[aws.resolve(event["Properties"]["Queue"])]] = logical_id
+    return consumers
+
+
+def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
+    """The function whose SQS event source is this queue (the run queue's: DispatchFunction)."""
+    function = queue_consumers(aws).get(queue_url)
+    if function is None:
+        raise RuntimeError(f"no function consumes {queue_url}")
+    return function
 
 
 def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:

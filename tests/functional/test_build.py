@@ -13,6 +13,7 @@ Each function handles its sample event (events/, sample_events.py).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -27,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import stop_process
+from harness import mcp_session, stop_process
 from sam_artifacts import artifacts
 from sample_events import ROOT, SCENARIOS, Stage, functions, http_request, sample_event
 from stepgraph_local import load_template
@@ -40,7 +41,7 @@ SANDBOX = Path(__file__).with_name("lambda_sandbox.py")
 FUNCTIONS = functions(TEMPLATE)  # folder -> logical id
 # Never in a Lambda package: the emulator and its web server, the test and deploy tools.
 NEVER = ("moto", "flask", "werkzeug", "stepgraph_local", "pytest", "_pytest", "cfnlint", "samcli", "httpx_sse")
-WEB = ("fastapi", "starlette", "uvicorn")  # the API function's own
+WEB = ("fastapi", "starlette", "uvicorn", "mcp")  # the API function's own
 
 
 @dataclass
@@ -116,7 +117,7 @@ def test_the_build_packages_each_role_and_nothing_twice(builds: dict[str, Built]
     in_layer = _distributions(python)
     assert {"langgraph", "langgraph-checkpoint", "pydantic", "aws-lambda-powertools", "boto3", "orjson"} <= in_layer
     api = built.code(FUNCTIONS["api"])
-    assert {"fastapi", "starlette", "uvicorn"} <= _distributions(api)
+    assert {"fastapi", "starlette", "uvicorn", "mcp"} <= _distributions(api)
     assert not _distributions(api) & in_layer, "the API function repeats what its layer holds"
     for folder, name in FUNCTIONS.items():
         code = built.code(name)
@@ -174,6 +175,7 @@ class Running:
     stage: Stage
     ready: dict[str, dict[str, Any]]  # function -> what its sandbox imported (Python handlers)
     api_pid: int
+    api_url: str
 
 
 def _wait(ready: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 120) -> None:
@@ -277,7 +279,7 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         http = cleanup.enter_context(httpx.Client(base_url=api_url, timeout=60))
         ready = {n: json.loads((work / f"{n}.ready").read_text()) for n in python_handlers}
         forwarders.update({n: LambdaForwarder(f"http://127.0.0.1:{ready[n]['port']}", n) for n in python_handlers})
-        yield Running(Stage(ctx, aws.client("lambda"), FUNCTIONS, http.request), ready, api_proc.pid)
+        yield Running(Stage(ctx, aws.client("lambda"), FUNCTIONS, http.request), ready, api_proc.pid, api_url)
 
 
 @pytest.mark.parametrize("folder", sorted(FUNCTIONS))
@@ -309,8 +311,60 @@ def test_function_handles_its_sample_event_from_its_artifacts(running: Running, 
     SCENARIOS[folder](running.stage)
 
 
+async def test_the_built_api_serves_every_assistant_as_an_mcp_tool(running: Running) -> None:
+    """The `mcp` SDK's client against the API as the Web Adapter runs it: the mcp package is in
+    the API function's build, and a tool call runs through the built functions."""
+    key = http_request(sample_event("api"))["headers"]["x-api-key"]
+    secret = running.stage.ctx.settings.api_key_secret_arn
+    running.stage.ctx.clients.secretsmanager.put_secret_value(SecretId=secret, SecretString=key)
+    async with mcp_session(running.api_url, {"x-api-key": key}) as session:
+        assert "chain" in {tool.name for tool in (await session.list_tools()).tools}
+        result = await session.call_tool("chain", {"items": ["built"]})
+    assert not result.is_error and result.structured_content == {"items": ["built", "a", "b", "c"]}
+
+
 def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> None:
     request = http_request(sample_event("api"))
     del request["headers"]["x-api-key"]
     refused = running.stage.send(**request)
     assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
+
+
+def test_the_built_api_serves_a2a_and_streams_its_tasks(running: Running) -> None:
+    """A2A from the built API as the Web Adapter starts it: the agent card names the public URL
+    (API Gateway's host and stage, from the request context the adapter forwards), and
+    `message/stream`'s SSE goes submitted, working, the answer, completed (a2a-sdk's client)."""
+    key = http_request(sample_event("api"))["headers"]["x-api-key"]
+    ctx = running.stage.ctx
+    ctx.clients.secretsmanager.put_secret_value(SecretId=ctx.settings.api_key_secret_arn, SecretString=key)
+    gateway = {"domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com", "stage": "api"}
+    gateway["path"] = "/api/a2a/chat/.well-known/agent-card.json"
+    headers = {"x-api-key": key, "x-amzn-request-context": json.dumps(gateway)}
+    card = running.stage.send("GET", "/a2a/chat/.well-known/agent-card.json", headers=headers)
+    assert card.status_code == 200, card.text
+    assistant_id = card.json()["skills"][0]["id"].removesuffix("-main")
+    assert card.json()["url"] == f"https://{gateway['domainName']}/api/a2a/{assistant_id}"
+
+    async def stream() -> list[str]:
+        from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+        from a2a.types import Message, Part, Role, SendMessageRequest, TaskState
+
+        async with httpx.AsyncClient(headers={"x-api-key": key}, timeout=60) as http:
+            card = await A2ACardResolver(http, f"{running.api_url}/a2a/chat").get_agent_card()
+            client = ClientFactory(ClientConfig(httpx_client=http)).create(card)
+            message = Message(message_id="m1", role=Role.ROLE_USER, parts=[Part(text="hello")])
+            seen = []
+            async for event in client.send_message(SendMessageRequest(message=message)):
+                if event.HasField("artifact_update"):
+                    seen.append(event.artifact_update.artifact.parts[0].text)
+                else:
+                    status = event.task.status if event.HasField("task") else event.status_update.status
+                    seen.append(TaskState.Name(status.state))
+            return seen
+
+    assert asyncio.run(stream()) == [
+        "TASK_STATE_SUBMITTED",
+        "TASK_STATE_WORKING",
+        "Anything else?",
+        "TASK_STATE_COMPLETED",
+    ]

@@ -44,12 +44,22 @@ def _would_install(extras: set[str]) -> set[str]:
 def test_the_engine_installs_without_the_emulator_or_the_web_app() -> None:
     core = _would_install(set())
     assert {"langgraph", "langgraph-checkpoint", "pydantic", "aws-lambda-powertools", "boto3", "orjson"} <= core
-    assert not core & {"moto", "fastapi", "uvicorn", "starlette", "werkzeug", "flask", "cfn-lint", "aws-sam-cli"}
+    assert not core & {
+        "moto",
+        "fastapi",
+        "uvicorn",
+        "starlette",
+        "a2a-sdk",
+        "werkzeug",
+        "flask",
+        "cfn-lint",
+        "aws-sam-cli",
+    }
 
 
 def test_the_local_extra_brings_what_stepgraph_dev_needs() -> None:
     local = _would_install({"local"})
-    assert {"moto", "fastapi", "uvicorn", "pyyaml", "flask", "flask-cors", "langgraph"} <= local
+    assert {"moto", "fastapi", "uvicorn", "a2a-sdk", "pyyaml", "flask", "flask-cors", "langgraph"} <= local
     assert not local & {"cfn-lint", "aws-sam-cli", "pytest"}  # test tools stay in `test`
 
 
@@ -130,3 +140,7 @@ def test_without_the_local_extra_the_cli_says_what_to_install() -> None:
     assert result.returncode == 2, result.stderr
     assert "pip install 'stepgraph[local]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_mcp_sdk_comes_with_the_api_not_with_the_engine() -> None:
+    assert "mcp" in _would_install({"api"}) and "mcp" not in _would_install(set())

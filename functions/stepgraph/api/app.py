@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -13,14 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stepgraph.api import assistants, protocol, runs, store, thread_stream, threads
+from stepgraph.api import a2a, assistants, crons, protocol, runs, store, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
+from stepgraph.client_errors import internal_error
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
 from stepgraph.vocabulary import RunStatus
-
-logger = logging.getLogger(__name__)
 
 
 def _version(package: str) -> str:
@@ -40,6 +40,27 @@ def _validation_message(exc: RequestValidationError) -> str:
         loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
         parts.append(f"{loc}: {error.get('msg')}" if loc else str(error.get("msg")))
     return "; ".join(parts) or "Invalid request"
+
+
+class _ImportedOnFirstRequest:
+    """An ASGI endpoint built on its first request: the `mcp` SDK is not imported by every cold
+    start of the API function, only by the first MCP request a container serves."""
+
+    def __init__(self, build: Callable[[], ASGIApp]) -> None:
+        self.build = build
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.app
+        if app is None:  # two first requests at once may both build it: harmless
+            app = self.app = await run_in_threadpool(self.build)
+        await app(scope, receive, send)
+
+
+def _mcp_endpoint() -> ASGIApp:
+    from stepgraph.api.mcp_tools import McpEndpoint
+
+    return McpEndpoint(_version("stepgraph"))
 
 
 def create_app(ctx: Context) -> FastAPI:
@@ -77,8 +98,8 @@ def create_app(ctx: Context) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "An internal error occurred"}, status_code=500)
+        # The traceback (and whatever an AWS error says: ARNs, the account) stays in the logs.
+        return JSONResponse({"detail": internal_error(exc, f"{request.method} {request.url.path}")}, status_code=500)
 
     @app.get("/ok", tags=["meta"])
     @app.get("/", include_in_schema=False)
@@ -90,7 +111,7 @@ def create_app(ctx: Context) -> FastAPI:
         return {
             "version": _version("stepgraph"),
             "langgraph_py_version": _version("langgraph"),
-            "flags": {"assistants": True, "crons": False, "langsmith": False, "langsmith_tracing_replicas": False},
+            "flags": {"assistants": True, "crons": True, "langsmith": False, "langsmith_tracing_replicas": False},
             "host": {"kind": "stepgraph", "project_id": None, "revision_id": None, "tenant_id": None},
             "step_mode": ctx.settings.step_mode,
         }
@@ -111,11 +132,17 @@ def create_app(ctx: Context) -> FastAPI:
         )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
+    if "mcp" not in ctx.graphs.disabled:
+        # Behind the same middleware (auth, CORS) as every route; not in the OpenAPI document.
+        app.router.routes.append(Route("/mcp", _ImportedOnFirstRequest(_mcp_endpoint), include_in_schema=False))
     app.include_router(assistants.router)
     app.include_router(threads.router)
+    app.include_router(crons.router)  # before runs: /runs/crons/... are not runs
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
     app.include_router(store.router)
+    if "a2a" not in ctx.graphs.disabled:
+        app.include_router(a2a.router)
     install_auth(app, ctx)
     return app

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 
 from stepgraph import serde
 from stepgraph.api.auth import access_of
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, page_of_listing, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import AssistantCreate, AssistantLatest, AssistantPatch, AssistantSearch
 from stepgraph.engine import Context, matches_filter, now_iso, system_assistant_id
@@ -119,9 +119,16 @@ def create_assistant(body: AssistantCreate, request: Request) -> dict[str, Any]:
 def search_assistants(body: AssistantSearch, request: Request, response: Response) -> list[dict[str, Any]]:
     value = body.model_dump(include={"graph_id", "metadata", "limit", "offset"})
     filters = access_of(request).authorize("assistants", "search", value)
+    ctx = ctx_of(request)
+    narrowed = body.graph_id is not None or body.name is not None or body.metadata or filters
+    newest_first = (body.sort_order or "desc") == "desc"
+    if (body.sort_by or "created_at") == "created_at" and not narrowed:
+        # The listing index's own order: read only as far as the page.
+        listing = ctx.assistants.listed(newest_first=newest_first, page=body.offset + body.limit)
+        return page_of_listing(response, listing, ctx.assistants.count(), body.offset, body.limit)
     items = [
         a
-        for a in ctx_of(request).assistants.all()
+        for a in ctx.assistants.listed(newest_first=newest_first)
         if (body.graph_id is None or a["graph_id"] == body.graph_id)
         and (body.name is None or body.name.lower() in (a.get("name") or "").lower())
         and metadata_matches(a.get("metadata"), body.metadata)
@@ -188,10 +195,10 @@ def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> 
 @router.get("/assistants/{assistant_id}/schemas")
 def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
     assistant = authorized_assistant(request, assistant_id)
-    return _schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
+    return graph_schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
 
 
-def _schemas(graph_id: str, graph: Any) -> dict[str, Any]:
+def graph_schemas(graph_id: str, graph: Any) -> dict[str, Any]:
     return {
         "graph_id": graph_id,
         "input_schema": _json_schema(graph, "get_input_jsonschema"),
@@ -224,7 +231,7 @@ def get_subgraphs(
     assistant = authorized_assistant(request, assistant_id)
     graph = ctx_of(request).graphs.get(assistant["graph_id"])
     return {
-        ns: _schemas(assistant["graph_id"], subgraph)
+        ns: graph_schemas(assistant["graph_id"], subgraph)
         for ns, subgraph in graph.get_subgraphs(namespace=namespace, recurse=recurse)
     }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from fastapi import HTTPException, Request, Response
@@ -46,6 +48,16 @@ def paginate(response: Response, items: list[Any], offset: int, limit: int) -> l
     if offset + limit < len(items):
         response.headers["X-Pagination-Next"] = str(offset + limit)
     return page
+
+
+def page_of_listing(
+    response: Response, listing: Iterable[dict[str, Any]], total: int, offset: int, limit: int
+) -> list[dict[str, Any]]:
+    """`paginate` of a listing already in order, read only as far as the page: `total` counts it."""
+    response.headers["X-Pagination-Total"] = str(total)
+    if offset + limit < total:
+        response.headers["X-Pagination-Next"] = str(offset + limit)
+    return list(islice(listing, offset, offset + limit))
 
 
 def metadata_matches(metadata: dict[str, Any] | None, wanted: dict[str, Any] | None) -> bool:

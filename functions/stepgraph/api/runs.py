@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, get_args
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -91,10 +92,18 @@ def checked_assistant(ctx: Context, body: RunCreate, *, stateless: bool) -> dict
     return resolve_assistant(ctx, body.assistant_id)
 
 
-def create_run(
-    ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool = False, access: Access = OPEN
-) -> dict[str, Any]:
-    """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread."""
+@dataclass(frozen=True)
+class _RunDraft:
+    """A run checked and built, nothing of it written yet."""
+
+    run: dict[str, Any]
+    filters: dict[str, Any] | None
+    metadata: dict[str, Any]
+    assistant: dict[str, Any]
+
+
+def _draft_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool, access: Access) -> _RunDraft:
+    """The run `body` asks for, authorized and checked (its size too), writing nothing."""
     kwargs = {k: v for k, v in body.model_dump(include=set(_KWARGS), exclude_none=True).items()}
     checkpoint_during = (body.model_extra or {}).get("checkpoint_during")
     if "durability" not in kwargs and isinstance(checkpoint_during, bool):
@@ -131,6 +140,22 @@ def create_run(
     )
     # Refuse a run too large to store before anything is written (no thread created for it).
     check_document_size(run)
+    return _RunDraft(run, filters, metadata, assistant)
+
+
+def create_run(
+    ctx: Context,
+    thread_id: str,
+    body: RunCreate,
+    *,
+    stateless: bool = False,
+    access: Access = OPEN,
+    draft: _RunDraft | None = None,
+) -> dict[str, Any]:
+    """Validate, persist as pending and ring the thread's doorbell. Runs in a worker thread.
+    `draft`: what `_draft_run` made of the same arguments already."""
+    draft = draft or _draft_run(ctx, thread_id, body, stateless=stateless, access=access)
+    run, filters, metadata, assistant = draft.run, draft.filters, draft.metadata, draft.assistant
     thread = ctx.threads.get(thread_id)
     stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
     if thread is None:
@@ -307,7 +332,7 @@ def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
     run = _authorized_run(request, thread_id, run_id, "delete")
     if run["status"] in INFLIGHT:
         raise HTTPException(409, "Run is still in flight: cancel it first.")
-    ctx.checkpointer.delete_for_runs([run_id])
+    ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
     ctx.events.delete_run(run_id)
     ctx.runs.delete(thread_id, run_id)
     return Response(status_code=204)
@@ -415,13 +440,13 @@ async def stateless_stream(body: RunCreate, request: Request) -> StreamingRespon
 
 
 def _create_batch(ctx: Context, bodies: list[RunCreate], access: Access) -> list[dict[str, Any]]:
-    # Every body is checked before any run is queued: a bad item creates nothing.
-    for body in bodies:
-        checked_assistant(ctx, body, stateless=True)
+    # Every run is drafted (checked, its size too) before any is queued: a bad item creates nothing.
     keep = {"on_completion": "keep"}  # background stateless runs keep their thread, as POST /runs does
-    return [
-        create_run(ctx, _stateless_thread(), b.model_copy(update=keep), stateless=True, access=access) for b in bodies
-    ]
+    drafts = []
+    for body in bodies:
+        thread_id, body = _stateless_thread(), body.model_copy(update=keep)
+        drafts.append((thread_id, body, _draft_run(ctx, thread_id, body, stateless=True, access=access)))
+    return [create_run(ctx, t, b, stateless=True, access=access, draft=d) for t, b, d in drafts]
 
 
 @router.post("/runs/batch")

@@ -6,6 +6,7 @@ Each route asks the user's authorization (`threads.create`, `read`, `update`, `d
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from stepgraph import engine, serde
 from stepgraph.api.auth import access_of
-from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, paginate, sort_items
+from stepgraph.api.common import check_uuid, ctx_of, metadata_matches, page_of_listing, paginate, sort_items
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import (
     CheckpointRequest,
@@ -28,8 +29,10 @@ from stepgraph.api.schemas import (
     ThreadPrune,
     ThreadSearch,
 )
+from stepgraph.client_errors import redact
 from stepgraph.engine import (
     Context,
+    HeadConflict,
     bound_graph,
     get_thread_state,
     matches_filter,
@@ -37,6 +40,7 @@ from stepgraph.engine import (
     snapshot_to_wire,
     state_config,
     thread_graph,
+    update_thread_state,
 )
 from stepgraph.vocabulary import INFLIGHT, ThreadStatus
 
@@ -121,21 +125,43 @@ def _search_filters(request: Request, body: ThreadSearch) -> dict[str, Any] | No
     return access_of(request).authorize("threads", "search", value)
 
 
+def _matching(
+    ctx: Context, body: ThreadSearch, filters: dict[str, Any] | None, page: int = 0
+) -> Iterator[dict[str, Any]]:
+    """The threads a search finds (its `values` aside), newest first (`sort_order` asc: oldest),
+    from the listing index (`page` items a request), or by id: no search scans the table."""
+    if body.ids:
+        found: Iterable[dict[str, Any] | None] = (ctx.threads.get(i) for i in dict.fromkeys(body.ids))
+    else:
+        found = ctx.threads.listed(newest_first=(body.sort_order or "desc") == "desc", page=page)
+    for t in found:
+        if (
+            t is not None
+            and (body.status is None or t.get("status") == body.status)
+            and metadata_matches(t.get("metadata"), body.metadata)
+            and matches_filter(t.get("metadata"), filters)
+        ):
+            yield t
+
+
+def _every_thread(body: ThreadSearch, filters: dict[str, Any] | None) -> bool:
+    """The search's criteria hold for every thread: the index can count and page it unread."""
+    return not (body.ids or body.status is not None or body.metadata or filters)
+
+
 @router.post("/threads/search")
 def search_threads(body: ThreadSearch, request: Request, response: Response) -> list[dict[str, Any]]:
     ctx = ctx_of(request)
     filters = _search_filters(request, body)
-    ids = set(body.ids or [])
-    items = [
-        t
-        for t in ctx.threads.all()
-        if (not ids or t["thread_id"] in ids)
-        and (body.status is None or t.get("status") == body.status)
-        and metadata_matches(t.get("metadata"), body.metadata)
-        and matches_filter(t.get("metadata"), filters)
-    ]
-    sort_items(items, body.sort_by, body.sort_order, "created_at")
-    wired = [thread_to_wire(ctx, t) for t in paginate(response, items, body.offset, body.limit)]
+    if (body.sort_by or "created_at") == "created_at" and _every_thread(body, filters):
+        # The index's own order: read only as far as the page.
+        listing = _matching(ctx, body, filters, page=body.offset + body.limit)
+        page = page_of_listing(response, listing, ctx.threads.count(), body.offset, body.limit)
+    else:
+        items = list(_matching(ctx, body, filters))
+        sort_items(items, body.sort_by, body.sort_order, "created_at")
+        page = paginate(response, items, body.offset, body.limit)
+    wired = [thread_to_wire(ctx, t) for t in page]
     if body.values:
         wired = [t for t in wired if metadata_matches(t.get("values"), body.values)]
     return wired
@@ -145,13 +171,10 @@ def search_threads(body: ThreadSearch, request: Request, response: Response) -> 
 def count_threads(body: ThreadSearch, request: Request) -> int:
     ctx = ctx_of(request)
     filters = _search_filters(request, body)
-    return sum(
-        1
-        for t in ctx.threads.all()
-        if (body.status is None or t.get("status") == body.status)
-        and metadata_matches(t.get("metadata"), body.metadata)
-        and matches_filter(t.get("metadata"), filters)
-    )
+    body = body.model_copy(update={"ids": None})  # as before: count ignores ids
+    if _every_thread(body, filters):
+        return ctx.threads.count()
+    return sum(1 for _ in _matching(ctx, body, filters))
 
 
 def _deletable(request: Request, thread_ids: list[str]) -> list[str]:
@@ -238,8 +261,6 @@ def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest, request: Re
 def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
     thread = authorized_thread(request, thread_id, "update")
-    if thread.get("status") == ThreadStatus.BUSY or thread.get("active_run_id"):
-        raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.")
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         raise HTTPException(400, "Thread has no graph yet: run it once before updating its state.")
@@ -247,15 +268,20 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
     try:
-        config = bound_graph(ctx, graph_id).update_state(
-            state_config(thread_id, checkpoint), body.values, as_node=body.as_node
-        )
+        config = update_thread_state(ctx, thread_id, graph_id, checkpoint, body.values, as_node=body.as_node)
+    except HeadConflict as conflict:
+        # Nothing was written: a run holds or waits for the thread, or another update came first.
+        if conflict.reason == "lease":
+            raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.") from None
+        raise HTTPException(409, "Thread state changed while it was being updated: read it and try again.") from None
     except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
         # An as_node the graph lacks, values its reducers cannot take: nothing was written.
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(400, redact(str(exc))) from None
     thread["state_updated_at"] = thread["updated_at"] = now_iso()
+    ctx.threads.update_doc(thread_id, thread)
+    # Unless a run took the thread since the commit (it sets the status itself).
     snapshot = get_thread_state(ctx, thread_id, graph_id)
-    ctx.threads.update_doc(thread_id, thread, status=ThreadStatus.INTERRUPTED if snapshot.next else ThreadStatus.IDLE)
+    ctx.queue.settle(thread_id, ThreadStatus.INTERRUPTED if snapshot.next else ThreadStatus.IDLE)
     c = config["configurable"]
     return {
         "checkpoint": {

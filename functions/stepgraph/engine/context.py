@@ -8,9 +8,11 @@ from functools import cached_property
 
 from stepgraph.engine.execution import Doorbell, Executions
 from stepgraph.engine.graphs import GraphRegistry
+from stepgraph.engine.schedules import CronSchedules
 from stepgraph.settings import Clients, Settings
 from stepgraph.storage import (
     AssistantStore,
+    CronStore,
     DynamoDBSaver,
     DynamoDBStore,
     EventLog,
@@ -70,6 +72,14 @@ class Context:
     @cached_property
     def runs(self) -> RunStore:
         return RunStore(self.clients.dynamodb, self.settings.runs_table)
+
+    @cached_property
+    def crons(self) -> CronStore:
+        return CronStore(self.clients.dynamodb, self.settings.crons_table)
+
+    @cached_property
+    def schedules(self) -> CronSchedules:
+        return CronSchedules(self.clients.scheduler, self.settings)
 
     @cached_property
     def queue(self) -> ThreadQueue:

@@ -7,8 +7,9 @@ import logging
 from stepgraph.engine.admission import base_run
 from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
+from stepgraph.engine.webhooks import queue_webhook
 from stepgraph.storage import Conflict
-from stepgraph.vocabulary import RunStatus
+from stepgraph.vocabulary import RunStatus, WebhookStatus
 
 __all__ = ["expire_parked_run"]
 
@@ -53,9 +54,11 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str, execution: str 
     if action["action"] != "resume":
         ctx.threads.forget_park(thread_id, run_id)
         try:
-            ctx.runs.transition(thread_id, run_id, to=RunStatus.TIMEOUT, expected=(RunStatus.SUCCESS,))
+            timed_out = ctx.runs.transition(thread_id, run_id, to=RunStatus.TIMEOUT, expected=(RunStatus.SUCCESS,))
         except Conflict:
             logger.info("parked run %s left `success` before its deadline ended it; it stays as it is", run_id)
+        else:
+            queue_webhook(ctx, timed_out, WebhookStatus.TIMEOUT)
         return None
     kwargs = {k: v for k, v in (parked.get("kwargs") or {}).items() if k in _RESUME_KWARGS}
     kwargs["command"] = {"resume": action["value"]}

@@ -3,9 +3,9 @@ storage errors that cross it unchanged."""
 
 from __future__ import annotations
 
-from stepgraph.storage import Conflict, DocumentTooLarge, ThreadMissing
+from stepgraph.storage import Conflict, DocumentTooLarge, HeadConflict, ThreadMissing
 
-__all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "RunsMissing", "ThreadMissing"]
+__all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "HeadConflict", "RunsMissing", "ThreadMissing"]
 
 
 class ConfigError(ValueError):

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 from uuid import UUID, uuid5
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from stepgraph.engine.errors import ConfigError
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.webhooks import WebhookConfig, webhook_config
 
 if TYPE_CHECKING:
     from langgraph.store.base import BaseStore, IndexConfig
@@ -51,6 +53,7 @@ SUPPORTED_KEYS = {
     "image_distro",
     "auth",
     "http",
+    "webhooks",
     "store",
 }
 # `store` keys: `index` (semantic search) and `ttl`; a custom store (`path`) is not served.
@@ -69,11 +72,36 @@ CORS_KEYS = {
     "max_age",
 }
 
+# `http.disable_<surface>` keys stepgraph honours.
+DISABLE_KEYS = ("disable_mcp", "disable_a2a")
+
 # Why a factory is called (langgraph_sdk.runtime.AccessContext): only a run gets `context`.
 AccessContext = Literal["threads.create_run", "threads.update", "threads.read", "assistants.read"]
 
 # A compiled graph of any state, context, input and output: users bring every kind.
 CompiledGraph: TypeAlias = Pregel[Any, Any, Any, Any]
+
+
+def read_as(graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any]) -> BaseCheckpointSaver[Any]:
+    """`checkpointer`, reviving the types of `graph`'s state, for reads made outside the graph
+    (strict msgpack mode: otherwise those types load as plain dicts)."""
+    allowlist = graph._serde_allowlist
+    return checkpointer.with_allowlist(allowlist) if allowlist else checkpointer
+
+
+def with_checkpointer(
+    graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any], *, store: BaseStore | None = None
+) -> CompiledGraph:
+    """`graph` checkpointing to `checkpointer` (and with `store` as its `runtime.store`, if given).
+    Pregel.copy drops the msgpack allowlist LangGraph built from the graph's state types when it
+    compiled (strict mode): carried over here, or a checkpoint read through the copy would revive
+    the user's own types as plain dicts."""
+    update: dict[str, Any] = {"checkpointer": checkpointer}
+    if store is not None:
+        update["store"] = store
+    bound = graph.copy(update=update)
+    bound._serde_allowlist = graph._serde_allowlist
+    return bound
 
 
 def system_assistant_id(graph_id: str) -> str:
@@ -121,6 +149,10 @@ class GraphRegistry:
     auth_ref: str | None = None
     # `http.cors`: CORSMiddleware's arguments; None, no CORS headers at all.
     cors: dict[str, Any] | None = None
+    # `http.disable_mcp` / `http.disable_a2a`: the protocol surfaces the API does not serve.
+    disabled: frozenset[str] = frozenset()
+    # `webhooks`: static headers, allowed fields and the signing secret, resolved at start.
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
     # `store` of langgraph.json: `index` (dims, embed, fields) and `ttl` of the long-term store.
     store_config: dict[str, Any] = field(default_factory=dict)
     # The long-term store a factory's ServerRuntime carries (set by the Context that owns both).
@@ -144,10 +176,12 @@ class GraphRegistry:
             logger.warning("langgraph.json key %r is not supported yet by stepgraph; ignored", key)
         auth_ref = _auth_ref(path, config.get("auth"))
         cors = _cors(path, config.get("http"))
+        disabled = _disabled(path, config.get("http"))
         store_config = _store_config(path, config.get("store"))
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
+        webhooks = webhook_config(config.get("webhooks"))
         specs = {}
         for graph_id, value in config["graphs"].items():
             if isinstance(value, str):
@@ -156,7 +190,15 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, store_config=store_config)
+        return cls(
+            root=root,
+            specs=specs,
+            auth_ref=auth_ref,
+            cors=cors,
+            disabled=disabled,
+            webhooks=webhooks,
+            store_config=store_config,
+        )
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
@@ -320,7 +362,7 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(http, dict):
         raise ConfigError(f"{path}: 'http' must be an object")
-    for key in sorted(set(http) - {"cors"}):
+    for key in sorted(set(http) - {"cors", *DISABLE_KEYS}):
         logger.warning("langgraph.json key 'http.%s' is not supported yet by stepgraph; ignored", key)
     cors = http.get("cors")
     if cors is None:
@@ -355,6 +397,16 @@ def _store_config(path: Path, store: Any) -> dict[str, Any]:
     if ttl is not None and not isinstance(ttl, dict):
         raise ConfigError(f"{path}: 'store.ttl' must be an object (refresh_on_read, default_ttl)")
     return {key: store[key] for key in _STORE_KEYS if store.get(key) is not None}
+
+
+def _disabled(path: Path, http: Any) -> frozenset[str]:
+    """The surfaces `http.disable_<name>: true` removes (`mcp`, `a2a`)."""
+    if not isinstance(http, dict):
+        return frozenset()
+    for key in DISABLE_KEYS:
+        if not isinstance(http.get(key, False), bool):
+            raise ConfigError(f"{path}: 'http.{key}' must be true or false")
+    return frozenset(key.removeprefix("disable_") for key in DISABLE_KEYS if http.get(key))
 
 
 def _classify(graph_id: str, obj: Any) -> CompiledGraph | Factory:

@@ -7,8 +7,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepgraph.storage.documents import Document, doc_item, documents, from_item
+from stepgraph.storage.documents import Document, doc_item, documents, from_item, now_iso
 from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s
+from stepgraph.storage.listing import count_listed, listed, listing_attributes
 
 __all__ = ["AssistantStore"]
 
@@ -25,7 +26,12 @@ class AssistantStore:
         kwargs: dict[str, Any] = {}
         if if_absent:
             kwargs["ConditionExpression"] = "attribute_not_exists(assistant_id)"
-        current = {**doc_item(doc), "assistant_id": s(doc["assistant_id"]), "sk": s("A")}
+        current = {
+            **doc_item(doc),
+            **listing_attributes(doc["assistant_id"], doc.get("created_at") or now_iso()),
+            "assistant_id": s(doc["assistant_id"]),
+            "sk": s("A"),
+        }
         version = {**doc_item(doc), "assistant_id": s(doc["assistant_id"]), "sk": s(f"v#{doc['version']:010d}")}
         try:
             self.client.transact_write_items(
@@ -53,15 +59,20 @@ class AssistantStore:
         )
         return documents(items)
 
+    def listed(self, *, newest_first: bool = True, page: int = 0) -> Iterator[Document]:
+        """Every assistant (its current version) by creation time, read lazily from the listing
+        index (`listing.listed`)."""
+        for item in listed(self.client, self.table, newest_first=newest_first, page=page):
+            doc = from_item(item)
+            if doc is not None:
+                yield doc
+
     def all(self) -> list[Document]:
-        items = paginate(
-            self.client.scan,
-            TableName=self.table,
-            ConsistentRead=True,
-            FilterExpression="sk = :a",
-            ExpressionAttributeValues={":a": s("A")},
-        )
-        return documents(items)
+        """Every assistant, newest first (from the index: no Scan)."""
+        return list(self.listed())
+
+    def count(self) -> int:
+        return count_listed(self.client, self.table)
 
     def delete(self, assistant_id: str) -> bool:
         """Delete the assistant and its versions; False if there was none."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ logger = logging.getLogger(__name__)
 END = "__end__"
 END_SEQ = 2**53 - 1
 _HINTS = 4096  # runs whose next seq a process remembers
+# TransactWriteItems takes at most 100 actions and 4 MB; a batch is cut to stay below both.
+_TX_ACTIONS = 100
+_TX_BYTES = 3_500_000
+_ITEM_OVERHEAD = 100  # attribute names, numbers and the item's own overhead, counted generously
+_DELETE_BATCH = 1000  # DeleteObjects' maximum
 
 
 @dataclass(frozen=True)
@@ -183,7 +189,8 @@ class EventLog:
         items = resp.get("Items", [])
         return int(items[0]["seq"]["N"]) if items else 0
 
-    def _item(self, run_id: str, seq: int, event: str, data: Any, expires_at: int) -> Item:
+    def _item(self, run_id: str, seq: int, event: str, data: Any, expires_at: int) -> tuple[Item, int]:
+        """The event's item and its size in bytes (about: names and numbers counted generously)."""
         body = serde.dumps(data)
         item: Item = {
             "run_id": s(run_id),
@@ -192,20 +199,24 @@ class EventLog:
             "expires_at": {"N": str(expires_at)},
         }
         if len(body) > self.spill_threshold_bytes and self.s3 is not None:
-            key = f"events/{run_id}/{seq:012d}"
+            # A fresh key per attempt, as checkpoint spills: a duplicate writer of the same seq
+            # never overwrites the object the winner's item points at, and the loser deletes its own.
+            key = f"{events_prefix(run_id)}{seq:012d}-{uuid.uuid4().hex}"
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
             item["s3_key"] = s(key)
         else:
             item["data"] = {"B": body}
-        return item
+        return item, len(body if "data" in item else item["s3_key"]["S"]) + len(run_id) + len(event) + _ITEM_OVERHEAD
 
     def write(self, run_id: str, first_seq: int, events: list[tuple[str, Any]]) -> None:
         """Write events at first_seq, first_seq+1, ... Each seq is written once (conditional):
-        a duplicate writer of the same run gets a Conflict instead of interleaving."""
+        a duplicate writer of the same run gets a Conflict instead of interleaving. A batch goes in
+        as few transactions as DynamoDB's limits allow (100 actions, 4 MB each), in seq order."""
         expires_at = int(time.time()) + self.ttl_seconds
-        items = [self._item(run_id, first_seq + i, e, d, expires_at) for i, (e, d) in enumerate(events)]
-        for start in range(0, len(items), 100):
-            chunk = items[start : start + 100]
+        sized = [self._item(run_id, first_seq + i, e, d, expires_at) for i, (e, d) in enumerate(events)]
+        items = [item for item, _ in sized]
+        chunks = _chunks(sized)
+        for n, chunk in enumerate(chunks):
             try:
                 if len(chunk) == 1:
                     self.client.put_item(
@@ -227,6 +238,9 @@ class EventLog:
             except ClientError as exc:
                 if first_seq != END_SEQ:
                     self._hint(run_id, None)
+                # Objects of the items not written (the failed chunk is all or nothing): nobody
+                # points at them, so they go now rather than with the lifecycle rule.
+                self._delete_objects([i for c in chunks[n:] for i in c])
                 if is_conditional_failure(exc):
                     raise SeqTaken(run_id) from exc
                 raise
@@ -256,7 +270,10 @@ class EventLog:
 
     # ------------------------------------------------------------------ read
     def read(self, run_id: str, after: int = 0, limit: int = 500) -> list[Event]:
-        resp = self.client.query(
+        """Up to `limit` live events after seq `after`. Pages on past DynamoDB's 1 MB page and past
+        expired items, so an empty answer means nothing newer is there, never a page cut short."""
+        items = paginate(
+            self.client.query,
             TableName=self.table,
             KeyConditionExpression="run_id = :r AND seq > :s",
             ExpressionAttributeValues={":r": s(run_id), ":s": {"N": str(after)}},
@@ -266,7 +283,7 @@ class EventLog:
         )
         now = int(time.time())
         out: list[Event] = []
-        for item in resp.get("Items", []):
+        for item in items:
             # TTL deletion is lazy on AWS and absent in moto: expired means gone.
             if int(item["expires_at"]["N"]) < now:
                 continue
@@ -275,14 +292,47 @@ class EventLog:
             else:
                 body = item["data"]["B"]
             out.append(Event(int(item["seq"]["N"]), item["event"]["S"], serde.loads(body)))
+            if len(out) == limit:
+                break
         return out
 
     def delete_run(self, run_id: str) -> None:
-        keys = paginate(
-            self.client.query,
-            TableName=self.table,
-            KeyConditionExpression="run_id = :r",
-            ExpressionAttributeValues={":r": s(run_id)},
-            ProjectionExpression="run_id, seq",
+        """Delete the run's events and the objects they spilled to (items first: a crash in between
+        leaves objects, which the bucket's lifecycle rule expires, never an item without its object)."""
+        items = list(
+            paginate(
+                self.client.query,
+                TableName=self.table,
+                KeyConditionExpression="run_id = :r",
+                ExpressionAttributeValues={":r": s(run_id)},
+                ProjectionExpression="run_id, seq, s3_key",
+            )
         )
-        batch_write(self.client, self.table, ({"DeleteRequest": {"Key": key}} for key in keys))
+        keys = ({"DeleteRequest": {"Key": {"run_id": i["run_id"], "seq": i["seq"]}}} for i in items)
+        batch_write(self.client, self.table, keys)
+        self._delete_objects(items)
+
+    def _delete_objects(self, items: list[Item]) -> None:
+        keys = [{"Key": i["s3_key"]["S"]} for i in items if "s3_key" in i]
+        for start in range(0, len(keys), _DELETE_BATCH):
+            batch = {"Objects": keys[start : start + _DELETE_BATCH], "Quiet": True}
+            self.s3.delete_objects(Bucket=self.bucket, Delete=batch)
+
+
+def events_prefix(run_id: str) -> str:
+    """Where a run's spilled events live: under `events/`, which the bucket's lifecycle rule expires
+    after the event log's TTL (template.yaml)."""
+    return f"events/{run_id}/"
+
+
+def _chunks(sized: list[tuple[Item, int]]) -> list[list[Item]]:
+    """Items in seq order, cut into runs that each fit one TransactWriteItems."""
+    chunks: list[list[Item]] = []
+    size = 0
+    for item, item_size in sized:
+        if not chunks or len(chunks[-1]) == _TX_ACTIONS or size + item_size > _TX_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += item_size
+    return chunks

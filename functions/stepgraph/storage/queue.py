@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stepgraph import serde
 from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
 from stepgraph.storage.dynamo import Item, contended, paginate, s, transact, update_if
 from stepgraph.storage.errors import Conflict, ThreadMissing
-from stepgraph.storage.runs import PENDING_INDEX_ATTRIBUTES
+from stepgraph.storage.runs import INFLIGHT_ATTRIBUTE, PENDING_INDEX_ATTRIBUTES, inflight_attribute
 from stepgraph.vocabulary import AwsError, RunStatus, ThreadStatus
 
 __all__ = ["PENDING_INDEX", "QueueState", "ThreadQueue", "entry_due_ms", "entry_run_id", "queue_entry"]
@@ -99,6 +100,7 @@ class ThreadQueue:
             **self._run_key(thread_id, run_id),
             "pending_shard": s(_shard(thread_id)),
             "pending_due": {"N": str(entry_due_ms(entry))},
+            **inflight_attribute(run_id),
         }
         cond = "attribute_exists(thread_id) AND " + ("tail = :tail" if tail else "attribute_not_exists(tail)")
         if reject:
@@ -135,16 +137,19 @@ class ThreadQueue:
             values,
             f"attribute_not_exists(active_run_id) AND contains(pending, :es) AND {token_cond}",
         )
+        now = now_iso()
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": f"SET #s = :running, updated_at = :u REMOVE {_INDEXED}",
+            # x_started_at: the run's `started_at` (its webhook's run_started_at)
+            "UpdateExpression": f"SET #s = :running, updated_at = :u, x_started_at = :st REMOVE {_INDEXED}",
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 ":running": s(RunStatus.RUNNING),
                 ":pending": s(RunStatus.PENDING),
-                ":u": s(now_iso()),
+                ":u": s(now),
+                ":st": s(serde.dumps_str(now)),
             },
         }
         codes = transact(self.client, [{"Update": thread_update}, {"Update": run_update}])
@@ -177,7 +182,9 @@ class ThreadQueue:
 
     def _interrupt_run(self, thread_id: str, run_id: str, *, was: RunStatus) -> Item:
         """The transaction item that ends a run `interrupted` if its status is still `was`."""
-        leave_index = f" REMOVE {_INDEXED}" if was == RunStatus.PENDING else ""
+        leave_index = (
+            f" REMOVE {_INDEXED}, {INFLIGHT_ATTRIBUTE}" if was == RunStatus.PENDING else f" REMOVE {INFLIGHT_ATTRIBUTE}"
+        )
         return {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import zlib
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -11,13 +12,23 @@ from stepgraph import serde
 from stepgraph.storage.documents import Document, doc_item, documents, from_item, now_iso, strip_top
 from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s, update_if
 from stepgraph.storage.errors import Conflict
-from stepgraph.vocabulary import RunStatus
+from stepgraph.vocabulary import INFLIGHT, RunStatus
 
-__all__ = ["PENDING_INDEX_ATTRIBUTES", "RunStore"]
+__all__ = ["INFLIGHT_ATTRIBUTE", "INFLIGHT_INDEX", "PENDING_INDEX_ATTRIBUTES", "RunStore", "inflight_attribute"]
 
 # A pending run's place in the runs table's sparse `pending_due` index (storage/queue.py writes
 # them): every transition out of `pending` removes them.
 PENDING_INDEX_ATTRIBUTES = ("pending_shard", "pending_due")
+# A run in flight (pending or running) carries its shard of the sparse `inflight` index; every
+# transition out of flight removes it.
+INFLIGHT_INDEX = "inflight"
+INFLIGHT_ATTRIBUTE = "inflight_shard"
+_INFLIGHT_SHARDS = 8
+
+
+def inflight_attribute(run_id: str) -> Item:
+    """The attribute that puts a run in flight in the `inflight` index."""
+    return {INFLIGHT_ATTRIBUTE: s(str(zlib.crc32(run_id.encode()) % _INFLIGHT_SHARDS))}
 
 
 class RunStore:
@@ -33,6 +44,7 @@ class RunStore:
         item = {
             **doc_item(strip_top(doc), status=doc["status"], execution=doc.get("execution")),
             **self._key(doc["thread_id"], doc["run_id"]),
+            **(inflight_attribute(doc["run_id"]) if doc["status"] in INFLIGHT else {}),
         }
         self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(run_id)")
 
@@ -102,8 +114,11 @@ class RunStore:
             values[":x"] = s(execution)
             sets.append("execution = :x")
         update = "SET " + ", ".join(sets)
-        if RunStatus.PENDING in expected and to != RunStatus.PENDING:
-            update += " REMOVE " + ", ".join(PENDING_INDEX_ATTRIBUTES)
+        removed = list(PENDING_INDEX_ATTRIBUTES) if RunStatus.PENDING in expected and to != RunStatus.PENDING else []
+        if to not in INFLIGHT:
+            removed.append(INFLIGHT_ATTRIBUTE)
+        if removed:
+            update += " REMOVE " + ", ".join(removed)
         return {
             "TableName": self.table,
             "Key": self._key(thread_id, run_id),
@@ -154,15 +169,21 @@ class RunStore:
             self.delete(thread_id, run["run_id"])
 
     def with_status(self, statuses: tuple[str, ...]) -> builtins.list[Document]:
-        """Runs of every thread whose status is one of `statuses`. The table has no index on
-        status across threads, so this scans: bulk cancel and metrics, administrative paths."""
+        """Runs of every thread whose status is one of `statuses`, all in flight (pending or
+        running): read from the sparse `inflight` index, one Query a shard, never the table."""
+        if not set(statuses) <= set(INFLIGHT):
+            raise ValueError(f"only runs in flight are indexed, not {statuses}")
         values = {f":s{i}": s(status) for i, status in enumerate(statuses)}
-        items = paginate(
-            self.client.scan,
-            TableName=self.table,
-            ConsistentRead=True,
-            FilterExpression="#s IN (" + ", ".join(values) + ")",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=values,
-        )
-        return documents(items)
+        found: builtins.list[Document] = []
+        for shard in range(_INFLIGHT_SHARDS):
+            items = paginate(
+                self.client.query,
+                TableName=self.table,
+                IndexName=INFLIGHT_INDEX,
+                KeyConditionExpression=f"{INFLIGHT_ATTRIBUTE} = :shard",
+                FilterExpression="#s IN (" + ", ".join(values) + ")",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":shard": s(str(shard)), **values},
+            )
+            found.extend(documents(items))
+        return found

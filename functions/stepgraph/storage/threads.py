@@ -6,13 +6,15 @@ it (`pending`) so that no lease is taken or given up past a queued run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from stepgraph.storage.documents import Document, doc_item, doc_json, documents, from_item, strip_top
-from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s, update_if
+from stepgraph.storage.documents import Document, doc_item, doc_json, from_item, now_iso, strip_top
+from stepgraph.storage.dynamo import Item, is_conditional_failure, s, update_if
 from stepgraph.storage.errors import Conflict
+from stepgraph.storage.listing import count_listed, listed, listing_attributes
 from stepgraph.vocabulary import ThreadStatus
 
 __all__ = ["ThreadStore"]
@@ -28,7 +30,11 @@ class ThreadStore:
         return {"thread_id": s(thread_id)}
 
     def create(self, doc: Document, *, if_absent: bool = True) -> bool:
-        item = {**doc_item(doc, status=doc.get("status", ThreadStatus.IDLE)), "thread_id": s(doc["thread_id"])}
+        item = {
+            **doc_item(doc, status=doc.get("status", ThreadStatus.IDLE)),
+            **listing_attributes(doc["thread_id"], doc.get("created_at") or now_iso()),
+            "thread_id": s(doc["thread_id"]),
+        }
         kwargs = {"ConditionExpression": "attribute_not_exists(thread_id)"} if if_absent else {}
         try:
             self.client.put_item(TableName=self.table, Item=item, **kwargs)
@@ -42,8 +48,19 @@ class ThreadStore:
         resp = self.client.get_item(TableName=self.table, Key=self._key(thread_id), ConsistentRead=True)
         return from_item(resp.get("Item"))
 
+    def listed(self, *, newest_first: bool = True, page: int = 0) -> Iterator[Document]:
+        """Every thread by creation time, read lazily from the listing index (`listing.listed`)."""
+        for item in listed(self.client, self.table, newest_first=newest_first, page=page):
+            doc = from_item(item)
+            if doc is not None:
+                yield doc
+
     def all(self) -> list[Document]:
-        return documents(paginate(self.client.scan, TableName=self.table, ConsistentRead=True))
+        """Every thread, newest first (from the index: no Scan)."""
+        return list(self.listed())
+
+    def count(self) -> int:
+        return count_listed(self.client, self.table)
 
     def delete(self, thread_id: str) -> bool:
         resp = self.client.delete_item(TableName=self.table, Key=self._key(thread_id), ReturnValues="ALL_OLD")

@@ -1,5 +1,8 @@
 """moto's DynamoDB as the local runtime needs it: two fixes, then three speed-ups.
 
+(And one limit moto does not enforce: a TransactWriteItems over 4 MB is refused, as on AWS, so
+that a write path that could exceed it fails here first; see 2.)
+
 1. moto's backend is not thread-safe, and the local runtime calls it from many threads at once
    (Step Functions executions, the API's worker threads, event writers). Every DynamoDB request
    is serialised by one lock, as DynamoDB's own per-item atomicity would order them.
@@ -37,6 +40,7 @@ from typing import Any
 from moto.dynamodb.comparisons import ConditionExpressionParser, get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
+    MockValidationException,
     MultipleTransactionsException,
     TooManyTransactionsException,
     TransactionCanceledException,
@@ -73,9 +77,40 @@ def _key_of(backend: DynamoDBBackend, op_type: str, op: dict[str, Any]) -> dict[
     return key
 
 
+# AWS: "the aggregate size of the items in the transaction cannot exceed 4 MB".
+_TRANSACTION_BYTES = 4 * 1024 * 1024
+
+
+def _value_bytes(value: Any) -> int:
+    """An attribute value's size as DynamoDB counts it, near enough: binary by its length, strings by
+    their UTF-8 bytes, collections by their members."""
+    if isinstance(value, dict):
+        kind, inner = next(iter(value.items())) if len(value) == 1 else ("M", value)
+        if kind == "B":  # decoded by moto's handler; base64 if it ever is not
+            return len(inner) if isinstance(inner, bytes) else len(inner) * 3 // 4
+        if kind in ("S", "N"):
+            return len(str(inner).encode())
+        if kind == "M":
+            return sum(len(k.encode()) + _value_bytes(v) for k, v in inner.items())
+        if kind in ("L", "SS", "NS", "BS"):
+            return sum(_value_bytes(v) if isinstance(v, dict) else len(str(v).encode()) for v in inner)
+    return 1
+
+
+def _transaction_bytes(transact_items: list[dict[str, Any]]) -> int:
+    total = 0
+    for entry in transact_items:
+        for op in entry.values():
+            if isinstance(op, dict):
+                total += sum(_value_bytes(op.get(part) or {}) for part in ("Item", "Key", "ExpressionAttributeValues"))
+    return total
+
+
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
     if len(transact_items) > 100:
         raise TooManyTransactionsException()
+    if _transaction_bytes(transact_items) > _TRANSACTION_BYTES:
+        raise MockValidationException("Transaction request cannot be larger than 4 MB")
     targets: set[tuple[str, str]] = set()
     errors: list[tuple[Any, Any, Any]] = []
     plan: list[tuple[str, Any, dict[str, Any], Any]] = []  # operation type, request, key, item before

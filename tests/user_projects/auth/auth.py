@@ -53,6 +53,18 @@ async def edit_assistant(ctx: Auth.types.AuthContext, value: dict):
     return {"editors": {"$contains": ctx.user.identity}}
 
 
+@auth.on.crons.create
+async def create_cron(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.create.value):
+    value.setdefault("metadata", {})["owner"] = ctx.user.identity
+    return None
+
+
+@auth.on.crons
+async def own_crons(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.value):
+    # read, update, delete, search and count
+    return {"owner": ctx.user.identity}
+
+
 @auth.on.store
 async def own_store(ctx: Auth.types.AuthContext, value: dict):
     # Every store route (put, get, search, list_namespaces, delete): a user's items live under

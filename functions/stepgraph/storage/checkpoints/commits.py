@@ -120,8 +120,7 @@ def write_each(ddb: Any, table: str, spill: Spill, group: Group) -> None:
             if not is_conditional_failure(exc):
                 raise
             garbage = item
-        if "s3_key" in garbage:
-            spill.delete([garbage["s3_key"]["S"]])
+        spill.delete([garbage[name]["S"] for name in keys.SPILLED if name in garbage])
 
 
 class FencedCommits:
@@ -151,6 +150,7 @@ class FencedCommits:
         or a transaction that would be full."""
         with self.lock:
             if self.error is not None:
+                self.spill.delete(group.s3_keys)  # never to be stored: its objects go now
                 self.commit()  # raises what the background commit met: the run stops here
             self.pending.append(group)
             full = sum(g.size for g in self.pending) > _TX_BYTES or self._actions() > _TX_ACTIONS
@@ -179,12 +179,15 @@ class FencedCommits:
                 self._commit_first()
 
     def abandon(self) -> None:
-        """Forget what is pending: the invocation is ending without committing it."""
+        """Forget what is pending: the invocation is ending without committing it. The objects its
+        values spilled to go too (their keys are never reused: nothing else can name them)."""
         with self.lock:
             if self.timer is not None:
                 self.timer.cancel()
                 self.timer = None
+            garbage = [k for g in self.pending for k in g.s3_keys]
             self.pending.clear()
+        self.spill.delete(garbage)
 
     def pending_channels(self) -> set[str]:
         """The channels of the writes held uncommitted."""

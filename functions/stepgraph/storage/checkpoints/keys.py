@@ -18,8 +18,10 @@ from stepgraph.storage.dynamo import Item, s
 
 CHECKPOINTS = "C#"  # every checkpoint and write of a thread, all namespaces
 HEADS = "H#"  # every head of a thread
-# Enough of an item to delete it and its spilled object.
-DELETE_PROJECTION = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, task_id"
+# Enough of an item to delete it and its spilled objects.
+DELETE_PROJECTION = "pk, sk, checkpoint_ns, checkpoint_id, s3_key, metadata_s3_key, task_id"
+# The attributes that name an item's spilled objects: its value's, and a checkpoint's metadata's.
+SPILLED = ("s3_key", "metadata_s3_key")
 
 
 def key(thread_id: str, sk: str) -> Item:
@@ -61,6 +63,13 @@ def listing(ns: str | None, checkpoint_id: str | None, before_id: str | None) ->
     if before_id and not checkpoint_id:  # ends at `before` itself: its writes and anything newer are out
         return "sk BETWEEN :lo AND :hi", {":lo": s(checkpoint_sk(ns)), ":hi": s(checkpoint_sk(ns, before_id))}
     return prefixed(checkpoint_sk(ns, checkpoint_id or ""))
+
+
+def run_of(config: RunnableConfig) -> Item:
+    """The `run_id` attribute of what a run writes under `config` (none outside a run): the engine
+    puts the run id in the configurable and the metadata, and LangGraph passes both on."""
+    run_id = config.get("configurable", {}).get("run_id") or config.get("metadata", {}).get("run_id")
+    return {"run_id": s(run_id)} if isinstance(run_id, str) else {}
 
 
 def thread_ns(config: RunnableConfig) -> tuple[str, str]:

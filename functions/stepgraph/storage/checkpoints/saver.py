@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from stepgraph.serde import checkpoint_serde
 from stepgraph.storage.checkpoints import keys
 from stepgraph.storage.checkpoints.commits import Fence, FencedCommits, Group, put_with_head, write_each
 from stepgraph.storage.checkpoints.spill import Spill
@@ -46,6 +47,10 @@ _P = ParamSpec("_P")
 # The async twins' calls that reach AWS run here (sized like the clients' connection pools).
 _IO = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="stepgraph-checkpoint-io")
 _IN_MAX = 100  # operands a DynamoDB IN (...) accepts
+# A checkpoint's metadata stays in its item up to this size; larger, it spills (the run's metadata,
+# up to a whole document, is part of it). The attributes that hold it: inline, spilled.
+_METADATA_INLINE_BYTES = 64_000
+_METADATA = ("metadata", "metadata_s3_key")
 
 
 class _ListOptions(TypedDict, total=False):
@@ -92,7 +97,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         spill_threshold_bytes: int = 350_000,
         serde: SerializerProtocol | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        # Strict: a blob naming a class or function outside the allowlist revives nothing.
+        super().__init__(serde=serde or checkpoint_serde())
         self.ddb, self.table = dynamodb_client, table
         self.spill = Spill(s3_client, bucket, spill_threshold_bytes)
         self._fence: FencedCommits | None = None
@@ -177,7 +183,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                 continue
             if before_id and item_id >= before_id:
                 continue
-            metadata = self.serde.loads_typed((item["metadata_type"]["S"], item["metadata"]["B"]))
+            metadata = self.serde.loads_typed((item["metadata_type"]["S"], self.spill.data(item, *_METADATA)))
             if filter and any(metadata.get(k) != v for k, v in filter.items()):
                 continue
             mine.sort(key=lambda w: writes_sort_key(w["task_path"]["S"], w["task_id"]["S"], int(w["idx"]["N"])))
@@ -203,12 +209,25 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         checkpoint_id, parent_id = checkpoint["id"], config["configurable"].get("checkpoint_id")
         metadata = get_checkpoint_metadata(config, metadata)
         metadata_type, metadata_bytes = self.serde.dumps_typed(metadata)
-        payload, s3_key = self._dump(checkpoint, thread_id, ns, checkpoint_id, "checkpoint")
+        # The metadata (the run's, the assistant's: what clients send, up to a document each) and
+        # the checkpoint share one item: a large metadata spills, and the checkpoint spills at what
+        # the metadata leaves of the item.
+        spilled, metadata_key = self.spill.payload(
+            metadata_type,
+            metadata_bytes,
+            thread_id,
+            ns,
+            checkpoint_id,
+            "metadata",
+            threshold_bytes=_METADATA_INLINE_BYTES,
+        )
+        inline_metadata = len(metadata_bytes) if metadata_key is None else 0
+        payload, s3_key = self._dump(checkpoint, thread_id, ns, checkpoint_id, "checkpoint", room=inline_metadata)
         item = {
             **keys.key(thread_id, keys.checkpoint_sk(ns, checkpoint_id)),
             **keys.ids(ns, checkpoint_id),
             "metadata_type": s(metadata_type),
-            "metadata": {"B": metadata_bytes},
+            **({"metadata": {"B": metadata_bytes}} if metadata_key is None else {"metadata_s3_key": spilled["s3_key"]}),
             **payload,
         }
         if parent_id:
@@ -219,8 +238,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             put_with_head(self.ddb, self.table, item)
         else:
             self._fence.latest = self._fence.latest_of = None  # a put makes the primed head stale
-            size = len(metadata_bytes) + len(payload.get("data", {}).get("B", b""))
-            group = Group([item], [True], {ns: checkpoint_id}, size, [s3_key] if s3_key else [])
+            size = inline_metadata + len(payload.get("data", {}).get("B", b""))
+            group = Group([item], [True], {ns: checkpoint_id}, size, [k for k in (s3_key, metadata_key) if k])
             self._fence.enqueue(group)
         return keys.config(thread_id, ns, checkpoint_id)
 
@@ -229,6 +248,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     ) -> None:
         thread_id, ns = keys.thread_ns(config)
         checkpoint_id = config["configurable"]["checkpoint_id"]
+        # The run that wrote it, so that its rollback removes it even from another run's checkpoint
+        # (a resume writes on the checkpoint its predecessor parked on).
+        run_tag = keys.run_of(config)
         group = Group([], [], {}, 0, [])
         for idx, (channel, value) in enumerate(writes):
             idx = WRITES_IDX_MAP.get(channel, idx)
@@ -242,6 +264,7 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
                     "task_path": s(task_path),
                     "channel": s(channel),
                     "idx": {"N": str(idx)},
+                    **run_tag,
                     **payload,
                 }
             )
@@ -280,23 +303,33 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         self._delete_items(self._query(thread_id, projection=keys.DELETE_PROJECTION))
         self.spill.delete_thread(thread_id)
 
-    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+    def delete_for_runs(self, run_ids: Sequence[str], *, thread_id: str | None = None) -> None:
+        """Delete the checkpoints the runs put (with every write on them) and the writes they made on
+        other runs' checkpoints (a resume's, on the checkpoint it resumed). With `thread_id`, one
+        Query of that thread's partition, as every caller on a request path does; without (the base
+        class's contract, which names no thread), a Scan of the table."""
         run_ids = list(dict.fromkeys(run_ids))
         touched: set[tuple[str, str]] = set()
         for i in range(0, len(run_ids), _IN_MAX):
             values = {f":r{j}": s(r) for j, r in enumerate(run_ids[i : i + _IN_MAX])}
-            # The table has no index on run_id, so this scans: acceptable on an administrative path.
-            for item in self._scan(
-                FilterExpression=f"#r IN ({', '.join(values)})",
-                ExpressionAttributeNames={"#r": "run_id"},
-                ExpressionAttributeValues=values,
-                ProjectionExpression="pk, checkpoint_ns, checkpoint_id",
-            ):
-                thread_id, (ns, cid) = item["pk"]["S"], keys.where(item)
-                self._delete_checkpoint_items(thread_id, ns, cid)
-                touched.add((thread_id, ns))
-        for thread_id, ns in touched:
-            self._repair_head(thread_id, ns)
+            request: dict[str, Any] = {
+                "FilterExpression": f"#r IN ({', '.join(values)})",
+                "ExpressionAttributeNames": {"#r": "run_id"},
+                "ProjectionExpression": keys.DELETE_PROJECTION,
+            }
+            if thread_id is None:
+                found = self._scan(ExpressionAttributeValues=values, **request)
+            else:
+                found = self._query(thread_id, values=values, **request)
+            items = builtins.list(found)
+            checkpoints = {(i["pk"]["S"], *keys.where(i)) for i in items if "task_id" not in i}
+            for owner, ns, cid in checkpoints:
+                self._delete_checkpoint_items(owner, ns, cid)
+                touched.add((owner, ns))
+            # Writes on checkpoints that stay (those of deleted checkpoints went with them).
+            self._delete_items(i for i in items if "task_id" in i and (i["pk"]["S"], *keys.where(i)) not in checkpoints)
+        for owner, ns in touched:
+            self._repair_head(owner, ns)
 
     def delete_checkpoint(self, thread_id: str, checkpoint_id: str, checkpoint_ns: str = "") -> None:
         """Delete one checkpoint and its pending writes; a head that named it names the newest survivor."""
@@ -311,8 +344,9 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         def copies() -> Iterator[Item]:
             for item in self._query(source_thread_id):  # heads included
                 item = {**item, "pk": s(target_thread_id)}
-                if "s3_key" in item:
-                    item["s3_key"] = s(self.spill.copy(item["s3_key"]["S"], source_thread_id, target_thread_id))
+                for name in keys.SPILLED:
+                    if name in item:
+                        item[name] = s(self.spill.copy(item[name]["S"], source_thread_id, target_thread_id))
                 yield {"PutRequest": {"Item": item}}
 
         batch_write(self.ddb, self.table, copies())
@@ -432,8 +466,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
 
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
+    async def adelete_for_runs(self, run_ids: Sequence[str], *, thread_id: str | None = None) -> None:
+        await asyncio.to_thread(functools.partial(self.delete_for_runs, run_ids, thread_id=thread_id))
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
@@ -443,17 +477,29 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
 
     # --- storage helpers -----------------------------------------------------------------------
 
-    def _dump(self, value: Any, thread_id: str, ns: str, checkpoint_id: str, name: str) -> tuple[Item, str | None]:
+    def _dump(
+        self, value: Any, thread_id: str, ns: str, checkpoint_id: str, name: str, *, room: int = 0
+    ) -> tuple[Item, str | None]:
+        """`value`'s attributes; spilled over the threshold less `room` (what else the item holds)."""
         type_, data = self.serde.dumps_typed(value)
-        return self.spill.payload(type_, data, thread_id, ns, checkpoint_id, name)
+        threshold = self.spill.threshold_bytes - room
+        return self.spill.payload(type_, data, thread_id, ns, checkpoint_id, name, threshold_bytes=threshold)
 
     def _load(self, item: Item) -> Any:
         return self.serde.loads_typed((item["type"]["S"], self.spill.data(item)))
 
     def _query(
-        self, thread_id: str, cond: str = "", values: Item | None = None, *, page: int = 0, projection: str = ""
+        self,
+        thread_id: str,
+        cond: str = "",
+        values: Item | None = None,
+        *,
+        page: int = 0,
+        projection: str = "",
+        **request: Any,
     ) -> Iterator[Item]:
-        """A thread's items, newest first, fetched page by page as the caller consumes them."""
+        """A thread's items, newest first, fetched page by page as the caller consumes them
+        (`request`: more of the Query's parameters, a FilterExpression say)."""
         return paginate(
             self.ddb.query,
             TableName=self.table,
@@ -463,13 +509,16 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
             ExpressionAttributeValues={":pk": s(thread_id), **(values or {})},
             **({"Limit": page} if page else {}),
             **({"ProjectionExpression": projection} if projection else {}),
+            **request,
         )
 
     def _scan(self, **request: Any) -> Iterator[Item]:
         return paginate(self.ddb.scan, TableName=self.table, ConsistentRead=True, **request)
 
     def _thread_ids(self) -> builtins.list[str]:
-        # Every namespace with a checkpoint has a head, so head items enumerate the threads.
+        # Every namespace with a checkpoint has a head, so head items enumerate the threads. A Scan:
+        # only `list(None)` (BaseCheckpointSaver's listing of every thread) needs it, and no route
+        # or function calls that; every listing on a request path names its thread.
         cond, values = keys.prefixed(keys.HEADS)
         heads = self._scan(FilterExpression=cond, ExpressionAttributeValues=values, ProjectionExpression="pk")
         return list(dict.fromkeys(item["pk"]["S"] for item in heads))
@@ -479,4 +528,4 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         # pointing at a missing one.
         items = list(items)
         batch_write(self.ddb, self.table, ({"DeleteRequest": {"Key": {"pk": i["pk"], "sk": i["sk"]}}} for i in items))
-        self.spill.delete([i["s3_key"]["S"] for i in items if "s3_key" in i])
+        self.spill.delete([i[name]["S"] for i in items for name in keys.SPILLED if name in i])

@@ -23,11 +23,20 @@ class Spill:
         self.s3, self.bucket, self.threshold_bytes = s3_client, bucket, threshold_bytes
 
     def payload(
-        self, type_: str, data: bytes, thread_id: str, ns: str, checkpoint_id: str, name: str
+        self,
+        type_: str,
+        data: bytes,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        name: str,
+        *,
+        threshold_bytes: int | None = None,
     ) -> tuple[Item, str | None]:
         """A serialized value's attributes: the bytes themselves, or the key of the object they
-        spilled to (returned too, so that whoever loses the write can delete it)."""
-        if len(data) <= self.threshold_bytes:
+        spilled to (returned too, so that whoever loses the write can delete it). Spilled over
+        `threshold_bytes` (default: the spill's own), what the rest of the item leaves room for."""
+        if len(data) <= (self.threshold_bytes if threshold_bytes is None else threshold_bytes):
             return {"type": s(type_), "data": {"B": data}}, None
         # A fresh key per attempt: no object is ever overwritten or shared, so whoever loses a
         # conditional write may delete its own object without asking who else uses it.
@@ -35,12 +44,12 @@ class Spill:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)  # before the item: no dangling key
         return {"type": s(type_), "s3_key": s(key)}, key
 
-    def data(self, item: Item) -> bytes:
-        """The serialized value an item holds or points at."""
-        if "data" in item:
-            data: bytes = item["data"]["B"]
+    def data(self, item: Item, inline: str = "data", spilled: str = "s3_key") -> bytes:
+        """The serialized value an item holds (attribute `inline`) or points at (`spilled`)."""
+        if inline in item:
+            data: bytes = item[inline]["B"]
             return data
-        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=item["s3_key"]["S"])["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=item[spilled]["S"])["Body"].read()
         return body
 
     def copy(self, key: str, source_thread_id: str, target_thread_id: str) -> str:
