@@ -84,6 +84,7 @@ class Settings:
     threads_table: str = "ThreadsTable"
     runs_table: str = "RunsTable"
     events_table: str = "EventsTable"
+    store_table: str = "StoreTable"  # the long-term store (storage/store.py)
     crons_table: str = "CronsTable"
     spill_bucket: str = "spill"
     run_queue_url: str = ""
@@ -149,6 +150,7 @@ class Settings:
             threads_table=_env("THREADS_TABLE", cls.threads_table),
             runs_table=_env("RUNS_TABLE", cls.runs_table),
             events_table=_env("EVENTS_TABLE", cls.events_table),
+            store_table=_env("STORE_TABLE", cls.store_table),
             crons_table=_env("CRONS_TABLE", cls.crons_table),
             schedule_group=_env("SCHEDULE_GROUP", cls.schedule_group),
             cron_function_arn=_env("CRON_FUNCTION_ARN"),

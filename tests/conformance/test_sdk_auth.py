@@ -4,8 +4,8 @@ filters reads: through langgraph-sdk, user B finds none of user A's threads, run
 history (404, as missing ones), counts none of them, and the graph of a run sees the user that
 created it in each of its Step invocations (strict mode: one node per invocation).
 
-Crons are there too (`@auth.on.crons`); the store, when served, belongs in
-`test_each_user_sees_only_their_own`.
+Crons are there too (`@auth.on.crons`). The store's handler scopes every store route to the
+user's own namespace (`test_store_routes_ask_the_store_handler`).
 """
 
 from __future__ import annotations
@@ -234,3 +234,32 @@ async def test_a2a_asks_the_same_auth(auth_server):
             with pytest.raises(TaskNotFoundError):
                 await call
     assert (await client(auth_server, "a").threads.get(task.context_id))["metadata"]["owner"] == "user-a"
+
+
+async def test_store_routes_ask_the_store_handler(auth_server):
+    """`@auth.on.store` applies to every store route: put, get, search, list_namespaces and delete
+    all see the namespace it rewrote (prefixed with the user's id), so A and B each write
+    ("prefs",) and read only their own; a user the handler refuses gets 403 on each route."""
+    a, b = client(auth_server, "a"), client(auth_server, "b")
+    await a.store.put_item(["prefs"], "theme", {"color": "red", "owner": "a"})
+    await b.store.put_item(["prefs"], "theme", {"color": "blue", "owner": "b"})
+    assert (await a.store.get_item(["prefs"], "theme"))["value"]["color"] == "red"
+    got = await b.store.get_item(["prefs"], "theme")
+    assert (got["namespace"], got["value"]["color"]) == (["user-b", "prefs"], "blue")
+    assert [i["value"]["owner"] for i in (await b.store.search_items(["prefs"]))["items"]] == ["b"]
+    assert [i["value"]["owner"] for i in (await b.store.search_items([]))["items"]] == ["b"]
+    assert (await a.store.list_namespaces())["namespaces"] == [["user-a", "prefs"]]
+    await b.store.delete_item(["prefs"], "theme")
+    assert await b.store.get_item(["prefs"], "theme") is None
+    assert (await a.store.get_item(["prefs"], "theme"))["value"]["color"] == "red"  # B deleted its own
+    reader = client(auth_server, "reader")
+    for what, call in {
+        "put": lambda: reader.store.put_item(["prefs"], "theme", {"x": 1}),
+        "get": lambda: reader.store.get_item(["prefs"], "theme"),
+        "search": lambda: reader.store.search_items(["prefs"]),
+        "list_namespaces": lambda: reader.store.list_namespaces(),
+        "delete": lambda: reader.store.delete_item(["prefs"], "theme"),
+    }.items():
+        with pytest.raises(PermissionDeniedError) as refused:
+            await call()
+        assert refused.value.response.json() == {"detail": "This user may not use the store"}, what

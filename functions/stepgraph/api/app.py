@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stepgraph.api import a2a, assistants, crons, protocol, runs, thread_stream, threads
+from stepgraph.api import a2a, assistants, crons, protocol, runs, store, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
 from stepgraph.client_errors import internal_error
@@ -141,6 +141,7 @@ def create_app(ctx: Context) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(thread_stream.router)
     app.include_router(protocol.router)
+    app.include_router(store.router)
     if "a2a" not in ctx.graphs.disabled:
         app.include_router(a2a.router)
     install_auth(app, ctx)

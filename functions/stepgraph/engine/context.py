@@ -14,6 +14,7 @@ from stepgraph.storage import (
     AssistantStore,
     CronStore,
     DynamoDBSaver,
+    DynamoDBStore,
     EventLog,
     Notifier,
     PollingNotifier,
@@ -42,7 +43,23 @@ class Context:
 
     @cached_property
     def graphs(self) -> GraphRegistry:
-        return GraphRegistry.from_config(self.settings.config_path)
+        graphs = GraphRegistry.from_config(self.settings.config_path)
+        graphs.store_of = lambda: self.store  # built on first use: its embeddings may load the project's code
+        return graphs
+
+    @cached_property
+    def store(self) -> DynamoDBStore:
+        """The long-term store: `runtime.store` of every graph, and the API's /store routes."""
+        store_config = self.graphs.store_config
+        return DynamoDBStore(
+            self.clients.dynamodb,
+            self.settings.store_table,
+            s3_client=self.clients.s3,
+            bucket=self.settings.spill_bucket,
+            spill_threshold_bytes=self.settings.spill_threshold_bytes,
+            index=self.graphs.store_index(),
+            ttl=store_config.get("ttl"),
+        )
 
     @cached_property
     def assistants(self) -> AssistantStore:

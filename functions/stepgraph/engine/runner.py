@@ -315,7 +315,7 @@ def _run_supersteps(
 
             def parts_of(graph: Any) -> AsyncGenerator[Any]:
                 return stream_parts(
-                    with_checkpointer(graph, saver),
+                    with_checkpointer(graph, saver, store=ctx.store),
                     stream_input,
                     config,
                     modes=emitter.graph_modes,
@@ -388,7 +388,7 @@ def _run_supersteps(
         return StepResult(StepOutcome.DONE)
     last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
-        bound = with_checkpointer(graph, saver)
+        bound = with_checkpointer(graph, saver, store=ctx.store)
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult(StepOutcome.INTERRUPTED if last_next else StepOutcome.DONE, park_timeout)
 

@@ -6,6 +6,7 @@
 - `ThreadQueue`: each thread's lease and queue of pending runs, on the thread item.
 - `EventLog`: each run's stream events, tailed by the API.
 - `DynamoDBSaver`: LangGraph's checkpoints, fenced by the thread's head and the run's lease.
+- `DynamoDBStore`: LangGraph's long-term store (`runtime.store`, the API's /store routes).
 
 What they raise is in `errors`; the DynamoDB helpers they share in `dynamo`.
 """
@@ -27,6 +28,7 @@ from stepgraph.storage.events import (
 )
 from stepgraph.storage.queue import QueueState, ThreadQueue, entry_due_ms, entry_run_id, queue_entry
 from stepgraph.storage.runs import RunStore
+from stepgraph.storage.store import DynamoDBStore
 from stepgraph.storage.threads import ThreadStore
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "CronStore",
     "DocumentTooLarge",
     "DynamoDBSaver",
+    "DynamoDBStore",
     "Event",
     "EventLog",
     "Fence",

@@ -63,3 +63,12 @@ async def create_cron(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.cr
 async def own_crons(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.value):
     # read, update, delete, search and count
     return {"owner": ctx.user.identity}
+
+
+@auth.on.store
+async def own_store(ctx: Auth.types.AuthContext, value: dict):
+    # Every store route (put, get, search, list_namespaces, delete): a user's items live under
+    # their id, as the Agent Server's docs scope the store; a user without permissions has none.
+    assert "threads:write" in ctx.permissions, "This user may not use the store"
+    value["namespace"] = (ctx.user.identity, *(value["namespace"] or ()))
+    return None
