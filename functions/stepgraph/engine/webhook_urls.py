@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import socket
 import sys
 from collections.abc import Callable
@@ -39,6 +40,8 @@ __all__ = [
     "resolve_webhook_host",
     "webhook_url_policy",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 _POLICY_KEYS = {
@@ -289,15 +292,18 @@ def _target(policy: WebhookUrlPolicy, url: str) -> _Target:
 
 def check_webhook_url(policy: WebhookUrlPolicy, url: str, *, resolve: bool = True) -> None:
     """Refuse (WebhookUrlRefused) a URL the policy does not let a webhook go to: its form, and
-    with `resolve` every address its host resolves to now (a name that does not resolve is
-    refused too, as on the peer). Delivery checks again, on the address it connects to."""
+    with `resolve` every address its host resolves to now. Delivery checks again, on the address
+    it connects to: that check is the guarantee, this one answers the caller early."""
     target = _target(policy, url)
     if not resolve:
         return
     try:
         resolve_webhook_host(policy, target.host, target.port)
     except socket.gaierror as exc:
-        raise WebhookUrlRefused(f"webhook host {target.host} does not resolve: {exc.strerror or exc}") from None
+        # Unlike the peer (422), a name that does not resolve now is no reason to refuse the run:
+        # DNS may be down for a moment, or this machine offline (stepgraph dev); nothing can be
+        # reached through it, and its delivery resolves and checks it again.
+        logger.info("webhook host %s does not resolve now (%s); checked again at delivery", target.host, exc)
 
 
 # ---------------------------------------------------------------- connections
