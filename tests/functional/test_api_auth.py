@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -132,7 +133,7 @@ async def test_a2a_is_behind_the_key_says_so_in_its_card_and_http_disable_a2a_re
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("stepgraph.api.a2a_tasks._load_task", _broken)
             broken = (await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})).json()["error"]
-        assert (broken["code"], broken["message"]) == (-32603, "An internal error occurred")
+        assert broken["code"] == -32603 and re.fullmatch(r"Internal error \(id [0-9a-f]{32}\)", broken["message"])
     async with api(runtime, config_path=project(tmp_path, http={"disable_a2a": True})) as http:
         assert (await http.get(card_path)).status_code == 404
         assert (await http.post("/a2a/chain", json=rpc)).status_code == 404

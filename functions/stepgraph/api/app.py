@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -19,10 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stepgraph.api import a2a, assistants, crons, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
+from stepgraph.client_errors import internal_error
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, WebhookUrlRefused, queue_counts
 from stepgraph.vocabulary import RunStatus
-
-logger = logging.getLogger(__name__)
 
 
 def _version(package: str) -> str:
@@ -104,8 +102,8 @@ def create_app(ctx: Context) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "An internal error occurred"}, status_code=500)
+        # The traceback (and whatever an AWS error says: ARNs, the account) stays in the logs.
+        return JSONResponse({"detail": internal_error(exc, f"{request.method} {request.url.path}")}, status_code=500)
 
     @app.get("/ok", tags=["meta"])
     @app.get("/", include_in_schema=False)

@@ -30,6 +30,7 @@ from stepgraph.engine.errors import (
     ConfigError,
     Conflict,
     DocumentTooLarge,
+    HeadConflict,
     RunsMissing,
     ThreadMissing,
     WebhookUrlRefused,
@@ -46,7 +47,14 @@ from stepgraph.engine.protocol import (
 )
 from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
-from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.engine.state import (
+    bound_graph,
+    get_thread_state,
+    snapshot_to_wire,
+    state_config,
+    thread_graph,
+    update_thread_state,
+)
 from stepgraph.engine.webhook_urls import WebhookUrlPolicy, check_run_webhook
 from stepgraph.engine.webhooks import WebhookConfig, deliver_webhook, sign_webhook
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
@@ -63,6 +71,7 @@ __all__ = [
     "Context",
     "DocumentTooLarge",
     "Event",
+    "HeadConflict",
     "InvalidSchedule",
     "RunTranslator",
     "RunsMissing",
@@ -110,5 +119,6 @@ __all__ = [
     "thread_ms",
     "thread_seq",
     "update_cron",
+    "update_thread_state",
     "user_fields",
 ]

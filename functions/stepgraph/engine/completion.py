@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from stepgraph.client_errors import failure_payload
 from stepgraph.engine.context import Context
 from stepgraph.engine.deadlines import expire_parked_run
 from stepgraph.engine.lease import release_thread, settled_status
@@ -61,7 +62,7 @@ def finish_run(
     failure = None
     if error:
         # The step crashed past its retries: the error never reached the event log.
-        failure = {"error": str(error.get("Error", "StepFailed")), "message": _cause(error)}
+        failure = failure_payload(str(error.get("Error", "StepFailed")), _cause(error))
     status = RunStatus.ERROR if (failure or outcome == StepOutcome.ERROR) else RunStatus.SUCCESS
     try:
         run = ctx.runs.transition(

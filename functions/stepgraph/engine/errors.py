@@ -3,9 +3,17 @@ storage errors that cross it unchanged."""
 
 from __future__ import annotations
 
-from stepgraph.storage import Conflict, DocumentTooLarge, ThreadMissing
+from stepgraph.storage import Conflict, DocumentTooLarge, HeadConflict, ThreadMissing
 
-__all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "RunsMissing", "ThreadMissing", "WebhookUrlRefused"]
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "DocumentTooLarge",
+    "HeadConflict",
+    "RunsMissing",
+    "ThreadMissing",
+    "WebhookUrlRefused",
+]
 
 
 class ConfigError(ValueError):

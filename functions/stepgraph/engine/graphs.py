@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 from uuid import UUID, uuid5
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
@@ -76,6 +77,22 @@ AccessContext = Literal["threads.create_run", "threads.update", "threads.read", 
 
 # A compiled graph of any state, context, input and output: users bring every kind.
 CompiledGraph: TypeAlias = Pregel[Any, Any, Any, Any]
+
+
+def read_as(graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any]) -> BaseCheckpointSaver[Any]:
+    """`checkpointer`, reviving the types of `graph`'s state, for reads made outside the graph
+    (strict msgpack mode: otherwise those types load as plain dicts)."""
+    allowlist = graph._serde_allowlist
+    return checkpointer.with_allowlist(allowlist) if allowlist else checkpointer
+
+
+def with_checkpointer(graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any]) -> CompiledGraph:
+    """`graph` checkpointing to `checkpointer`. Pregel.copy drops the msgpack allowlist LangGraph
+    built from the graph's state types when it compiled (strict mode): carried over here, or a
+    checkpoint read through the copy would revive the user's own types as plain dicts."""
+    bound = graph.copy(update={"checkpointer": checkpointer})
+    bound._serde_allowlist = graph._serde_allowlist
+    return bound
 
 
 def system_assistant_id(graph_id: str) -> str:

@@ -21,12 +21,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
 
+from stepgraph.client_errors import error_payload
 from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.graphs import read_as, with_checkpointer
 from stepgraph.engine.handover import carried_elsewhere, hand_over
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
@@ -37,34 +38,8 @@ logger = logging.getLogger(__name__)
 
 # Stream modes a client may ask for → the LangGraph mode that produces them (plus "events").
 STREAM_MODES = GRAPH_MODES
-# Exception types whose message the peer passes to clients; others become a generic message.
-_PUBLIC_ERRORS = {
-    "ValueError",
-    "TypeError",
-    "KeyError",
-    "AttributeError",
-    "RuntimeError",
-    "RecursionError",
-    "TimeoutError",
-    "InvalidUpdateError",
-    "GraphBubbleUp",
-    "EmptyInputError",
-    "HTTPException",
-    "UserInterrupt",
-    "GraphRecursionError",
-}
-
-
 # The channel of LangGraph's write that records a task's exception (private in LangGraph 1.x).
 _ERROR_CHANNEL = "__error__"
-
-
-def error_payload(exc: BaseException) -> dict[str, str]:
-    name = type(exc).__name__
-    message = (
-        str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
-    )
-    return {"error": name, "message": message}
 
 
 @dataclass
@@ -253,7 +228,8 @@ def _run_supersteps(
         values={":r": {"S": run_id}},
     )
     thread_config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    latest = ctx.checkpointer.get_tuple(thread_config)
+    # With the graph's state types: this read answers LangGraph's own load of the thread (primed).
+    latest = read_as(graph, ctx.checkpointer).get_tuple(thread_config)
     first = latest is None or latest.metadata.get("run_id") != run_id
     start_id = latest.config["configurable"]["checkpoint_id"] if latest else None
     # LangGraph's recursion limit counts from where stream() starts; a run spans several
@@ -339,7 +315,7 @@ def _run_supersteps(
 
             def parts_of(graph: Any) -> AsyncGenerator[Any]:
                 return stream_parts(
-                    graph.copy(update={"checkpointer": saver}),
+                    with_checkpointer(graph, saver),
                     stream_input,
                     config,
                     modes=emitter.graph_modes,
@@ -412,7 +388,7 @@ def _run_supersteps(
         return StepResult(StepOutcome.DONE)
     last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
-        bound = graph.copy(update={"checkpointer": saver})
+        bound = with_checkpointer(graph, saver)
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult(StepOutcome.INTERRUPTED if last_next else StepOutcome.DONE, park_timeout)
 
