@@ -141,6 +141,10 @@ class Settings:
     webhook_backoff_seconds: int = 30
     webhook_max_backoff_seconds: int = 3_600
     webhook_max_age_seconds: int = 86_400
+    # Whether a webhook may reach loopback and private addresses when langgraph.json's
+    # `webhooks.url` does not say (`disable_loopback`, `disable_private_ips`): `stepgraph dev`
+    # turns it on (a receiver on 127.0.0.1); deployed, webhooks reach public addresses only.
+    webhook_local_network: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -180,6 +184,7 @@ class Settings:
             webhook_backoff_seconds=max(1, int(_env("WEBHOOK_BACKOFF_SECONDS", str(cls.webhook_backoff_seconds)))),
             webhook_max_backoff_seconds=int(_env("WEBHOOK_MAX_BACKOFF_SECONDS", str(cls.webhook_max_backoff_seconds))),
             webhook_max_age_seconds=int(_env("WEBHOOK_MAX_AGE_SECONDS", str(cls.webhook_max_age_seconds))),
+            webhook_local_network=_env("WEBHOOK_LOCAL_NETWORK", "0") == "1",
         )
 
 

@@ -144,8 +144,11 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters, schedule_seconds=self.schedule_seconds)
         self.aws.start()
-        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
-        settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
+        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies. Webhooks
+        # may reach loopback and private addresses unless langgraph.json's `webhooks.url` says not.
+        settings = dataclasses.replace(
+            Settings.from_env(), sign_requests=False, require_api_key=False, webhook_local_network=True
+        )
         self.ctx = Context(settings, notifier=InProcessNotifier())
         with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
             ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here

@@ -166,7 +166,9 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
 
     iam.record_from_env()
     # The API it may serve is `stepgraph dev`'s: open without an API key unless auth.py says otherwise.
-    ctx = Context(dataclasses.replace(Settings.from_env(), require_api_key=False), notifier=InProcessNotifier())
+    # Its webhooks may reach loopback and private addresses, as under `stepgraph dev` in one process.
+    settings = dataclasses.replace(Settings.from_env(), require_api_key=False, webhook_local_network=True)
+    ctx = Context(settings, notifier=InProcessNotifier())
     set_context(ctx)
     with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
         ensure_system_assistants(ctx)

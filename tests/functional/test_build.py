@@ -37,6 +37,7 @@ TEMPLATE = ROOT / "template.yaml"
 EXAMPLES = ROOT / "examples" / "langgraph.json"
 SAM = Path(sys.executable).parent / "sam"
 SANDBOX = Path(__file__).with_name("lambda_sandbox.py")
+LOCAL_RECEIVER = {"STEPGRAPH_WEBHOOK_LOCAL_NETWORK": "1"}
 
 FUNCTIONS = functions(TEMPLATE)  # folder -> logical id
 # Never in a Lambda package: the emulator and its web server, the test and deploy tools.
@@ -245,7 +246,9 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             probes = [arg for module in (*NEVER, *WEB) for arg in ("--probe", module)]
             command = [*python, "-I", "-S", str(SANDBOX), str(built.code(name)), built.props(name)["Handler"]]
             command += ["0", str(work / f"{name}.ready"), *layers, *probes]
-            started[name] = spawn(name, command, {})
+            # The sample receiver listens on this machine's loopback, which a deployed webhook
+            # function does not post to unless told (webhooks.url, or this setting).
+            started[name] = spawn(name, command, LOCAL_RECEIVER if name == FUNCTIONS["webhook"] else {})
 
         started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         first, *others = python_handlers

@@ -12,25 +12,30 @@ Backoff starts at 1 s (template parameter `WebhookBackoffSeconds`), so retries t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import re
 import secrets
+import socket
+import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import trustme
 from harness import ApiThread, free_port, until
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from standardwebhooks import Webhook
-from stepgraph.engine import ConfigError, deliver_webhook
+from stepgraph.engine import ConfigError, Context, WebhookUrlPolicy, deliver_webhook
 from stepgraph.engine.webhooks import WebhookConfig, webhook_config
 from stepgraph.vocabulary import WebhookDelivery
 from stepgraph_local.runtime import LocalRuntime, api_app
@@ -52,9 +57,10 @@ class Received:
 class Receiver:
     """A webhook endpoint on a free port: records each POST, answers each path as planned (then 200)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.plans: dict[str, list[int]] = {}
+        self.locations: dict[str, str] = {}  # what a path's 3xx answers point to
         self.lock = threading.Lock()
         receiver = self
 
@@ -70,20 +76,28 @@ class Receiver:
                     receiver.requests.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status)
                     )
+                    location = receiver.locations.get(self.path)
                 self.send_response(status)
+                if location and 300 <= status < 400:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
         self.http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.http.daemon_threads = True
+        if tls is not None:
+            self.http.socket = tls.wrap_socket(self.http.socket, server_side=True)
         threading.Thread(target=self.http.serve_forever, name="receiver", daemon=True).start()
 
-    def url(self, *answers: int) -> str:
-        """A fresh path answered with `answers` in turn (the last one from then on; default 200)."""
+    def url(self, *answers: int, location: str | None = None, host: str = "127.0.0.1") -> str:
+        """A fresh path answered with `answers` in turn (the last one from then on; default 200);
+        a 3xx answer points to `location`."""
         path = f"/hooks/{uuid.uuid4().hex}"
         with self.lock:
             self.plans[path] = list(answers) or [200]
-        return f"http://127.0.0.1:{self.http.server_address[1]}{path}"
+            if location:
+                self.locations[path] = location
+        return f"http://{host}:{self.http.server_address[1]}{path}"
 
     def received(self, url: str) -> list[Received]:
         path = "/" + url.split("/", 3)[3]
@@ -349,3 +363,210 @@ def test_header_templates_read_only_the_prefixed_environment(monkeypatch: pytest
     assert webhook_config({"env_prefix": "OTHER_", "headers": {"X": "${{ env.OTHER_SECRET }}"}}).headers == {"X": "2"}
     with pytest.raises(ConfigError, match="whsec_"):
         webhook_config({"secret": "not base64!"})
+
+
+# ---------------------------------------------------------------- the URL policy (SSRF guard)
+# Each SSRF case the issue counts is a test below or a parametrized id of
+# tests/unit/test_webhook_urls.py. DNS is not ours: `socket.getaddrinfo` is replaced by a table.
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
+    """Names -> the answers the resolver gives in turn (the last one from then on); each lookup
+    of a name is counted in `lookups`."""
+    answers: dict[str, list[list[str]]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in answers:
+            plan = answers[host]
+            addresses = plan.pop(0) if len(plan) > 1 else plan[0]
+            LOOKUPS.append(host)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+        return real(host, port, *args, **kwargs)
+
+    LOOKUPS.clear()
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+LOOKUPS: list[str] = []
+LOCAL_ONLY = WebhookUrlPolicy(require_https=False, disable_loopback=False, disable_private_ips=True)
+
+
+def deliver(stack: Stack, url: str, policy: WebhookUrlPolicy, *, hopeless: bool = False) -> tuple[str, WebhookDelivery]:
+    """One delivery to `url` under `policy`, as the webhook function makes it: (its id, the outcome).
+    `hopeless`: queued a day ago, so a failure that would be retried goes to the dead-letter queue."""
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    body = json.dumps({"id": msg_id, "url": url, "payload": {"run_id": "r", "status": "success"}})
+    sent = time.time() - (stack.runtime.ctx.settings.webhook_max_age_seconds if hopeless else 0)
+    config = WebhookConfig(secret=SECRET, url=policy)
+    outcome = deliver_webhook(
+        stack.runtime.ctx, config, body, receipt_handle="unused", receive_count=1, sent_at_ms=int(sent * 1000)
+    )
+    return msg_id, outcome
+
+
+def test_ssrf_the_webhook_function_refuses_the_metadata_address_unsent(stack: Stack) -> None:
+    """Refused at delivery too (a run queued before the policy changed, a message written by hand):
+    the delivery goes to the dead-letter queue with the reason, and is not retried."""
+    delivery = {"id": f"msg_{uuid.uuid4().hex}", "url": "http://169.254.169.254/latest/meta-data/iam/", "payload": {}}
+    record = {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": "unused",
+        "body": json.dumps(delivery),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+    }
+    reply = stack.runtime.aws.client("lambda").invoke(
+        FunctionName="WebhookFunction", Payload=json.dumps({"Records": [record]}).encode()
+    )
+    assert json.loads(reply["Payload"].read()) == {"batchItemFailures": []}
+    reason = stack.dead_letters(delivery["id"])["MessageAttributes"]["reason"]["StringValue"]
+    assert reason == "refused: webhook host blocked: 169.254.169.254, a cloud metadata address"
+
+
+def test_ssrf_a_name_resolving_to_loopback_is_refused_when_loopback_is_disabled(
+    stack: Stack, dns: dict[str, list[list[str]]]
+) -> None:
+    dns["hooks.example.test"] = [["127.0.0.1"]]
+    url = stack.receiver.url(host="hooks.example.test")
+    msg_id, outcome = deliver(stack, url, WebhookUrlPolicy(require_https=False, disable_loopback=True))
+    assert outcome == WebhookDelivery.DEAD
+    reason = stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+    assert "hooks.example.test resolves to 127.0.0.1, a loopback address" in reason
+    assert stack.receiver.received(url) == []  # no request sent
+
+    # Allowed by langgraph.json, the same name is delivered to the address it resolved to, with
+    # the URL's host in `Host`.
+    _, outcome = deliver(stack, url, LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DELIVERED
+    (got,) = stack.receiver.received(url)
+    assert got.headers["host"] == url.split("/")[2] and verified(got)["status"] == "success"
+
+
+def test_ssrf_the_address_checked_is_the_address_connected_to(stack: Stack, dns: dict[str, list[list[str]]]) -> None:
+    """DNS rebinding: a name that answers a passing address, then a refused one. A delivery looks
+    the name up once and connects to that very answer; it never asks again."""
+    dns["flip.example.test"] = [["127.0.0.1"], ["10.9.9.9"]]
+    url = stack.receiver.url(host="flip.example.test")
+    _, outcome = deliver(stack, url, LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DELIVERED and LOOKUPS == ["flip.example.test"]
+    assert len(stack.receiver.received(url)) == 1
+
+    dns["flop.example.test"] = [["10.9.9.9"], ["127.0.0.1"]]
+    msg_id, outcome = deliver(stack, stack.receiver.url(host="flop.example.test"), LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DEAD
+    reason = stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+    assert "resolves to 10.9.9.9, a private address" in reason
+
+
+def test_ssrf_a_redirect_to_a_private_address_is_refused(stack: Stack) -> None:
+    """307 and 308 keep the POST: followed, each hop checked whole (the metadata address and a
+    private one refused); 301/302/303 would turn it into a GET without the body: not followed."""
+    receiver = stack.receiver
+    to_private = receiver.url(307, location="http://10.20.30.40/hook")
+    msg_id, outcome = deliver(stack, to_private, LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DEAD
+    reason = stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+    assert reason == (
+        "refused (redirected to http://10.20.30.40/hook): webhook host blocked: 10.20.30.40, a private address"
+        " (webhooks.url.disable_private_ips is true)"
+    )
+    to_metadata = receiver.url(308, location="http://169.254.169.254/latest/meta-data/")
+    msg_id, outcome = deliver(stack, to_metadata, WebhookUrlPolicy(disable_loopback=False, disable_private_ips=False))
+    reason = stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+    assert "(redirected to http://169.254.169.254/latest/meta-data/)" in reason and "cloud metadata" in reason
+    assert len(receiver.received(to_private)) == len(receiver.received(to_metadata)) == 1
+
+    final = receiver.url()
+    _, outcome = deliver(stack, receiver.url(308, location=final), LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DELIVERED
+    (got,) = receiver.received(final)
+    assert verified(got)["status"] == "success"  # the same signed body, re-posted
+
+    msg_id, outcome = deliver(stack, receiver.url(302, location=receiver.url()), LOCAL_ONLY)
+    assert outcome == WebhookDelivery.DEAD
+    assert "HTTP 302" in stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+
+
+def test_tls_is_checked_against_the_urls_host_while_connecting_to_the_checked_address(
+    stack: Stack, dns: dict[str, list[list[str]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))  # what the default context trusts
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("hooks.example.test").configure_cert(tls)
+    names: list[str | None] = []
+    tls.sni_callback = lambda sock, name, context: names.append(name)
+    secure = Receiver(tls=tls)
+    try:
+        dns["hooks.example.test"] = dns["other.example.test"] = [["127.0.0.1"]]
+        policy = WebhookUrlPolicy.from_config({"disable_loopback": False, "allowed_domains": ["*.example.test"]})
+        url = secure.url(host="hooks.example.test").replace("http://", "https://")
+        _, outcome = deliver(stack, url, policy)
+        assert outcome == WebhookDelivery.DELIVERED and names == ["hooks.example.test"]
+        (got,) = secure.received(url)
+        assert got.headers["host"] == url.split("/")[2]
+
+        # The same address under a name the certificate does not carry: refused by TLS.
+        msg_id, outcome = deliver(stack, url.replace("hooks.", "other."), policy, hopeless=True)
+        assert outcome == WebhookDelivery.DEAD
+        assert "CERTIFICATE_VERIFY_FAILED" in stack.dead_letters(msg_id)["MessageAttributes"]["reason"]["StringValue"]
+    finally:
+        secure.stop()
+
+
+def routes_taking_a_webhook(
+    client: SyncLangGraphClient, thread_id: str, cron_id: str, webhook: str
+) -> dict[str, Callable[[], Any]]:
+    """Each SDK call that names a webhook, by name."""
+    body: dict[str, Any] = {"input": {"items": []}, "webhook": webhook}
+    return {
+        "runs.create": lambda: client.runs.create(thread_id, "chain", **body),
+        "runs.wait": lambda: client.runs.wait(thread_id, "chain", **body),
+        "runs.stream": lambda: list(client.runs.stream(thread_id, "chain", **body)),
+        "stateless create": lambda: client.runs.create(None, "chain", **body),
+        "stateless wait": lambda: client.runs.wait(None, "chain", **body),
+        "stateless stream": lambda: list(client.runs.stream(None, "chain", **body)),
+        # One good run and one refused: the batch creates neither.
+        "runs.create_batch": lambda: client.runs.create_batch(
+            [{"assistant_id": "chain", "input": {"items": []}}, {"assistant_id": "chain", **body}]
+        ),
+        "crons.create": lambda: client.crons.create("chain", schedule="0 0 1 1 *", webhook=webhook),
+        "crons.create_for_thread": lambda: client.crons.create_for_thread(
+            thread_id, "chain", schedule="0 0 1 1 *", webhook=webhook
+        ),
+        "crons.update": lambda: client.crons.update(cron_id, webhook=webhook),
+    }
+
+
+def test_ssrf_a_deployed_api_refuses_such_webhooks_with_422_writing_nothing(
+    stack: Stack, dns: dict[str, list[list[str]]]
+) -> None:
+    """Deployed defaults (no `webhooks.url`, not `stepgraph dev`): loopback refused too. Every route
+    that takes a `webhook` answers 422 `{"detail": ...}` and creates no run, thread or cron."""
+    dns["rebind.example.test"] = [["127.0.0.1"]]
+    ctx = Context(dataclasses.replace(stack.runtime.ctx.settings, webhook_local_network=False))
+    api = ApiThread(api_app(ctx))
+    try:
+        client = get_sync_client(url=api.url)
+        thread_id = client.threads.create()["thread_id"]
+        cron = client.crons.create("chain", schedule="0 0 1 1 *", input={"items": []})
+        threads, crons = client.threads.count(), client.crons.count()
+        for webhook, reason in (
+            ("http://rebind.example.test/hook", "rebind.example.test resolves to 127.0.0.1, a loopback address"),
+            ("http://169.254.169.254/latest/meta-data/", "169.254.169.254, a cloud metadata address"),
+        ):
+            for name, call in routes_taking_a_webhook(client, thread_id, cron["cron_id"], webhook).items():
+                with pytest.raises(httpx.HTTPStatusError) as refused:
+                    call()
+                assert refused.value.response.status_code == 422, name
+                assert reason in refused.value.response.json()["detail"], name
+        assert client.runs.list(thread_id) == []
+        assert (client.threads.count(), client.crons.count()) == (threads, crons)
+        (unchanged,) = [c for c in client.crons.search(limit=1000) if c["cron_id"] == cron["cron_id"]]
+        assert "webhook" not in unchanged["payload"]
+        client.crons.delete(cron["cron_id"])
+    finally:
+        api.stop()

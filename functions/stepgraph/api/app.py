@@ -19,7 +19,7 @@ from stepgraph.api import a2a, assistants, crons, protocol, runs, store, thread_
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
 from stepgraph.client_errors import internal_error
-from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
+from stepgraph.engine import ConfigError, Context, DocumentTooLarge, WebhookUrlRefused, queue_counts
 from stepgraph.vocabulary import RunStatus
 
 
@@ -91,6 +91,10 @@ def create_app(ctx: Context) -> FastAPI:
     @app.exception_handler(DocumentTooLarge)
     async def _too_large(request: Request, exc: DocumentTooLarge) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(WebhookUrlRefused)
+    async def _webhook_refused(request: Request, exc: WebhookUrlRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:

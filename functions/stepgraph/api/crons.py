@@ -25,6 +25,7 @@ from stepgraph.engine import (
     Context,
     InvalidSchedule,
     check_document_size,
+    check_run_webhook,
     check_schedule,
     create_cron,
     delete_cron,
@@ -163,6 +164,8 @@ def _create(ctx: Context, body: CronCreate, thread_id: str | None, access: Acces
     }
     # The handler may stamp the metadata (an owner, say) or refuse.
     access.authorize("crons", "create", cron)
+    if payload.get("webhook"):
+        check_run_webhook(ctx, payload["webhook"])  # refused: 422, nothing written
     if access.fields:
         cron["auth_user"] = access.fields  # each fire's run is the creator's, as a run they create
     check_document_size(cron)
@@ -242,6 +245,8 @@ def patch_cron(cron_id: str, body: CronPatch, request: Request) -> dict[str, Any
     if not given:
         raise HTTPException(400, "Nothing to update: give at least one field")
     cron = _authorized_cron(request, cron_id, "update", body.model_dump(exclude_unset=True))
+    if body.webhook:
+        check_run_webhook(ctx_of(request), body.webhook)  # refused: 422, nothing written
     schedule = body.schedule if body.schedule is not None else cron["schedule"]
     _checked(schedule, body.timezone if "timezone" in given else cron.get("timezone"))
     if body.on_run_completed is not None and cron.get("thread_id"):

@@ -34,6 +34,7 @@ from stepgraph.engine import (
     cancel_run,
     cancel_runs,
     check_document_size,
+    check_run_webhook,
     delete_thread,
     get_thread_state,
     matches_filter,
@@ -125,6 +126,8 @@ def _draft_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         "kwargs": kwargs,
     }
     filters = access.authorize("threads", "create_run", value)
+    if kwargs.get("webhook"):
+        check_run_webhook(ctx, kwargs["webhook"])  # refused: 422, nothing written
     metadata = value.get("metadata") or {}
     assistant = checked_assistant(ctx, body, stateless=stateless)
     run = base_run(

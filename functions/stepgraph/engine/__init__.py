@@ -13,6 +13,7 @@ what this module exports; the rooms behind it:
 - `lease`: who holds a thread and the status it settles to
 - `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
 - `webhooks`: a run's end queued for its webhook, and delivered (signed, retried, dead-lettered)
+- `webhook_urls`: where a webhook may go (langgraph.json's `webhooks.url`), checked at every hop
 - `access`: the authenticated user a run carries to its graph; metadata filters
 - `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
 """
@@ -25,7 +26,15 @@ from stepgraph.engine.completion import finish_run, park_run
 from stepgraph.engine.context import Context, current_context, set_context
 from stepgraph.engine.crons import RUN_FIELDS, create_cron, cron_active, delete_cron, fire_cron, update_cron
 from stepgraph.engine.crontime import InvalidSchedule, check_schedule, next_fire
-from stepgraph.engine.errors import ConfigError, Conflict, DocumentTooLarge, HeadConflict, RunsMissing, ThreadMissing
+from stepgraph.engine.errors import (
+    ConfigError,
+    Conflict,
+    DocumentTooLarge,
+    HeadConflict,
+    RunsMissing,
+    ThreadMissing,
+    WebhookUrlRefused,
+)
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.protocol import (
     CHANNELS,
@@ -46,6 +55,7 @@ from stepgraph.engine.state import (
     thread_graph,
     update_thread_state,
 )
+from stepgraph.engine.webhook_urls import WebhookUrlPolicy, check_run_webhook
 from stepgraph.engine.webhooks import WebhookConfig, deliver_webhook, sign_webhook
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
@@ -68,12 +78,15 @@ __all__ = [
     "StepResult",
     "ThreadMissing",
     "WebhookConfig",
+    "WebhookUrlPolicy",
+    "WebhookUrlRefused",
     "admit_next_run",
     "base_run",
     "bound_graph",
     "cancel_run",
     "cancel_runs",
     "check_document_size",
+    "check_run_webhook",
     "check_schedule",
     "create_cron",
     "cron_active",

@@ -11,7 +11,8 @@ way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64 HMAC-SHA2
 "id.timestamp.body">`). A network error, a timeout, a 5xx or a 429 leaves the message on the
 queue, invisible for an exponential backoff (ChangeMessageVisibility), for as long as
 `webhook_max_age_seconds` allows since it was queued; then, or at once on any other answer that
-is not 2xx (a 4xx, a redirect: not followed), it goes to the dead-letter queue with the reason.
+is not 2xx (a 4xx, a redirect that would drop the POST), it goes to the dead-letter queue with the
+reason. So does a URL the `webhooks.url` policy refuses (`webhook_urls`), before any request.
 """
 
 from __future__ import annotations
@@ -29,9 +30,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin
 
 from stepgraph import serde
-from stepgraph.engine.errors import ConfigError
+from stepgraph.engine.errors import ConfigError, WebhookUrlRefused
+from stepgraph.engine.webhook_urls import (
+    MAX_REDIRECTS,
+    WebhookUrlPolicy,
+    check_webhook_url,
+    guarded_pool,
+    webhook_url_policy,
+)
 from stepgraph.storage import now_iso
 from stepgraph.vocabulary import WebhookDelivery, WebhookStatus
 
@@ -76,11 +85,13 @@ _ID_NAMESPACE = uuid.UUID("0b7c1f0e-4a8e-4b59-9f0e-5e2a3c0d6b11")
 @dataclass(frozen=True)
 class WebhookConfig:
     """langgraph.json's `webhooks`, resolved: static headers, the payload's allowed fields (None:
-    all) and the signing secret (`whsec_<base64>`; None: the deployment's, from Secrets Manager)."""
+    all), the signing secret (`whsec_<base64>`; None: the deployment's, from Secrets Manager) and
+    the URL policy (`url`)."""
 
     headers: dict[str, str] = field(default_factory=dict)
     allowed_fields: frozenset[str] | None = None
     secret: str | None = None
+    url: WebhookUrlPolicy = field(default_factory=WebhookUrlPolicy)
 
 
 def webhook_config(raw: Any) -> WebhookConfig:
@@ -105,12 +116,11 @@ def webhook_config(raw: Any) -> WebhookConfig:
             raise ConfigError("webhooks.secret must be a string")
         secret = _resolve(secret, prefix, "webhooks.secret")
         _signing_key(secret)  # raises ConfigError
-    if "url" in raw:
-        logger.warning("langgraph.json webhooks.url (the URL policy) is not enforced by stepgraph yet; ignored")
     return WebhookConfig(
         headers={str(name): _resolve(value, prefix, f"webhooks.headers.{name}") for name, value in headers.items()},
         allowed_fields=frozenset(allowed) if allowed is not None else None,
         secret=secret,
+        url=WebhookUrlPolicy.from_config(raw.get("url")),
     )
 
 
@@ -273,7 +283,6 @@ def _backoff(ctx: Context, receive_count: int) -> int:
 
 
 def _post(ctx: Context, config: WebhookConfig, delivery: dict[str, Any]) -> _Attempt:
-    import urllib3
 
     payload = dict(delivery["payload"])
     if config.allowed_fields is not None:
@@ -290,44 +299,52 @@ def _post(ctx: Context, config: WebhookConfig, delivery: dict[str, Any]) -> _Att
     secret = _secret(ctx, config)
     if secret:
         headers["webhook-signature"] = sign_webhook(secret, delivery["id"], timestamp, content)
-    try:
-        response = _pool().request(
-            "POST",
-            delivery["url"],
-            body=content,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=_CONNECT_SECONDS, read=_READ_SECONDS),
-            retries=False,
-            redirect=False,
-        )
-    except urllib3.exceptions.LocationValueError as exc:  # not a URL we can post to: never will be
-        return _Attempt(WebhookDelivery.DEAD, f"invalid URL: {exc}")
-    except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, timeout, TLS
-        return _Attempt(WebhookDelivery.RETRY, f"{type(exc).__name__}: {exc}")
-    status = response.status
-    if 200 <= status < 300:
-        return _Attempt(WebhookDelivery.DELIVERED)
-    if status == 429 or status >= 500:
-        return _Attempt(WebhookDelivery.RETRY, f"HTTP {status}")
-    if 300 <= status < 400:
-        return _Attempt(WebhookDelivery.DEAD, f"HTTP {status} (redirects are not followed)")
-    return _Attempt(WebhookDelivery.DEAD, f"HTTP {status}")
+    return _send(webhook_url_policy(ctx, config.url), delivery["url"], content, headers)
 
 
-_pool_manager: Any = None
+def _send(policy: WebhookUrlPolicy, url: str, content: bytes, headers: dict[str, str]) -> _Attempt:
+    """POST to `url` through connections that reach only addresses the policy passes; a 307 or
+    308 (which keep the POST) is followed, its target checked whole, up to MAX_REDIRECTS times."""
+    import urllib3
+
+    for hop in range(MAX_REDIRECTS + 1):
+        where = f" (redirected to {url})" if hop else ""
+        try:
+            check_webhook_url(policy, url, resolve=False)  # the addresses: at connect
+            response = guarded_pool(policy).request(
+                "POST",
+                url,
+                body=content,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=_CONNECT_SECONDS, read=_READ_SECONDS),
+                retries=False,
+                redirect=False,
+            )
+        except WebhookUrlRefused as exc:  # the policy will refuse it again: no retry, no request sent
+            return _Attempt(WebhookDelivery.DEAD, f"refused{where}: {exc}")
+        except urllib3.exceptions.LocationValueError as exc:  # not a URL we can post to: never will be
+            return _Attempt(WebhookDelivery.DEAD, f"invalid URL{where}: {exc}")
+        except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, timeout, TLS, DNS
+            return _Attempt(WebhookDelivery.RETRY, f"{type(exc).__name__}{where}: {exc}")
+        status = response.status
+        if 200 <= status < 300:
+            return _Attempt(WebhookDelivery.DELIVERED)
+        if status == 429 or status >= 500:
+            return _Attempt(WebhookDelivery.RETRY, f"HTTP {status}{where}")
+        location = response.headers.get("Location")
+        if status in (307, 308) and location:
+            url = urljoin(url, location)
+            continue
+        if 300 <= status < 400:
+            return _Attempt(
+                WebhookDelivery.DEAD, f"HTTP {status}{where} (only 307 and 308, which keep the POST, are followed)"
+            )
+        return _Attempt(WebhookDelivery.DEAD, f"HTTP {status}{where}")
+    return _Attempt(WebhookDelivery.DEAD, f"more than {MAX_REDIRECTS} redirects (last to {url})")
+
+
 _secrets: dict[str, str] = {}
 _lock = threading.Lock()
-
-
-def _pool() -> Any:
-    """One connection pool per process (a Lambda container keeps its connections warm)."""
-    global _pool_manager
-    with _lock:
-        if _pool_manager is None:
-            import urllib3
-
-            _pool_manager = urllib3.PoolManager(num_pools=32, maxsize=4)
-        return _pool_manager
 
 
 def _secret(ctx: Context, config: WebhookConfig) -> str | None:
