@@ -12,6 +12,7 @@ what this module exports; the rooms behind it:
 - `lease`: who holds a thread and the status it settles to
 - `admin`: operations over many threads or runs (delete, prune, bulk cancel, queue counts)
 - `access`: the authenticated user a run carries to its graph; metadata filters
+- `usage`: what an invocation used on AWS, added onto its run's bill
 - `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
 """
 
@@ -35,14 +36,25 @@ from stepgraph.engine.protocol import (
 from stepgraph.engine.recovery import reap_execution, ring_lost_doorbells
 from stepgraph.engine.runner import StepResult, run_supersteps
 from stepgraph.engine.state import bound_graph, get_thread_state, snapshot_to_wire, state_config, thread_graph
+from stepgraph.engine.usage import (
+    COST_KEY,
+    PARK_TRANSITIONS,
+    Bill,
+    billed_invocation,
+    finish_transitions,
+    step_transitions,
+)
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
 __all__ = [
     "CHANNELS",
+    "COST_KEY",
     "END",
     "END_SEQ",
+    "PARK_TRANSITIONS",
     "RUN_STREAM_MODES",
     "AuthUser",
+    "Bill",
     "ConfigError",
     "Conflict",
     "Context",
@@ -54,6 +66,7 @@ __all__ = [
     "ThreadMissing",
     "admit_next_run",
     "base_run",
+    "billed_invocation",
     "bound_graph",
     "cancel_run",
     "cancel_runs",
@@ -61,6 +74,7 @@ __all__ = [
     "current_context",
     "delete_thread",
     "finish_run",
+    "finish_transitions",
     "get_thread_state",
     "matches",
     "matches_filter",
@@ -76,6 +90,7 @@ __all__ = [
     "set_context",
     "snapshot_to_wire",
     "state_config",
+    "step_transitions",
     "submit_run",
     "system_assistant_id",
     "thread_graph",
