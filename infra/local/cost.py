@@ -15,11 +15,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-from stepgraph.billing import PriceTable, UnknownRegion, price_table
-from stepgraph.engine.usage import COST_KEY
+if TYPE_CHECKING:
+    from stepgraph.billing import PriceTable
+
+# stepgraph's own modules (and botocore) are imported where used: `stepgraph dev` loads this
+# module too, before it checks that the local runtime is installed.
 
 __all__ = ["add_cost_command", "cost_command", "render_cost", "usage_from_api", "usage_from_table"]
 
@@ -42,6 +44,8 @@ def add_cost_command(sub: Any) -> None:
 
 def usage_from_api(url: str, thread_id: str, run_id: str, api_key: str | None = None) -> dict[str, float]:
     """The run's `metadata["aws_usage"]` (with its recorded cost) as the API serves it."""
+    from stepgraph.billing import COST_KEY
+
     path = f"/threads/{urllib.parse.quote(thread_id)}/runs/{urllib.parse.quote(run_id)}"
     request = urllib.request.Request(url.rstrip("/") + path, headers={"x-api-key": api_key} if api_key else {})
     try:
@@ -70,6 +74,8 @@ def usage_from_table(dynamodb: Any, table: str, thread_id: str, run_id: str) -> 
 
 def render_cost(run_id: str, usage: Mapping[str, float], prices: PriceTable) -> str:
     """One line per kind of usage with its price, then the total, priced with the current table."""
+    from stepgraph.billing import COST_KEY
+
     counted = {key: amount for key, amount in sorted(usage.items()) if key != COST_KEY}
     items = prices.line_items(counted)
     lines = [f"run {run_id}: AWS usage, priced for {prices.region} (prices as of {prices.as_of})"]
@@ -84,6 +90,9 @@ def render_cost(run_id: str, usage: Mapping[str, float], prices: PriceTable) -> 
 
 
 def cost_command(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from stepgraph.billing import UnknownRegion, price_table
+
     try:
         prices = price_table(args.prices or args.region or "us-east-1")
     except UnknownRegion as exc:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["Usage", "current_usage", "instrument", "item_size", "metering"]
+__all__ = ["COST_KEY", "Usage", "current_usage", "instrument", "item_size", "metering"]
 
 # The keys of a run's usage (its `aws_usage`), one price each in the price table.
 LAMBDA_INVOCATIONS = "lambda.{function}.invocations"
@@ -23,6 +23,9 @@ SQS_REQUESTS = "sqs.requests"
 S3_PUTS = "s3.put_requests"
 S3_GETS = "s3.get_requests"
 SCHEDULER_INVOCATIONS = "scheduler.invocations"
+# The run's running total in dollars, priced by each invocation with the price table of its
+# region as of then (`stepgraph cost` prices the units anew with the current table).
+COST_KEY = "cost_usd"
 
 _KB = 1024
 _SQS_CHUNK = 64 * _KB

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stepgraph.billing import (
+    COST_KEY,
     LAMBDA_GB_SECONDS,
     LAMBDA_INVOCATIONS,
     TRANSITIONS,
@@ -36,10 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["COST_KEY", "Bill", "billed_invocation", "finish_transitions", "step_transitions"]
 
 logger = logging.getLogger(__name__)
-
-# The run's running total in dollars, priced by each invocation with the price table of its
-# region as of then (`stepgraph cost` prices the units anew with the current table).
-COST_KEY = "cost_usd"
 
 # State transitions per invocation, read off statemachine/run.asl.json (a Task state and the
 # states it passes before the next Task; the Start choice is counted at StartExecution).
