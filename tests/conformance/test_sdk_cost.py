@@ -20,13 +20,17 @@ async def test_run_metadata_carries_its_aws_usage_and_stepgraph_cost_prints_doll
     run = await client.runs.create(thread["thread_id"], "chain", input={"items": ["x"]})
     await client.runs.join(thread["thread_id"], run["run_id"])
     deadline = time.monotonic() + 20
-    while True:  # Finish adds its own invocation to the bill just after the run ends
+    while True:  # Finish and the API request add themselves to the bill once they are done
         metadata = (await client.runs.get(thread["thread_id"], run["run_id"]))["metadata"]
-        if "lambda.finish.invocations" in metadata.get("aws_usage", {}) or time.monotonic() > deadline:
+        billed = metadata.get("aws_usage", {})
+        if {"lambda.finish.invocations", "lambda.api.invocations"} <= billed.keys() or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.02)
     usage = metadata["aws_usage"]
     assert usage["lambda.step.invocations"] >= 1 and usage["lambda.finish.invocations"] == 1
+    # The request that created the run: one API Gateway request, one API invocation (not the join).
+    assert usage["apigateway.requests"] == usage["lambda.api.invocations"] == 1
+    assert usage["sqs.requests"] >= 1  # its doorbell
     assert usage["stepfunctions.transitions"] >= 4  # Start, Step, Route, ..., Finish, Done
     assert usage["dynamodb.write_units"] > 0 and usage["lambda.step.gb_seconds"] > 0
     assert 0 < metadata["aws_cost_usd"] < 0.01

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from stepgraph.api import assistants, protocol, runs, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
+from stepgraph.api.billing import BilledRequests
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, queue_counts
 from stepgraph.vocabulary import RunStatus
 
@@ -53,6 +54,7 @@ def create_app(ctx: Context) -> FastAPI:
 
     app = FastAPI(title="stepgraph", version=_version("stepgraph"), lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(BilledRequests, ctx=ctx)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -2,6 +2,7 @@
 that makes them; `pricing` turns units into dollars with a dated price table per region."""
 
 from stepgraph.billing.meter import (
+    API_REQUESTS,
     COST_KEY,
     LAMBDA_GB_SECONDS,
     LAMBDA_INVOCATIONS,
@@ -21,6 +22,7 @@ from stepgraph.billing.meter import (
 from stepgraph.billing.pricing import PriceTable, UnknownRegion, price_table
 
 __all__ = [
+    "API_REQUESTS",
     "COST_KEY",
     "LAMBDA_GB_SECONDS",
     "LAMBDA_INVOCATIONS",

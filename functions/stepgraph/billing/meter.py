@@ -23,6 +23,7 @@ SQS_REQUESTS = "sqs.requests"
 S3_PUTS = "s3.put_requests"
 S3_GETS = "s3.get_requests"
 SCHEDULER_INVOCATIONS = "scheduler.invocations"
+API_REQUESTS = "apigateway.requests"
 # The run's running total in dollars, priced by each invocation with the price table of its
 # region as of then (`stepgraph cost` prices the units anew with the current table).
 COST_KEY = "cost_usd"
@@ -65,9 +66,10 @@ def current_usage() -> Usage | None:
 
 
 @contextmanager
-def metering() -> Iterator[Usage]:
-    """Count the AWS calls made in this context (and the threads and tasks it starts) into a new Usage."""
-    usage = Usage()
+def metering(usage: Usage | None = None) -> Iterator[Usage]:
+    """Count the AWS calls made in this context (and the threads and tasks it starts) into
+    `usage` (a new Usage by default)."""
+    usage = usage if usage is not None else Usage()
     token = _current.set(usage)
     try:
         yield usage

@@ -41,6 +41,7 @@ from stepgraph.engine.usage import (
     PARK_TRANSITIONS,
     Bill,
     billed_invocation,
+    charge_run,
     finish_transitions,
     step_transitions,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "bound_graph",
     "cancel_run",
     "cancel_runs",
+    "charge_run",
     "check_document_size",
     "current_context",
     "delete_thread",

@@ -1,6 +1,6 @@
-"""A handler invocation's AWS bill: its own Lambda time, the state transitions its place in the
-state machine costs, and what its AWS calls used (`billing.meter`), added onto the run it worked
-for with one atomic update per run and invocation.
+"""A Lambda invocation's AWS bill: its own time, the state transitions its place in the state
+machine costs, and what its AWS calls used (`billing.meter`), added onto the runs it worked for
+with one atomic update per run and invocation.
 
 A retried or duplicated invocation is billed by AWS again, and is counted again: the figures are
 what AWS charges for the run, not what the run would need without faults. An invocation that dies
@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,7 +35,15 @@ from stepgraph.vocabulary import StepOutcome
 if TYPE_CHECKING:
     from stepgraph.engine.context import Context
 
-__all__ = ["COST_KEY", "Bill", "billed_invocation", "finish_transitions", "step_transitions"]
+__all__ = [
+    "COST_KEY",
+    "PARK_TRANSITIONS",
+    "Bill",
+    "billed_invocation",
+    "charge_run",
+    "finish_transitions",
+    "step_transitions",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +65,11 @@ def finish_transitions(outcome: str | None) -> int:
 
 
 class Bill:
-    """What an invocation is charged to: the runs it works for, and its transitions."""
+    """One invocation of the Lambda function `function`: what it used, and the runs it is for."""
 
-    def __init__(self, usage: Usage) -> None:
-        self.usage = usage
+    def __init__(self, function: str, memory_mb: int) -> None:
+        self.function, self.memory_mb = function, memory_mb
+        self.usage = Usage()
         self.runs: list[tuple[str, str]] = []
 
     def charge(self, thread_id: str, run_id: str) -> None:
@@ -70,39 +80,58 @@ class Bill:
     def transitions(self, count: int) -> None:
         self.usage.add(TRANSITIONS, count)
 
+    @contextmanager
+    def measuring(self) -> Iterator[Bill]:
+        """Count the AWS calls made in this context, and its duration as the invocation's."""
+        started = time.perf_counter()
+        token = _bill.set(self)
+        try:
+            with metering(self.usage):
+                yield self
+        finally:
+            _bill.reset(token)
+            billed_ms = math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills whole ms
+            self.usage.add(LAMBDA_INVOCATIONS.format(function=self.function), 1)
+            self.usage.add(LAMBDA_GB_SECONDS.format(function=self.function), self.memory_mb / 1024 * billed_ms / 1000)
+
+    def record(self, ctx: Context) -> None:
+        """Add the usage onto each run charged, one atomic update each."""
+        if not self.runs:
+            return  # nothing to charge (a doorbell for a thread with nothing to admit, a read)
+        # The usage write itself: one unit for a run item up to 1 KB (a lower bound).
+        self.usage.add(WRITE_UNITS, len(self.runs))
+        counts = self.usage.counts()
+        try:
+            counts[COST_KEY] = price_table(ctx.settings.region).cost(counts)
+        except UnknownRegion as exc:
+            logger.warning("run cost not priced: %s", exc)  # the units are still recorded
+        share = {key: amount / len(self.runs) for key, amount in counts.items()}
+        for thread_id, run_id in self.runs:
+            try:
+                if not ctx.runs.add_usage(thread_id, run_id, share):
+                    logger.info("usage of %s not recorded: run %s is gone", self.function, run_id)
+            except (ClientError, BotoCoreError) as exc:
+                # The bill is a report: failing to write it must not fail (and retry) the work it measured.
+                logger.warning("usage of %s not recorded on run %s: %s", self.function, run_id, exc)
+
+
+_bill: ContextVar[Bill | None] = ContextVar("stepgraph_bill", default=None)
+
+
+def charge_run(thread_id: str, run_id: str) -> None:
+    """Bill the invocation in progress, if any, to this run too (an API request that creates it)."""
+    bill = _bill.get()
+    if bill is not None:
+        bill.charge(thread_id, run_id)
+
 
 @contextmanager
 def billed_invocation(ctx: Context, function: str, lambda_context: Any) -> Iterator[Bill]:
-    """Meter one invocation of the Lambda function `function` (step, park, ...), then add its
-    usage to the runs it was charged to, whether it returned or raised."""
-    started = time.perf_counter()
-    with metering() as usage:
-        bill = Bill(usage)
-        try:
-            yield bill
-        finally:
-            billed_ms = math.ceil((time.perf_counter() - started) * 1000)  # Lambda bills whole ms
-            memory_mb = int(getattr(lambda_context, "memory_limit_in_mb", 0) or 0)
-            usage.add(LAMBDA_INVOCATIONS.format(function=function), 1)
-            usage.add(LAMBDA_GB_SECONDS.format(function=function), memory_mb / 1024 * billed_ms / 1000)
-            _record(ctx, function, bill)
-
-
-def _record(ctx: Context, function: str, bill: Bill) -> None:
-    if not bill.runs:
-        return  # nothing to charge (a doorbell for a thread with nothing to admit)
-    # The usage write itself: one unit for a run item up to 1 KB (a lower bound).
-    bill.usage.add(WRITE_UNITS, len(bill.runs))
-    counts = bill.usage.counts()
+    """Meter one invocation of a handler of the Lambda function `function` (step, park, ...),
+    then add its usage to the runs it was charged to, whether it returned or raised."""
+    bill = Bill(function, int(getattr(lambda_context, "memory_limit_in_mb", 0) or 0))
     try:
-        counts[COST_KEY] = price_table(ctx.settings.region).cost(counts)
-    except UnknownRegion as exc:
-        logger.warning("run cost not priced: %s", exc)  # the units are still recorded
-    share = {key: amount / len(bill.runs) for key, amount in counts.items()}
-    for thread_id, run_id in bill.runs:
-        try:
-            if not ctx.runs.add_usage(thread_id, run_id, share):
-                logger.info("usage of %s not recorded: run %s is gone", function, run_id)
-        except (ClientError, BotoCoreError) as exc:
-            # The bill is a report: failing to write it must not fail (and retry) the work it measured.
-            logger.warning("usage of %s not recorded on run %s: %s", function, run_id, exc)
+        with bill.measuring():
+            yield bill
+    finally:
+        bill.record(ctx)
