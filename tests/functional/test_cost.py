@@ -13,23 +13,38 @@ from stepgraph.api.threads import new_thread
 from stepgraph.billing import price_table
 from stepgraph_local import cli
 from stepgraph_local.cost import usage_from_table
+from stepgraph_local.runtime import LocalRuntime
+
+
+@pytest.fixture(scope="module")
+def strict_runtime():
+    """One strict-mode runtime for the module (each test has its own threads)."""
+    started = LocalRuntime(step_mode="strict").start()
+    yield started
+    started.stop()
+
+
+def _billed(runtime, thread_id: str, run_id: str, *functions: str) -> dict:
+    """The run once each of `functions` has added its invocation to the run's bill."""
+    keys = {f"lambda.{function}.invocations" for function in functions}
+    return until(
+        lambda: (r := runtime.ctx.runs.get(thread_id, run_id)) and keys <= r.get("aws_usage", {}).keys() and r,
+        timeout=30,
+        what=f"{', '.join(functions)} on the bill of {run_id}",
+    )
 
 
 def _finished_usage(runtime, graph_id: str, payload: dict) -> tuple[dict, dict]:
     """Run `graph_id` to its end; the run once Finish has added its invocation to the bill."""
-    ctx = runtime.ctx
     thread_id = str(uuid.uuid4())
-    new_thread(ctx, thread_id, {})
-    run_id = create_run(ctx, thread_id, RunCreate(assistant_id=graph_id, input=payload))["run_id"]
-    run = until(
-        lambda: (r := ctx.runs.get(thread_id, run_id)) and "lambda.finish.invocations" in r.get("aws_usage", {}) and r,
-        timeout=30,
-        what="the run's finish to be billed",
-    )
+    new_thread(runtime.ctx, thread_id, {})
+    run_id = create_run(runtime.ctx, thread_id, RunCreate(assistant_id=graph_id, input=payload))["run_id"]
+    run = _billed(runtime, thread_id, run_id, "finish")
     return run, run["aws_usage"]
 
 
 def _entered_states(runtime, run_id: str) -> list[str]:
+    """The states the run's execution entered: each one a billed state transition."""
     sfn = runtime.aws.client("stepfunctions")
     arn = runtime.ctx.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
     until(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING", timeout=10, what="execution end")
@@ -79,3 +94,24 @@ def test_a_chain_run_records_what_it_used_on_aws(strict_runtime, capsys, monkeyp
 
     # A bill arriving for a run that is gone (its thread deleted) does not bring the run back.
     assert not strict_runtime.ctx.runs.add_usage(run["thread_id"], str(uuid.uuid4()), {"stepfunctions.transitions": 1})
+
+
+def test_a_parked_and_resumed_run_bills_every_transition_of_its_execution(strict_runtime):
+    ctx = strict_runtime.ctx
+    thread_id = str(uuid.uuid4())
+    new_thread(ctx, thread_id, {})
+    first = create_run(ctx, thread_id, RunCreate(assistant_id="approval", input={"items": []}))
+    parked = _billed(strict_runtime, thread_id, first["run_id"], "park")
+    resume = create_run(ctx, thread_id, RunCreate(assistant_id="approval", command={"resume": "yes"}))
+    resumed = _billed(strict_runtime, thread_id, resume["run_id"], "finish")
+    # One execution carries both runs (Park, then Resume into the resume run's Steps): between
+    # them, the two bills hold each state it entered once.
+    states = _entered_states(strict_runtime, first["run_id"])
+    assert "Park" in states and "Resume" in states
+    transitions = parked["aws_usage"]["stepfunctions.transitions"] + resumed["aws_usage"]["stepfunctions.transitions"]
+    assert transitions == len(states)
+    assert (
+        parked["aws_usage"]["lambda.park.invocations"] == 1 and "lambda.finish.invocations" not in parked["aws_usage"]
+    )
+    # The resume was admitted by dispatch (SendTaskSuccess): its bill has that invocation too.
+    assert resumed["aws_usage"]["lambda.dispatch.invocations"] == 1
