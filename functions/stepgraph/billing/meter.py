@@ -118,8 +118,10 @@ class _Counter:
         elif service == "sqs":
             usage.add(SQS_REQUESTS, _sqs_requests(operation, params))
         elif service == "s3":
-            usage.add(S3_PUTS, operation in _S3_PUT_TIER)
-            usage.add(S3_GETS, operation in _S3_GET_TIER)
+            if operation in _S3_PUT_TIER:
+                usage.add(S3_PUTS, 1)
+            elif operation in _S3_GET_TIER:
+                usage.add(S3_GETS, 1)
         elif service == "states" and operation == "StartExecution":
             if self.delay_arn and params.get("stateMachineArn") == self.delay_arn:
                 # statemachine/delay.asl.json: WaitUntilDue, RingDoorbell (an SQS SendMessage).
