@@ -236,13 +236,23 @@ class Clients:
                 # LocalStack takes any key; its own default spares the user a fake profile.
                 credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
                 session = own_session()
-            self._cache[service] = session.client(
+            client = session.client(
                 service,
                 region_name=self.settings.region,
                 endpoint_url=endpoint_for(self.settings.endpoint_url, service),
                 config=config,
                 **credentials,
             )
+            from stepgraph.billing import instrument
+
+            # What each call uses goes on the bill of the run being worked for (billing.meter);
+            # DynamoDB's own consumed-capacity figures are trusted from AWS only, not emulators.
+            instrument(
+                client,
+                trust_reported_capacity=self.settings.sign_requests and self.settings.endpoint_url is None,
+                delay_state_machine_arn=self.settings.delay_state_machine_arn,
+            )
+            self._cache[service] = client
         return self._cache[service]
 
     dynamodb = _Service("dynamodb")

@@ -1,4 +1,4 @@
-"""`stepgraph dev`: the local server, started the way `langgraph dev` is."""
+"""`stepgraph dev`: the local server, started the way `langgraph dev` is; `stepgraph cost`: a run's AWS bill."""
 
 from __future__ import annotations
 
@@ -38,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--port", type=int, required=True)
     worker.add_argument("--env-file", type=Path, required=True, help="the file `stepgraph aws` wrote")
     worker.add_argument("--api-port", type=int, default=None, help="also serve the API here")
+    from .cost import add_cost_command, cost_command
+
+    add_cost_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "cost":  # needs the engine only, not the local runtime
+        return cost_command(args)
     missing = _missing_local_extra()
     if missing:
         print(

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stepgraph.api import a2a, assistants, crons, protocol, runs, store, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
+from stepgraph.api.billing import BilledRequests
 from stepgraph.client_errors import internal_error
 from stepgraph.engine import ConfigError, Context, DocumentTooLarge, WebhookUrlRefused, queue_counts
 from stepgraph.vocabulary import RunStatus
@@ -74,6 +75,7 @@ def create_app(ctx: Context) -> FastAPI:
 
     app = FastAPI(title="stepgraph", version=_version("stepgraph"), lifespan=lifespan)
     app.state.ctx = ctx
+    app.add_middleware(BilledRequests, ctx=ctx)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,6 +15,7 @@ what this module exports; the rooms behind it:
 - `webhooks`: a run's end queued for its webhook, and delivered (signed, retried, dead-lettered)
 - `webhook_urls`: where a webhook may go (langgraph.json's `webhooks.url`), checked at every hop
 - `access`: the authenticated user a run carries to its graph; metadata filters
+- `usage`: what an invocation used on AWS, added onto its run's bill
 - `state`, `graphs`, `streaming`, `protocol`, `interrupts`, `ids`, `context`, `eventloop`
 """
 
@@ -55,17 +56,29 @@ from stepgraph.engine.state import (
     thread_graph,
     update_thread_state,
 )
+from stepgraph.engine.usage import (
+    COST_KEY,
+    PARK_TRANSITIONS,
+    Bill,
+    billed_invocation,
+    charge_run,
+    finish_transitions,
+    step_transitions,
+)
 from stepgraph.engine.webhook_urls import WebhookUrlPolicy, check_run_webhook
 from stepgraph.engine.webhooks import WebhookConfig, deliver_webhook, sign_webhook
 from stepgraph.storage import END, END_SEQ, Event, check_document_size, now_iso
 
 __all__ = [
     "CHANNELS",
+    "COST_KEY",
     "END",
     "END_SEQ",
+    "PARK_TRANSITIONS",
     "RUN_FIELDS",
     "RUN_STREAM_MODES",
     "AuthUser",
+    "Bill",
     "ConfigError",
     "Conflict",
     "Context",
@@ -82,9 +95,11 @@ __all__ = [
     "WebhookUrlRefused",
     "admit_next_run",
     "base_run",
+    "billed_invocation",
     "bound_graph",
     "cancel_run",
     "cancel_runs",
+    "charge_run",
     "check_document_size",
     "check_run_webhook",
     "check_schedule",
@@ -95,6 +110,7 @@ __all__ = [
     "delete_thread",
     "deliver_webhook",
     "finish_run",
+    "finish_transitions",
     "fire_cron",
     "get_thread_state",
     "matches",
@@ -113,6 +129,7 @@ __all__ = [
     "sign_webhook",
     "snapshot_to_wire",
     "state_config",
+    "step_transitions",
     "submit_run",
     "system_assistant_id",
     "thread_graph",

@@ -20,6 +20,7 @@ from stepgraph.engine.cancellation import cancel_behind, complete_rollback
 from stepgraph.engine.context import Context
 from stepgraph.engine.ids import id_time_ms, new_run_id
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_thread_status
+from stepgraph.engine.usage import charge_run
 from stepgraph.storage import Conflict, ThreadMissing, entry_due_ms, entry_run_id, now_iso, queue_entry
 from stepgraph.vocabulary import DEAD_EXECUTION, DoubleText, ExecutionStatus, RunStatus, ThreadStatus
 
@@ -98,6 +99,7 @@ def insert_run(ctx: Context, run: dict[str, Any], *, reject: bool = False, after
             break
         else:
             raise RuntimeError(f"could not queue a run on thread {thread_id}: too much contention")
+    charge_run(thread_id, run["run_id"])  # the request that creates a run is on its bill
     ctx.doorbell.ring(thread_id, dedup=run["run_id"])
     inflight = [entry_run_id(e) for e in state.pending]
     if state.holder and not state.holder.startswith(ROLLBACK):
