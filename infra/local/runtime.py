@@ -221,14 +221,15 @@ def serve(
     import uvicorn
 
     from .reload import GraphReloader
-    from .studio import PrivateNetworkAccess, dev_cors, open_when_serving, studio_url
+    from .studio import dev_cors, open_when_serving, studio_url
 
     check_port(host, port)
     runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
+    # Made before Studio's origin joins the CORS settings: it remembers the project's own.
     reloader = GraphReloader(runtime.ctx, config_path, api_function=api_function()) if reload else None
     try:
         runtime.ctx.graphs.cors = dev_cors(runtime.ctx.graphs.cors)  # Studio's origin, dev only
-        app = PrivateNetworkAccess(api_app(runtime.ctx), runtime.ctx.graphs.cors["allow_origins"])
+        app = api_app(runtime.ctx)
         if reloader is not None:
             reloader.start()
         print(f"stepgraph: Studio UI: {studio_url(host, port)}", flush=True)

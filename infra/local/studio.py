@@ -3,6 +3,7 @@ only: a deployment serves exactly its `http.cors`), and the browser tab the peer
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
@@ -34,6 +35,9 @@ def dev_cors(user: dict[str, Any] | None) -> dict[str, Any]:
     when it has one (set for the project's own front end, it should not lock Studio out of the
     dev server); without one, Studio's origin only, not the peer's `*`, since a dev server has no
     API key and any page the browser opens could otherwise drive it."""
+    # Chrome asks a page on the internet (Studio) for leave to call a private address (127.0.0.1)
+    # in the preflight (Private Network Access); Starlette grants it when told to.
+    private_network = {"allow_private_network": True} if _answers_private_network() else {}
     if user is None:
         return {
             "allow_origins": [STUDIO_ORIGIN],
@@ -41,40 +45,19 @@ def dev_cors(user: dict[str, Any] | None) -> dict[str, Any]:
             "allow_headers": ["*"],
             "allow_credentials": True,
             "expose_headers": _EXPOSED,
+            **private_network,
         }
     origins = user.get("allow_origins") or []
     origins = [origins] if isinstance(origins, str) else list(origins)
     if "*" not in origins and STUDIO_ORIGIN not in origins:
         origins.append(STUDIO_ORIGIN)
-    return {**user, "allow_origins": origins}
+    return {**private_network, **user, "allow_origins": origins}
 
 
-class PrivateNetworkAccess:
-    """Chrome asks a page on the internet (Studio) for leave to call a private address
-    (127.0.0.1) with `Access-Control-Request-Private-Network` in the preflight; Starlette's
-    CORSMiddleware does not answer it, so this adds the grant for the origins CORS allows."""
+def _answers_private_network() -> bool:
+    from starlette.middleware.cors import CORSMiddleware
 
-    def __init__(self, app: Any, origins: list[str]) -> None:
-        self.app, self.origins = app, set(origins)
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "OPTIONS":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        origin = headers.get(b"origin", b"").decode("latin-1")
-        asked = headers.get(b"access-control-request-private-network", b"").lower() == b"true"
-        if not asked or not ("*" in self.origins or origin in self.origins):
-            await self.app(scope, receive, send)
-            return
-
-        async def granting(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                grant = (b"access-control-allow-private-network", b"true")
-                message = {**message, "headers": [*message.get("headers", []), grant]}
-            await send(message)
-
-        await self.app(scope, receive, granting)
+    return "allow_private_network" in inspect.signature(CORSMiddleware).parameters
 
 
 def should_open_browser(no_browser: bool, env: Mapping[str, str] = os.environ) -> bool:

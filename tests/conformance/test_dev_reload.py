@@ -67,7 +67,7 @@ def test_editing_a_graph_file_reloads_it_and_keeps_threads_and_runs(tmp_path: Pa
     _write(project / "helpers.py", HELPERS.format(suffix=""))
     config = {"dependencies": ["."], "graphs": {"versioned": "./graph.py:graph"}}
     _write(project / "langgraph.json", json.dumps(config))
-    server = Server("--no-browser", config=project / "langgraph.json").wait_ready()
+    server = Server(config=project / "langgraph.json").wait_ready()
     reloads = 0
 
     def reloaded() -> None:

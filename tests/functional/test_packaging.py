@@ -97,7 +97,7 @@ def test_stepgraph_dev_runs_from_the_wheel_alone(unpacked_wheel: Path, tmp_path:
     site_packages = sysconfig.get_paths()["purelib"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(unpacked_wheel), site_packages])}
     server = subprocess.Popen(
-        [sys.executable, "-S", "-m", "stepgraph_local.cli", "dev", "--port", str(port)],
+        [sys.executable, "-S", "-m", "stepgraph_local.cli", "dev", "--port", str(port), "--no-browser"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
