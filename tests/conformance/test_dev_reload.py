@@ -68,12 +68,12 @@ def test_editing_a_graph_file_reloads_it_and_keeps_threads_and_runs(tmp_path: Pa
     config = {"dependencies": ["."], "graphs": {"versioned": "./graph.py:graph"}}
     _write(project / "langgraph.json", json.dumps(config))
     server = Server(config=project / "langgraph.json").wait_ready()
-    reloads = 0
 
-    def reloaded() -> None:
-        nonlocal reloads
-        reloads += 1
-        until(lambda: server.read_output().count("stepgraph: reloaded versioned") == reloads, 20, "the reload")
+    def edit(path: Path, text: str) -> None:
+        """Write a project file and wait for the server to say it reloaded the graphs."""
+        done = server.read_output().count("stepgraph: reloaded versioned")
+        _write(path, text)
+        until(lambda: server.read_output().count("stepgraph: reloaded versioned") > done, 20, "the reload")
 
     try:
         client = get_sync_client(url=server.url)
@@ -85,8 +85,7 @@ def test_editing_a_graph_file_reloads_it_and_keeps_threads_and_runs(tmp_path: Pa
         flying = client.threads.create()
         run = client.runs.create(flying["thread_id"], "versioned", input={"gate": str(gate)})
         until(lambda: Path(f"{gate}.entered").exists(), 20, "the run to enter its first node")
-        _write(project / "graph.py", GRAPH.format(version="v2"))
-        reloaded()
+        edit(project / "graph.py", GRAPH.format(version="v2"))
         gate.touch()
         # The superstep under way ends on the code it started with; the next runs the new code.
         assert client.runs.join(flying["thread_id"], run["run_id"])["seen"] == ["v1", "v2"]
@@ -100,8 +99,7 @@ def test_editing_a_graph_file_reloads_it_and_keeps_threads_and_runs(tmp_path: Pa
         assert client.threads.get(earlier["thread_id"])["status"] == "idle"
 
         # A module the graph imports (under `dependencies`) is reloaded too.
-        _write(project / "helpers.py", HELPERS.format(suffix=" + '!'"))
-        reloaded()
+        edit(project / "helpers.py", HELPERS.format(suffix=" + '!'"))
         assert client.runs.wait(later["thread_id"], "versioned", input={})["seen"][-2:] == ["v2!", "v2!"]
 
         # A broken edit: one line says where and why, and the previous graphs go on serving.
