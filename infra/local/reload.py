@@ -64,19 +64,23 @@ class GraphReloader(threading.Thread):
             ignore_dirs=(*DefaultFilter.ignore_dirs, *_IGNORED_DIRS),
             ignore_entity_patterns=(*DefaultFilter.ignore_entity_patterns, *_IGNORED_FILES),
         )
-        for changes in watch(
+        changes_of = watch(
             *self.roots,
             watch_filter=watch_filter,
             debounce=self.debounce_ms,
             step=50,
             stop_event=self._stopping,
             raise_interrupt=False,
-        ):
-            changed = sorted({Path(path) for _, path in changes})
-            try:
-                self.reload(changed)
-            except Exception:  # a bug of ours must not end the watching; say it and keep serving
-                logger.exception("reload after a change to %s failed", _names(changed))
+        )
+        try:
+            for changes in changes_of:
+                changed = sorted({Path(path) for _, path in changes})
+                try:
+                    self.reload(changed)
+                except Exception:  # a bug of ours must not end the watching; say it and keep serving
+                    logger.exception("reload after a change to %s failed", _names(changed))
+        except OSError as exc:  # e.g. the system's inotify watch limit: serving goes on, unreloaded
+            logger.error("hot reload is off: cannot watch %s (%s)", ", ".join(map(str, self.roots)), exc)
 
     def reload(self, changed: list[Path]) -> bool:
         """Import the graphs afresh and serve them; False, and the old ones go on, when they fail."""
