@@ -88,6 +88,7 @@ class Server:
             str(config),
             "--port",
             str(self.port),
+            "--no-browser",  # a test run on a desktop must not open Studio tabs
             *args,
         ]
         # A file, not a pipe: a chatty server must never block on a full pipe. The child writes it

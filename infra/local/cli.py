@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=2024)
     dev.add_argument("--step-mode", choices=["batched", "strict"], default=None, help="supersteps per Step invocation")
+    dev.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reload the graphs when a project file changes, keeping threads and runs (default: on)",
+    )
+    dev.add_argument(
+        "--no-browser", action="store_true", help="do not open Studio (never opened under CI or without a display)"
+    )
     # The same runtime split in two processes: the Lambdas' process can be killed and restarted
     # while the emulated AWS (and every run's state) lives on.
     aws = sub.add_parser("aws", help="run the emulated AWS only; Lambdas run in `stepgraph worker`")
@@ -81,7 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     from stepgraph.engine import ConfigError
 
     try:
-        serve(config.resolve(), args.host, args.port, args.step_mode)
+        from .studio import should_open_browser
+
+        serve(
+            config.resolve(),
+            args.host,
+            args.port,
+            args.step_mode,
+            reload=args.reload,
+            open_browser=should_open_browser(args.no_browser),
+        )
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1

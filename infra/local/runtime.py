@@ -231,18 +231,40 @@ def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
     return function
 
 
-def serve(config_path: Path, host: str, port: int, step_mode: str | None = None) -> None:
-    """Start the local runtime and serve the API until interrupted."""
+def serve(
+    config_path: Path,
+    host: str,
+    port: int,
+    step_mode: str | None = None,
+    *,
+    reload: bool = False,
+    open_browser: bool = False,
+) -> None:
+    """Start the local runtime and serve the API until interrupted; with `reload`, graph code is
+    reloaded in-process when the project changes (`reload.GraphReloader`)."""
     import uvicorn
+
+    from .reload import GraphReloader
+    from .studio import dev_cors, open_when_serving, studio_url
 
     check_port(host, port)
     runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
+    # Made before Studio's origin joins the CORS settings: it remembers the project's own.
+    reloader = GraphReloader(runtime.ctx, config_path, api_function=api_function()) if reload else None
     try:
+        runtime.ctx.graphs.cors = dev_cors(runtime.ctx.graphs.cors)  # Studio's origin, dev only
         app = api_app(runtime.ctx)
+        if reloader is not None:
+            reloader.start()
+        print(f"stepgraph: Studio UI: {studio_url(host, port)}", flush=True)
+        if open_browser:
+            open_when_serving(studio_url(host, port), host, port)
         if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
             logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
         graphs = ", ".join(runtime.ctx.graphs.graph_ids())
         print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        if reloader is not None:
+            reloader.stop()
         runtime.stop()

@@ -61,6 +61,11 @@ class Context:
             ttl=store_config.get("ttl"),
         )
 
+    def replace_graphs(self, graphs: GraphRegistry) -> None:
+        """`stepgraph dev --reload`: the API's next request and the run's next Step invocation
+        read these; an invocation under way keeps the registry it started with."""
+        self.__dict__["graphs"] = graphs  # where cached_property keeps its value
+
     @cached_property
     def assistants(self) -> AssistantStore:
         return AssistantStore(self.clients.dynamodb, self.settings.assistants_table)

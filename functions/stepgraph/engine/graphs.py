@@ -217,6 +217,12 @@ class GraphRegistry:
                     self._cache[graph_id] = target
             return self._cache[graph_id]
 
+    def import_all(self) -> None:
+        """Import every graph now (a factory is not called): raises what the first that fails to
+        import raises, as a run of it would."""
+        for graph_id in self.specs:
+            self._target(graph_id)
+
     def is_factory(self, graph_id: str) -> bool:
         return isinstance(self._target(graph_id), Factory)
 

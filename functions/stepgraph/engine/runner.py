@@ -27,7 +27,7 @@ from stepgraph.client_errors import error_payload
 from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
-from stepgraph.engine.graphs import read_as, with_checkpointer
+from stepgraph.engine.graphs import GraphRegistry, read_as, with_checkpointer
 from stepgraph.engine.handover import carried_elsewhere, hand_over
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
@@ -219,7 +219,10 @@ def _run_supersteps(
     else:
         assistant = ctx.assistants.get(run["assistant_id"])
     park_timeout = park_timeout_seconds(run, assistant)
-    graph = ctx.graphs.get(run["graph_id"])
+    # The graphs this invocation runs on, start to end; `stepgraph dev --reload` may swap
+    # ctx.graphs meanwhile, and then the run goes on on the new code from its next checkpoint.
+    graphs = ctx.graphs
+    graph = graphs.get(run["graph_id"])
     config = run_config(run, assistant)
     lease = LeaseCondition(
         table=ctx.settings.threads_table,
@@ -301,6 +304,7 @@ def _run_supersteps(
         thread_id,
         writer,
         emitter,
+        graphs=graphs,
         start_id=start_id,
         replaying=not first,
         strict=strict,
@@ -330,7 +334,7 @@ def _run_supersteps(
 
             # A graph factory builds the run's graph with the run's config and context (on the
             # engine loop, where its async resources live) and closes it when the run stops.
-            opened = ctx.graphs.aopen_graph(run["graph_id"], config, context=context)
+            opened = graphs.aopen_graph(run["graph_id"], config, context=context)
             run_on_engine_loop(drive.run(opened, parts_of))
         except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
             raise
@@ -405,6 +409,7 @@ class _Drive:
         writer: EventWriter,
         emitter: StreamEmitter,
         *,
+        graphs: GraphRegistry,
         start_id: str | None,
         replaying: bool,
         strict: bool,
@@ -414,6 +419,7 @@ class _Drive:
         saver: DynamoDBSaver,
     ):
         self.ctx, self.run_id, self.thread_id, self.writer, self.emitter = ctx, run_id, thread_id, writer, emitter
+        self.graphs = graphs
         self.start_id, self.replaying, self.strict = start_id, replaying, strict
         self.exit_durability, self.deadline = exit_durability, deadline
         self.interrupt_before, self.interrupt_after = interrupts
@@ -456,6 +462,12 @@ class _Drive:
         return hits(self.interrupt_after, ran) or hits(self.interrupt_before, pending)
 
     @property
+    def _reloaded(self) -> bool:
+        """The graphs were reloaded (`stepgraph dev`) since this invocation started: it stops at
+        this checkpoint, and the next invocation continues the run on the new code."""
+        return self.ctx.graphs is not self.graphs
+
+    @property
     def input_rejected(self) -> bool:
         """The graph raised while applying the run's input (a reducer refused it, say): its input
         checkpoint is the newest it wrote, and no node has run."""
@@ -495,7 +507,7 @@ class _Drive:
                         return
                     if self._graph_interrupts(ran, chunk["next"]):
                         continue  # LangGraph stops here itself; the next invocation must not resume past it
-                    if chunk["next"] and (self.strict or time.monotonic() >= self.deadline):
+                    if chunk["next"] and (self.strict or time.monotonic() >= self.deadline or self._reloaded):
                         await self._stored(chunk["config"]["configurable"]["checkpoint_id"])
                         self.stopped_early = True
                         return
