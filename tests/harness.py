@@ -99,7 +99,8 @@ class Server:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
+                # No span file unless a test asks for one (tests/conformance/test_sdk_tracing.py).
+                env={**os.environ, "EXAMPLE_NODES": flavor, "STEPGRAPH_TRACE_FILE": "", **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
