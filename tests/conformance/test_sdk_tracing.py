@@ -136,3 +136,31 @@ async def test_one_trace_from_request_to_webhook(server: Server, capsys: pytest.
     printed = capsys.readouterr().out
     assert f"trace {trace_id}" in printed
     assert "\n    admit run  " in printed and " ms " in printed and "finish" in printed
+
+
+async def test_a_deadline_resume_goes_on_in_the_parked_runs_trace(server: Server):
+    """No request makes the resume a human's deadline makes: it continues the parked run's trace."""
+    client = get_client(url=server.url)
+    assistant = await client.assistants.create(
+        "approval",
+        config={"interrupt_deadline_seconds": 1, "on_interrupt_deadline": {"action": "resume", "value": "auto"}},
+    )
+    trace_id = secrets.token_hex(16)
+    thread = await client.threads.create()
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    await client.runs.wait(thread["thread_id"], assistant["assistant_id"], input={"items": []}, headers=headers)
+
+    def resumed_and_finished() -> list[dict[str, Any]] | None:
+        spans = _spans(server.trace_file, trace_id)
+        return spans if any(s["name"] == "finish" for s in spans) else None
+
+    spans = until(resumed_and_finished, timeout=15)
+    [expire] = [s for s in spans if s["name"] == "expire park"]
+    resume_id = expire["attributes"]["run_id"]
+    by_id = {s["span_id"]: s for s in spans}
+    for name in ("step", "finish"):
+        [span] = [s for s in spans if s["name"] == name and s["attributes"].get("run_id") == resume_id]
+        assert by_id[span["parent_id"]]["name"] == "expire park"
+    [resume] = [r for r in await client.runs.list(thread["thread_id"]) if r["run_id"] == resume_id]
+    assert resume["metadata"]["trace_id"] == trace_id
+    await client.assistants.delete(assistant["assistant_id"])
