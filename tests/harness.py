@@ -96,11 +96,20 @@ class Server:
         fd, log = tempfile.mkstemp(prefix="stepgraph-server-", suffix=".log")
         self.log = Path(log)
         weakref.finalize(self, self.log.unlink, missing_ok=True)
+        # Spans recorded as `stepgraph dev` records them, to a file of this server's own
+        # (tests/conformance/test_sdk_tracing.py reads it).
+        self.trace_file = self.log.with_suffix(".traces.jsonl")
+        weakref.finalize(self, self.trace_file.unlink, missing_ok=True)
         with os.fdopen(fd, "w") as out:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
+                env={
+                    **os.environ,
+                    "EXAMPLE_NODES": flavor,
+                    "STEPGRAPH_TRACE_FILE": str(self.trace_file),
+                    **(env or {}),
+                },
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,

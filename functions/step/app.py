@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from stepgraph import tracing
 from stepgraph.engine import billed_invocation, current_context, run_supersteps, step_transitions
 from stepgraph.models import StepEvent
 
@@ -11,6 +12,7 @@ logger = Logger()
 
 
 @logger.inject_lambda_context
+@tracing.flushed
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = StepEvent.model_validate(event)
     ctx = current_context()

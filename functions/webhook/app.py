@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from stepgraph import tracing
 from stepgraph.engine import current_context, deliver_webhook
 from stepgraph.vocabulary import WebhookDelivery
 
@@ -33,6 +34,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
+@tracing.flushed
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     # One processor per batch (it keeps the batch's results): a deferred delivery is reported
     # failed, so SQS keeps it, and the others are deleted.

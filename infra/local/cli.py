@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -50,9 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     from .cost import add_cost_command, cost_command
 
     add_cost_command(sub)
+    trace = sub.add_parser("trace", help="print a run's span tree (from the trace file `stepgraph dev` writes)")
+    trace.add_argument("run_id")
+    trace.add_argument(
+        "--file", type=Path, default=None, help="default: $STEPGRAPH_TRACE_FILE, else .stepgraph/traces.jsonl"
+    )
     args = parser.parse_args(argv)
     if args.command == "cost":  # needs the engine only, not the local runtime
         return cost_command(args)
+    if args.command == "trace":
+        from .traces import default_trace_file, print_run_trace
+
+        return print_run_trace(args.run_id, args.file or default_trace_file())
     missing = _missing_local_extra()
     if missing:
         print(
@@ -88,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stepgraph: {config} not found", file=sys.stderr)
         return 2
     from stepgraph.engine import ConfigError
+
+    from .traces import DEFAULT_TRACE_FILE
+
+    # Spans go to an OTLP endpoint when one is set, else to this file (`stepgraph trace` reads it).
+    os.environ.setdefault("STEPGRAPH_TRACE_FILE", str(DEFAULT_TRACE_FILE.resolve()))
 
     try:
         from .studio import should_open_browser

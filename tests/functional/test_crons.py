@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from botocore.exceptions import ClientError
@@ -118,7 +119,11 @@ def test_a_fire_delivered_twice_creates_one_run(stack):
     assert len(runs) == 1, runs
     assert sum("skipped" not in r for r in replies) == 1 and len(replies) == 4, replies
     run = ended(runtime, thread_id, runs[0]["run_id"])
-    assert run["status"] == "success" and run["metadata"] == {"via": "cron", "cron_id": cron["cron_id"]}
+    assert run["status"] == "success" and run["metadata"] == {
+        "via": "cron",
+        "cron_id": cron["cron_id"],
+        "trace_id": ANY,
+    }
     assert run["kwargs"]["config"]["configurable"]["cron_id"] == cron["cron_id"]
     assert run["kwargs"]["webhook"] == "https://example.com/hook"  # delivered as a run's own webhook
     # The next fire is armed once, a day later than this one's.

@@ -10,11 +10,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from opentelemetry.trace import SpanKind
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stepgraph import tracing
 from stepgraph.api import a2a, assistants, crons, protocol, runs, store, thread_stream, threads
 from stepgraph.api.assistants import ensure_system_assistants
 from stepgraph.api.auth import install_auth
@@ -56,6 +58,30 @@ class _ImportedOnFirstRequest:
         if app is None:  # two first requests at once may both build it: harmless
             app = self.app = await run_in_threadpool(self.build)
         await app(scope, receive, send)
+
+
+class _TraceRequests:
+    """The API request's span, continuing the caller's `traceparent` (or `X-Amzn-Trace-Id`):
+    everything the request starts (admission, the run's execution, its webhook) is under it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        name = f"{scope['method']} {scope['path']}"
+        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
+        with tracing.span(name, parent=headers, kind=SpanKind.SERVER, attributes=attributes) as span:
+
+            async def send_traced(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            await self.app(scope, receive, send_traced)
 
 
 def _mcp_endpoint() -> ASGIApp:
@@ -151,4 +177,5 @@ def create_app(ctx: Context) -> FastAPI:
     if "a2a" not in ctx.graphs.disabled:
         app.include_router(a2a.router)
     install_auth(app, ctx)
+    app.add_middleware(_TraceRequests)  # outermost: refused requests are traced too
     return app

@@ -11,6 +11,7 @@ import json
 import logging
 from typing import Any
 
+from stepgraph import tracing
 from stepgraph.client_errors import failure_payload
 from stepgraph.engine.context import Context
 from stepgraph.engine.deadlines import expire_parked_run
@@ -35,18 +36,20 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
         if current and current["status"] == RunStatus.SUCCESS and thread.get("task_token") == task_token:
             # This park ran before and got as far as parking the thread (a Lambda retry): only
             # the webhook may be missing; a second copy carries the same delivery id.
-            queue_webhook(ctx, current, WebhookStatus.SUCCESS)
+            with tracing.span("park", parent=current.get("trace"), attributes={"run_id": run_id, "retry": True}):
+                queue_webhook(ctx, current, WebhookStatus.SUCCESS)
             return
         # Cancelled while the state machine entered Park: end the execution through its token,
         # or it would wait for its deadline (StopExecution cannot reach a token wait in moto).
         logger.info("run %s ended before parking (cancelled?); abandoning its execution", run_id)
         ctx.executions.abandon(task_token, "run cancelled")
         return
-    waiting = release_thread(ctx, run, ThreadStatus.INTERRUPTED, park_token=task_token)
-    ctx.events.end(run_id, {"status": RunStatus.SUCCESS})
-    if waiting:
-        ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
-    queue_webhook(ctx, run, WebhookStatus.SUCCESS)
+    with tracing.span("park", parent=run.get("trace"), attributes={"run_id": run_id, "thread_id": thread_id}):
+        waiting = release_thread(ctx, run, ThreadStatus.INTERRUPTED, park_token=task_token)
+        ctx.events.end(run_id, {"status": RunStatus.SUCCESS})
+        if waiting:
+            ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
+        queue_webhook(ctx, run, WebhookStatus.SUCCESS)
 
 
 def finish_run(
@@ -80,12 +83,13 @@ def finish_run(
         finished = True
         if failure:
             ctx.events.append(run_id, "error", failure)
-    waiting = release_thread(ctx, run, settled_status(ctx, run, status, outcome))
-    ctx.events.end(run_id, {"status": status})
-    if waiting:
-        ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
-    if finished:
-        queue_webhook(ctx, run, WebhookStatus(status))
+    with tracing.span("finish", parent=run.get("trace"), attributes={"run_id": run_id, "status": str(status)}):
+        waiting = release_thread(ctx, run, settled_status(ctx, run, status, outcome))
+        ctx.events.end(run_id, {"status": status})
+        if waiting:
+            ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
+        if finished:
+            queue_webhook(ctx, run, WebhookStatus(status))
     if run.get("cron_id") and run.get("kwargs", {}).get("on_completion") == "delete":
         # A stateless cron's run (on_run_completed "delete", the default): its thread goes with it.
         from stepgraph.engine.admin import delete_thread  # admin cancels runs: cancellation imports us

@@ -22,7 +22,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Command, Send
+from opentelemetry import trace
 
+from stepgraph import tracing
 from stepgraph.client_errors import error_payload
 from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
@@ -196,7 +198,11 @@ def run_supersteps(
         return StepResult(StepOutcome.DONE)
     if execution is not None and carried_elsewhere(ctx, run, execution):
         return StepResult(StepOutcome.HANDOVER)  # this execution ends; the run goes on in another
-    result = _run_supersteps(ctx, run, remaining_ms=remaining_ms, execution=execution)
+    with tracing.span(
+        "step", parent=run.get("trace"), attributes={"run_id": run_id, "thread_id": thread_id, "execution": execution}
+    ) as span:
+        result = _run_supersteps(ctx, run, remaining_ms=remaining_ms, execution=execution)
+        span.set_attribute("outcome", str(result.status))
     result.count = count + 1
     if (
         execution is not None
@@ -298,6 +304,11 @@ def _run_supersteps(
 
     interrupt_before = run_option(run, "interrupt_before", assistant)
     interrupt_after = run_option(run, "interrupt_after", assistant)
+    if tracing.recording():  # a span per superstep and per node, under the step's
+        drive_nodes: tracing.NodeSpans | None = tracing.NodeSpans(trace.get_current_span(), run_id)
+        config["callbacks"] = [*(config.get("callbacks") or []), drive_nodes]
+    else:
+        drive_nodes = None
     drive = _Drive(
         ctx,
         run_id,
@@ -313,6 +324,7 @@ def _run_supersteps(
         interrupts=(interrupt_before, interrupt_after),
         saver=saver,
     )
+    drive.nodes = drive_nodes
     try:
         try:
             context = run_context(run, assistant)
@@ -369,6 +381,8 @@ def _run_supersteps(
         raise  # storage faults are the state machine's to retry, not the graph's error
     finally:
         saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
+        if drive_nodes is not None:
+            drive_nodes.close("error" if drive.graph_error is not None else "stopped")
     if drive.graph_error is not None:
         if drive.input_rejected and drive.last_checkpoint_id:
             # Its input checkpoint may have been committed already (strict mode, or the linger
@@ -430,6 +444,7 @@ class _Drive:
         self.last_source: str | None = None  # its metadata "source": input, loop, update...
         self.stopped_early = self.cancelled = False
         self.graph_error: Exception | None = None
+        self.nodes: tracing.NodeSpans | None = None  # the superstep and node spans, when recorded
 
     def _newest(self, chunk: dict[str, Any]) -> None:
         """Remember the run's newest checkpoint (the one it resumed from counts: strict mode
@@ -488,6 +503,11 @@ class _Drive:
                     continue
                 if mode == "checkpoints" and not ns:
                     self._newest(chunk)
+                    if self.nodes is not None:
+                        step = (chunk.get("metadata") or {}).get("step")
+                        checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
+                        if isinstance(step, int):
+                            self.nodes.checkpointed(step, checkpoint_id, chunk["next"])
                     ran, self._ran = self._ran, list(chunk["next"])
                     if chunk["config"]["configurable"]["checkpoint_id"] == self.start_id:
                         self.replaying = False  # LangGraph re-announces the checkpoint it resumed from

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from stepgraph import serde
+from opentelemetry.trace import SpanKind
+
+from stepgraph import serde, tracing
 from stepgraph.engine.errors import ConfigError, WebhookUrlRefused
 from stepgraph.engine.webhook_urls import (
     MAX_REDIRECTS,
@@ -174,11 +176,14 @@ def queue_webhook(ctx: Context, run: dict[str, Any], status: WebhookStatus) -> N
         return
     msg_id = delivery_id(run["run_id"], status)
     delivery: dict[str, Any] = {"id": msg_id, "url": url, "payload": _payload(ctx, run, status)}
+    trace_context = tracing.carrier()  # the ending hop's span: the delivery's span goes under it
+    if trace_context:
+        delivery["trace"] = trace_context
     body = serde.dumps_str(delivery)
     if len(body.encode()) > _MAX_MESSAGE_BYTES:
         key = f"{_SPILL_PREFIX}{msg_id}.json"
         ctx.clients.s3.put_object(Bucket=ctx.settings.spill_bucket, Key=key, Body=body.encode())
-        body = serde.dumps_str({"id": msg_id, "url": url, "spilled": key})
+        body = serde.dumps_str({"id": msg_id, "url": url, "spilled": key, "trace": delivery.get("trace")})
     ctx.clients.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     logger.info("run %s ended %s: webhook %s queued", run["run_id"], status, msg_id)
 
@@ -232,6 +237,31 @@ def deliver_webhook(
     reports it failed so it comes back. DEAD: it is in the dead-letter queue; the caller lets
     it go, as after DELIVERED."""
     delivery = serde.loads(body)
+    attributes = {"webhook.id": delivery.get("id"), "attempt": receive_count}
+    with tracing.span("webhook", parent=delivery.get("trace"), kind=SpanKind.PRODUCER, attributes=attributes) as span:
+        outcome = _deliver(
+            ctx,
+            config,
+            body,
+            delivery,
+            receipt_handle=receipt_handle,
+            receive_count=receive_count,
+            sent_at_ms=sent_at_ms,
+        )
+        span.set_attribute("outcome", str(outcome))
+    return outcome
+
+
+def _deliver(
+    ctx: Context,
+    config: WebhookConfig,
+    body: str,
+    delivery: dict[str, Any],
+    *,
+    receipt_handle: str,
+    receive_count: int,
+    sent_at_ms: int,
+) -> WebhookDelivery:
     if "spilled" in delivery:
         obj = ctx.clients.s3.get_object(Bucket=ctx.settings.spill_bucket, Key=delivery["spilled"])
         delivery = serde.loads(obj["Body"].read())
@@ -295,6 +325,7 @@ def _post(ctx: Context, config: WebhookConfig, delivery: dict[str, Any]) -> _Att
         "Content-Type": "application/json",
         "webhook-id": delivery["id"],
         "webhook-timestamp": str(timestamp),
+        **tracing.carrier(),  # traceparent (and X-Amzn-Trace-Id): the receiver continues the run's trace
     }
     secret = _secret(ctx, config)
     if secret:
