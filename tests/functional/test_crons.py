@@ -126,6 +126,12 @@ def test_a_fire_delivered_twice_creates_one_run(stack):
     }
     assert run["kwargs"]["config"]["configurable"]["cron_id"] == cron["cron_id"]
     assert run["kwargs"]["webhook"] == "https://example.com/hook"  # delivered as a run's own webhook
+    # The run's bill has the Scheduler's invocation that fired it (the three duplicates are on no run).
+    billed = until(
+        lambda: (r := runtime.ctx.runs.get(thread_id, run["run_id"])) and r.get("aws_usage") and r, 10, "usage"
+    )
+    assert billed["aws_usage"]["scheduler.invocations"] == 1
+    assert billed["aws_usage"]["lambda.cron.invocations"] == 1
     # The next fire is armed once, a day later than this one's.
     armed = client.get(f"/runs/crons/{cron['cron_id']}").json()
     assert armed["next_run_date"] == next_year(cron["next_run_date"])

@@ -23,6 +23,7 @@ from stepgraph.billing import (
     COST_KEY,
     LAMBDA_GB_SECONDS,
     LAMBDA_INVOCATIONS,
+    SCHEDULER_INVOCATIONS,
     TRANSITIONS,
     WRITE_UNITS,
     UnknownRegion,
@@ -79,6 +80,10 @@ class Bill:
 
     def transitions(self, count: int) -> None:
         self.usage.add(TRANSITIONS, count)
+
+    def scheduled(self) -> None:
+        """This invocation is an EventBridge Scheduler delivery (a cron's fire), billed per invocation."""
+        self.usage.add(SCHEDULER_INVOCATIONS, 1)
 
     @contextmanager
     def measuring(self) -> Iterator[Bill]:
