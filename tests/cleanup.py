@@ -1,4 +1,4 @@
-"""Leave a shared server as a test found it: delete the threads and user assistants made since."""
+"""Leave a shared server as a test found it: delete the threads, user assistants and crons made since."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def removing_what_is_created(url: str) -> Iterator[None]:
         yield
     finally:
         with httpx.Client(base_url=url, timeout=30) as client:
-            for kind, key in (("threads", "thread_id"), ("assistants", "assistant_id")):
+            for kind, key in (("threads", "thread_id"), ("assistants", "assistant_id"), ("runs/crons", "cron_id")):
                 while True:
                     found = client.post(
                         f"/{kind}/search", json={"limit": 1000, "sort_by": "created_at", "sort_order": "desc"}

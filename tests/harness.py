@@ -10,7 +10,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,6 +88,7 @@ class Server:
             str(config),
             "--port",
             str(self.port),
+            "--no-browser",  # a test run on a desktop must not open Studio tabs
             # Servers of the suite share config folders: each keeps its state in memory unless
             # a test gives it a data folder.
             *(() if "--data-dir" in args else ("--ephemeral",)),
@@ -97,11 +99,20 @@ class Server:
         fd, log = tempfile.mkstemp(prefix="stepgraph-server-", suffix=".log")
         self.log = Path(log)
         weakref.finalize(self, self.log.unlink, missing_ok=True)
+        # Spans recorded as `stepgraph dev` records them, to a file of this server's own
+        # (tests/conformance/test_sdk_tracing.py reads it).
+        self.trace_file = self.log.with_suffix(".traces.jsonl")
+        weakref.finalize(self, self.trace_file.unlink, missing_ok=True)
         with os.fdopen(fd, "w") as out:
             self.proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
-                env={**os.environ, "EXAMPLE_NODES": flavor, **(env or {})},
+                env={
+                    **os.environ,
+                    "EXAMPLE_NODES": flavor,
+                    "STEPGRAPH_TRACE_FILE": str(self.trace_file),
+                    **(env or {}),
+                },
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -126,3 +137,21 @@ class Server:
     def stop(self) -> str:
         stop_process(self.proc)
         return self.read_output()
+
+
+@asynccontextmanager
+async def mcp_session(url: str, headers: dict[str, str] | None = None, app: Any = None) -> AsyncIterator[Any]:
+    """An initialized `mcp` SDK `ClientSession` on `url` + `/mcp` over Streamable HTTP, as an MCP
+    host opens one; with `app`, to that ASGI app in this process."""
+    import httpx2
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    transport = httpx2.ASGITransport(app=app) if app is not None else None
+    async with (
+        httpx2.AsyncClient(headers=headers or {}, timeout=60, transport=transport) as http,
+        streamable_http_client(url + "/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session

@@ -61,3 +61,11 @@ class ExecutionStatusChange(EventBridgeModel):
     """What EventBridge delivers when an execution of the run state machine changes status."""
 
     detail: ExecutionStatusDetail
+
+
+class CronFireEvent(BaseModel):
+    """What a cron's schedule delivers (its target's Input): the cron and the fire time it was
+    armed for, so each delivery of one fire names the same fire."""
+
+    cron_id: str
+    fire_at: str

@@ -1,13 +1,36 @@
-"""JSON for the wire and for stored documents: LangGraph/LangChain objects included."""
+"""JSON for the wire and for stored documents: LangGraph/LangChain objects included; and the
+serializer of checkpoints, which revives only the types it is allowed to."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 import orjson
+from langgraph.checkpoint.serde import _msgpack
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_serde() -> JsonPlusSerializer:
+    """LangGraph's serializer in strict msgpack mode: a stored value may revive LangGraph's safe
+    types (datetimes, UUIDs, LangChain messages, Send, Command...) and the types the graph's
+    state schema names (LangGraph adds those when it binds the saver to a compiled graph). Any
+    other class or function named in a blob is never imported nor called: its arguments come back
+    as plain data and LangGraph logs "Blocked deserialization". So whoever can write to the
+    checkpoint table still cannot make a reader run code of their choosing."""
+    if not _msgpack.STRICT_MSGPACK_ENABLED:
+        # Someone imported LangGraph before stepgraph, or turned strict mode off: the saver stays
+        # strict, but compiled graphs carry no allowlist, so state types of their own load as dicts.
+        logger.warning(
+            "LANGGRAPH_STRICT_MSGPACK is off: checkpoints still refuse unknown types, but graph "
+            "state classes (dataclasses, pydantic models) will load as plain data"
+        )
+    return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
 def _default(obj: Any) -> Any:

@@ -84,11 +84,19 @@ class Settings:
     threads_table: str = "ThreadsTable"
     runs_table: str = "RunsTable"
     events_table: str = "EventsTable"
+    store_table: str = "StoreTable"  # the long-term store (storage/store.py)
+    crons_table: str = "CronsTable"
     spill_bucket: str = "spill"
     run_queue_url: str = ""
     state_machine_arn: str = ""
     # Rings a thread's doorbell after a wait: how a run created with after_seconds gets admitted.
     delay_state_machine_arn: str = ""
+    # Crons: each is a schedule of this EventBridge Scheduler group, whose target (the cron
+    # function) EventBridge invokes as this role: what the API arms schedules with. The cron
+    # function re-arms with the schedule's own (it cannot be named in its own environment).
+    schedule_group: str = "default"
+    cron_function_arn: str = ""
+    scheduler_role_arn: str = ""
     config_path: str = "langgraph.json"
     step_mode: str = "batched"  # "strict": one superstep per Step invocation
     step_budget_ms: int = 10_000
@@ -122,6 +130,21 @@ class Settings:
     # `require_api_key` off, as `langgraph dev` serves loopback openly; custom auth applies always.
     api_key_secret_arn: str = ""
     require_api_key: bool = True
+    # Webhooks (engine/webhooks.py): the queue a finished run's delivery goes to, the queue a
+    # delivery goes to when it cannot be delivered, and the Secrets Manager secret that signs them
+    # (langgraph.json `webhooks.secret` comes first). A delivery is retried with exponential
+    # backoff from `webhook_backoff_seconds` (at most `webhook_max_backoff_seconds` apart) for
+    # `webhook_max_age_seconds` after it was queued.
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    webhook_secret_arn: str = ""
+    webhook_backoff_seconds: int = 30
+    webhook_max_backoff_seconds: int = 3_600
+    webhook_max_age_seconds: int = 86_400
+    # Whether a webhook may reach loopback and private addresses when langgraph.json's
+    # `webhooks.url` does not say (`disable_loopback`, `disable_private_ips`): `stepgraph dev`
+    # turns it on (a receiver on 127.0.0.1); deployed, webhooks reach public addresses only.
+    webhook_local_network: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -131,6 +154,11 @@ class Settings:
             threads_table=_env("THREADS_TABLE", cls.threads_table),
             runs_table=_env("RUNS_TABLE", cls.runs_table),
             events_table=_env("EVENTS_TABLE", cls.events_table),
+            store_table=_env("STORE_TABLE", cls.store_table),
+            crons_table=_env("CRONS_TABLE", cls.crons_table),
+            schedule_group=_env("SCHEDULE_GROUP", cls.schedule_group),
+            cron_function_arn=_env("CRON_FUNCTION_ARN"),
+            scheduler_role_arn=_env("SCHEDULER_ROLE_ARN"),
             spill_bucket=_env("SPILL_BUCKET", cls.spill_bucket),
             run_queue_url=_env("RUN_QUEUE_URL"),
             state_machine_arn=_env("STATE_MACHINE_ARN"),
@@ -150,6 +178,13 @@ class Settings:
             sign_requests=_env("SIGN_REQUESTS", "1") != "0",
             api_key_secret_arn=_env("API_KEY_SECRET_ARN"),
             require_api_key=_env("REQUIRE_API_KEY", "1") != "0",
+            webhook_queue_url=_env("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_queue_url=_env("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
+            webhook_secret_arn=_env("WEBHOOK_SECRET_ARN"),
+            webhook_backoff_seconds=max(1, int(_env("WEBHOOK_BACKOFF_SECONDS", str(cls.webhook_backoff_seconds)))),
+            webhook_max_backoff_seconds=int(_env("WEBHOOK_MAX_BACKOFF_SECONDS", str(cls.webhook_max_backoff_seconds))),
+            webhook_max_age_seconds=int(_env("WEBHOOK_MAX_AGE_SECONDS", str(cls.webhook_max_age_seconds))),
+            webhook_local_network=_env("WEBHOOK_LOCAL_NETWORK", "0") == "1",
         )
 
 
@@ -201,13 +236,23 @@ class Clients:
                 # LocalStack takes any key; its own default spares the user a fake profile.
                 credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
                 session = own_session()
-            self._cache[service] = session.client(
+            client = session.client(
                 service,
                 region_name=self.settings.region,
                 endpoint_url=endpoint_for(self.settings.endpoint_url, service),
                 config=config,
                 **credentials,
             )
+            from stepgraph.billing import instrument
+
+            # What each call uses goes on the bill of the run being worked for (billing.meter);
+            # DynamoDB's own consumed-capacity figures are trusted from AWS only, not emulators.
+            instrument(
+                client,
+                trust_reported_capacity=self.settings.sign_requests and self.settings.endpoint_url is None,
+                delay_state_machine_arn=self.settings.delay_state_machine_arn,
+            )
+            self._cache[service] = client
         return self._cache[service]
 
     dynamodb = _Service("dynamodb")
@@ -215,3 +260,4 @@ class Clients:
     sqs = _Service("sqs")
     sfn = _Service("stepfunctions")
     secretsmanager = _Service("secretsmanager")
+    scheduler = _Service("scheduler")

@@ -19,6 +19,8 @@ __all__ = [
     "RunStatus",
     "StepOutcome",
     "ThreadStatus",
+    "WebhookDelivery",
+    "WebhookStatus",
     "error_code",
 ]
 
@@ -36,6 +38,25 @@ class RunStatus(StrEnum):
 
 # A run in flight: queued or executing. Only these can be cancelled or hold a thread.
 INFLIGHT: tuple[RunStatus, ...] = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class WebhookStatus(StrEnum):
+    """The `status` a run's webhook reports: the run's final status, or `rollback` (the run and
+    what it wrote are gone), as the peer sends it."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    ROLLBACK = "rollback"
+
+
+class WebhookDelivery(StrEnum):
+    """What one attempt at delivering a webhook came to."""
+
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    RETRY = "retry"  # network error, timeout, 5xx or 429: the message comes back after its backoff
+    DEAD = "dead"  # refused (another 4xx, a redirect) or out of time: in the dead-letter queue
 
 
 class ThreadStatus(StrEnum):
@@ -101,6 +122,7 @@ class AwsError(StrEnum):
     EXECUTION_ALREADY_EXISTS = "ExecutionAlreadyExists"
     EXECUTION_DOES_NOT_EXIST = "ExecutionDoesNotExist"
     NO_SUCH_KEY = "NoSuchKey"
+    RESOURCE_NOT_FOUND = "ResourceNotFoundException"  # EventBridge Scheduler: no such schedule
 
 
 def error_code(exc: ClientError) -> str:

@@ -29,6 +29,7 @@ import moto.awslambda.responses
 import moto.dynamodb.responses
 import moto.iam.responses
 import moto.s3.responses
+import moto.scheduler.responses
 import moto.secretsmanager.responses
 import moto.sqs.responses
 import moto.stepfunctions.parser.models
@@ -39,6 +40,7 @@ from stepgraph.vocabulary import error_code
 from . import emulator, iam
 from .emulator import lambda_hook, scope
 from .events import LocalEventBridge
+from .scheduler import LocalScheduler
 from .template import load_template
 
 __all__ = ["LocalAWS"]
@@ -145,6 +147,7 @@ class LocalAWS:
         local_rate = os.environ.get("STEPGRAPH_LOCAL_SCHEDULE_SECONDS")
         self.schedule_seconds = schedule_seconds or (float(local_rate) if local_rate else None)
         self.events: LocalEventBridge | None = None  # while started
+        self.scheduler: LocalScheduler | None = None  # fires the emulated Scheduler's schedules, while started
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalAWS:
@@ -207,6 +210,7 @@ class LocalAWS:
             self._setenv(key, value)
         self.exported_environment.update(exported)
         self.events = LocalEventBridge(self, schedule_seconds=self.schedule_seconds).start()
+        self.scheduler = LocalScheduler(self).start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -224,6 +228,9 @@ class LocalAWS:
         """
         if self._mock is None:
             return
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
         if self.events is not None:  # first: ending the executions below must reap nothing
             self.events.stop()
             self.events = None
@@ -258,9 +265,15 @@ class LocalAWS:
         for logical_id, props in self._of_type("AWS::SecretsManager::Secret").items():
             self._create_secret(logical_id, props)
         self._create_queues(self._of_type("AWS::SQS::Queue"))
+        for logical_id, props in self._of_type("AWS::Scheduler::ScheduleGroup").items():
+            self._create_schedule_group(logical_id, props)
         # moto's CreateFunction checks that the execution role exists in IAM.
         role = self.client("iam").create_role(RoleName=_ROLE_NAME, AssumeRolePolicyDocument=_TRUST_POLICY)
         role_arn = role["Role"]["Arn"]
+        # The template's own roles (the scheduler's), for their ARNs; their policies are read by
+        # the IAM check from the template, not enforced here (moto enforces no IAM).
+        for logical_id in self._of_type("AWS::IAM::Role"):
+            self._create_role(logical_id)
         functions = self._of_type("AWS::Serverless::Function")
         merged = {name: self._with_globals(props) for name, props in functions.items()}
         for logical_id, props in merged.items():
@@ -379,6 +392,18 @@ class LocalAWS:
                 self.resources[logical_id] = url
                 self.queue_urls[logical_id] = url
                 self._attrs[logical_id] = {"Arn": arn, "QueueName": name, "QueueUrl": url}
+
+    def _create_schedule_group(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = self._resolve(props.get("Name", f"{self.stack_name}-{logical_id}"))
+        arn = self.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+        self.resources[logical_id] = name  # a schedule group's Ref is its name
+        self._attrs[logical_id] = {"Arn": arn}
+
+    def _create_role(self, logical_id: str) -> None:
+        name = f"{self.stack_name}-{logical_id}"
+        role = self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=_TRUST_POLICY)["Role"]
+        self.resources[logical_id] = name  # a role's Ref is its name
+        self._attrs[logical_id] = {"Arn": role["Arn"], "RoleId": role["RoleId"]}
 
     def _with_globals(self, props: dict[str, Any]) -> dict[str, Any]:
         defaults = dict((self.template.get("Globals") or {}).get("Function") or {})

@@ -1,10 +1,11 @@
-"""`stepgraph dev`: the local server, started the way `langgraph dev` is."""
+"""`stepgraph dev`: the local server, started the way `langgraph dev` is; `stepgraph cost`: a run's AWS bill."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=2024)
     dev.add_argument("--step-mode", choices=["batched", "strict"], default=None, help="supersteps per Step invocation")
     dev.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reload the graphs when a project file changes, keeping threads and runs (default: on)",
+    )
+    dev.add_argument(
+        "--no-browser", action="store_true", help="do not open Studio (never opened under CI or without a display)"
+    )
+    dev.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -45,7 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--port", type=int, required=True)
     worker.add_argument("--env-file", type=Path, required=True, help="the file `stepgraph aws` wrote")
     worker.add_argument("--api-port", type=int, default=None, help="also serve the API here")
+    from .cost import add_cost_command, cost_command
+
+    add_cost_command(sub)
+    trace = sub.add_parser("trace", help="print a run's span tree (from the trace file `stepgraph dev` writes)")
+    trace.add_argument("run_id")
+    trace.add_argument(
+        "--file", type=Path, default=None, help="default: $STEPGRAPH_TRACE_FILE, else .stepgraph/traces.jsonl"
+    )
     args = parser.parse_args(argv)
+    if args.command == "cost":  # needs the engine only, not the local runtime
+        return cost_command(args)
+    if args.command == "trace":
+        from .traces import default_trace_file, print_run_trace
+
+        return print_run_trace(args.run_id, args.file or default_trace_file())
     missing = _missing_local_extra()
     if missing:
         print(
@@ -83,13 +107,26 @@ def main(argv: list[str] | None = None) -> int:
     from stepgraph.engine import ConfigError
 
     from .persistence import DataDirError
+    from .traces import DEFAULT_TRACE_FILE
+
+    # Spans go to an OTLP endpoint when one is set, else to this file (`stepgraph trace` reads it).
+    os.environ.setdefault("STEPGRAPH_TRACE_FILE", str(DEFAULT_TRACE_FILE.resolve()))
 
     try:
+        from .studio import should_open_browser
+
         # Beside the project's langgraph.json; for the bundled examples (maybe inside an installed
         # package), in the working directory.
         project = Path.cwd() if config.resolve() == EXAMPLES_CONFIG.resolve() else config.resolve().parent
-        data_dir = None if args.ephemeral else (args.data_dir or project / ".stepgraph")
-        serve(config.resolve(), args.host, args.port, args.step_mode, data_dir=data_dir)
+        serve(
+            config.resolve(),
+            args.host,
+            args.port,
+            args.step_mode,
+            reload=args.reload,
+            open_browser=should_open_browser(args.no_browser),
+            data_dir=None if args.ephemeral else (args.data_dir or project / ".stepgraph"),
+        )
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1

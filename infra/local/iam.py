@@ -117,9 +117,9 @@ def iam_calls(
     service: str, operation: str, params: dict[str, Any], *, region: str, account: str
 ) -> list[tuple[str, str]]:
     """The (IAM action, resource ARN) pairs AWS authorizes for one API call. `service` is the
-    IAM prefix (botocore's signing name: dynamodb, s3, sqs, states, lambda). An operation this
-    does not know maps to `service:Operation` on `*`, which no policy naming its resources
-    allows: a new kind of call fails the check until it is mapped here."""
+    IAM prefix (botocore's signing name: dynamodb, s3, sqs, states, lambda, scheduler,
+    secretsmanager). An operation this does not know maps to `service:Operation` on `*`, which no
+    policy naming its resources allows: a new kind of call fails the check until it is mapped here."""
     arn = f"arn:aws:{service}:{region}:{account}"
     if service == "dynamodb":
         return _dynamodb(operation, params, arn)
@@ -131,6 +131,11 @@ def iam_calls(
         return _states(operation, params)
     if service == "lambda":
         return _lambda(operation, params, arn)
+    if service == "scheduler":
+        return _scheduler(operation, params, arn)
+    if service == "secretsmanager" and "SecretId" in params:
+        # The secret's ARN, as stepgraph passes it (a template Ref); a bare name matches no policy.
+        return [(f"secretsmanager:{operation}", str(params["SecretId"]))]
     return [(f"{service}:{operation}", "*")]
 
 
@@ -229,6 +234,21 @@ def _lambda(operation: str, params: dict[str, Any], arn: str) -> list[tuple[str,
     if not name:
         return [(action, "*")]
     return [(action, name if name.startswith("arn:") else f"{arn}:function:{name}")]
+
+
+def _scheduler(operation: str, params: dict[str, Any], arn: str) -> list[tuple[str, str]]:
+    """A schedule's calls name it in its group; creating or updating one passes its target's
+    role to EventBridge Scheduler (iam:PassRole on that role)."""
+    action = f"scheduler:{operation}"
+    if "Name" not in params:
+        return [(action, "*")]
+    kind = "schedule-group" if "ScheduleGroup" in operation else "schedule"
+    name = params["Name"] if kind == "schedule-group" else f"{params.get('GroupName') or 'default'}/{params['Name']}"
+    pairs = [(action, f"{arn}:{kind}/{name}")]
+    role = (params.get("Target") or {}).get("RoleArn")
+    if role and operation in ("CreateSchedule", "UpdateSchedule"):
+        pairs.append(("iam:PassRole", role))
+    return pairs
 
 
 # ---------------------------------------------------------------- recording

@@ -196,7 +196,17 @@ def _grants(principal: str, source: str, document: Any, resolve: Resolve) -> Ite
                 value = resolve(resource)
                 if not isinstance(value, str):
                     raise ValueError(f"{source}: resource {resource!r} resolves to {value!r}, not an ARN")
-                yield Grant(principal, statement["Effect"], action, value, source)
+                yield Grant(principal, statement["Effect"], action, _any_secret_suffix(value), source)
+
+
+# A secret's ARN ends in `-` and six random characters, drawn anew by each stack (each emulated
+# one too, so a check's stack never has the suffixes its calls were recorded with): the secret
+# the template names is the one of that name, whatever its suffix (AWS's own advice for policies).
+_SECRET_ARN = re.compile(r"(arn:[^:]+:secretsmanager:[^:]*:[^:]*:secret:.+-)[A-Za-z0-9]{6}")
+
+
+def _any_secret_suffix(resource: str) -> str:
+    return _SECRET_ARN.sub(r"\1??????", resource) if _SECRET_ARN.fullmatch(resource) else resource
 
 
 @functools.lru_cache(maxsize=4096)

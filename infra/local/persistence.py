@@ -580,8 +580,9 @@ class Persistence:
         self._held = handle
         (self.data_dir / _EXECUTIONS).mkdir(exist_ok=True)
         (self.data_dir / _BACKENDS).mkdir(exist_ok=True)
-        for stale in self.data_dir.glob("**/*.tmp"):  # a killed writer's unfinished file
-            stale.unlink(missing_ok=True)
+        for pattern in (f"{SNAPSHOT_NAME}.*.tmp", f"{_BACKENDS}/*.tmp", f"{_EXECUTIONS}/*.tmp"):
+            for stale in self.data_dir.glob(pattern):  # a killed writer's unfinished file
+                stale.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._held is not None:

@@ -1,6 +1,7 @@
 """The local runtime: template.yaml's stack inside moto, the real handlers in-process, our own
-SQS poller feeding `dispatch`, the template's event rules and schedules (`events`: the reaper,
-the sweeper), and the API under uvicorn. `stepgraph dev` runs one of these."""
+SQS pollers feeding each queue's consumer (`dispatch`, `webhook`), the template's event rules and
+schedules (`events`: the reaper, the sweeper), and the API under uvicorn. `stepgraph dev` runs
+one of these."""
 
 from __future__ import annotations
 
@@ -157,8 +158,11 @@ class LocalRuntime:
             except BaseException:
                 self.aws.stop()
                 raise
-        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies.
-        settings = dataclasses.replace(Settings.from_env(), sign_requests=False, require_api_key=False)
+        # Open without an API key, as `langgraph dev` is; a project's auth.py still applies. Webhooks
+        # may reach loopback and private addresses unless langgraph.json's `webhooks.url` says not.
+        settings = dataclasses.replace(
+            Settings.from_env(), sign_requests=False, require_api_key=False, webhook_local_network=True
+        )
         self.ctx = Context(settings, notifier=InProcessNotifier())
         with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
             ensure_system_assistants(self.ctx)  # imports the graphs: a broken langgraph.json fails here
@@ -166,6 +170,14 @@ class LocalRuntime:
         queue_url = self.ctx.settings.run_queue_url
         self.poller = QueuePoller(queue_url, _function_for_queue(self.aws, queue_url), self.aws.client)
         self.poller.start()
+        # Every other queue a function consumes (the webhook queue): one poller each.
+        self.pollers = [
+            QueuePoller(url, function, self.aws.client)
+            for url, function in queue_consumers(self.aws).items()
+            if url != queue_url
+        ]
+        for poller in self.pollers:
+            poller.start()
         # moto never applies DynamoDB TTL: expire the event log ourselves.
         self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)
         self.ttl_sweeper.start()
@@ -183,9 +195,11 @@ class LocalRuntime:
 
         if self.persistence is not None:  # first: what stopping ends is not saved (as a kill)
             self.persistence.detach()
-        self.poller.stop()
+        for poller in (self.poller, *self.pollers):
+            poller.stop()
         self.ttl_sweeper.stop()
-        self.poller.join(timeout=5)
+        for poller in (self.poller, *self.pollers):
+            poller.join(timeout=5)
         self.aws.stop()
         set_context(None)
 
@@ -215,12 +229,13 @@ def api_app(ctx: Context) -> Any:
     return iam.ActingAs(create_app(ctx), api_function())
 
 
-def banner(runtime: LocalRuntime, host: str, port: int) -> str:
+def banner(runtime: LocalRuntime, host: str, port: int, *, reload: bool = False) -> str:
     """What `stepgraph dev` prints when it is ready: the graphs, the step mode, where the state
     lives, and the URLs (the Studio link as `langgraph dev` prints it)."""
+    from .studio import studio_url
+
     base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    settings = runtime.ctx.settings
-    mode = runtime.step_mode or settings.step_mode
+    mode = runtime.step_mode or runtime.ctx.settings.step_mode
     if runtime.persistence is None:
         data = "in memory only (--ephemeral): nothing is kept after the server stops"
     else:
@@ -228,11 +243,11 @@ def banner(runtime: LocalRuntime, host: str, port: int) -> str:
     return "\n".join(
         [
             f"stepgraph: serving {', '.join(runtime.ctx.graphs.graph_ids())} from {runtime.config_path}",
-            f"- step mode: {mode}",
+            f"- step mode: {mode}" + ("; graphs reload when the project changes (--no-reload)" if reload else ""),
             f"- data: {data}",
             f"- API: {base}",
             f"- docs: {base}/docs",
-            f"- Studio: https://smith.langchain.com/studio/?baseUrl={base}",
+            f"- Studio UI: {studio_url(host, port)}",
         ]
     )
 
@@ -244,31 +259,62 @@ def _status_change(detail: dict[str, Any]) -> tuple[str, str, dict[str, Any], li
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
-    """The function whose SQS event source is this queue (template: DispatchFunction)."""
+def queue_consumers(aws: LocalAWS) -> dict[str, str]:
+    """Each queue a function's SQS event source reads (its URL): that function."""
+    urls = {aws.resolve({"Fn::GetAtt": [logical_id, "Arn"]}): url for logical_id, url in aws.queue_urls.items()}
+    consumers: dict[str, str] = {}
     resources: dict[str, dict[str, Any]] = aws.template["Resources"]
     for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         for event in (resource.get("Properties", {}).get("Events") or {}).values():
             if event.get("Type") == "SQS":
-                return logical_id
-    raise RuntimeError(f"no function consumes {queue_url}")
+                consumers[urls[aws.resolve(event["Properties"]["Queue"])]] = logical_id
+    return consumers
+
+
+def _function_for_queue(aws: LocalAWS, queue_url: str) -> str:
+    """The function whose SQS event source is this queue (the run queue's: DispatchFunction)."""
+    function = queue_consumers(aws).get(queue_url)
+    if function is None:
+        raise RuntimeError(f"no function consumes {queue_url}")
+    return function
 
 
 def serve(
-    config_path: Path, host: str, port: int, step_mode: str | None = None, *, data_dir: Path | None = None
+    config_path: Path,
+    host: str,
+    port: int,
+    step_mode: str | None = None,
+    *,
+    reload: bool = False,
+    open_browser: bool = False,
+    data_dir: Path | None = None,
 ) -> None:
-    """Start the local runtime and serve the API until interrupted (its state kept in `data_dir`)."""
+    """Start the local runtime and serve the API until interrupted (its state kept in `data_dir`);
+    with `reload`, graph code is reloaded in-process when the project changes
+    (`reload.GraphReloader`)."""
     import uvicorn
+
+    from .reload import GraphReloader
+    from .studio import dev_cors, open_when_serving, studio_url
 
     check_port(host, port)
     runtime = LocalRuntime(config_path=config_path, step_mode=step_mode, data_dir=data_dir).start()
+    # Made before Studio's origin joins the CORS settings: it remembers the project's own.
+    reloader = GraphReloader(runtime.ctx, config_path, api_function=api_function()) if reload else None
     try:
+        runtime.ctx.graphs.cors = dev_cors(runtime.ctx.graphs.cors)  # Studio's origin, dev only
         app = api_app(runtime.ctx)
+        if reloader is not None:
+            reloader.start()
+        if open_browser:
+            open_when_serving(studio_url(host, port), host, port)
         if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
             logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
-        print(banner(runtime, host, port), flush=True)
+        print(banner(runtime, host, port, reload=reloader is not None), flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        if reloader is not None:
+            reloader.stop()
         runtime.stop()

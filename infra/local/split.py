@@ -106,7 +106,7 @@ def serve_aws(
     from moto.server import ThreadedMotoServer
 
     from .aws import LocalAWS
-    from .runtime import _function_for_queue
+    from .runtime import _function_for_queue, queue_consumers
     from .template import load_template
 
     os.environ["MOTO_PORT"] = str(port)  # Step Functions' tasks call this server back
@@ -139,6 +139,7 @@ def serve_aws(
             }
         ),
         "STEPGRAPH_LOCAL_QUEUE_CONSUMER": _function_for_queue(aws, aws.environment["STEPGRAPH_RUN_QUEUE_URL"]),
+        "STEPGRAPH_LOCAL_QUEUE_CONSUMERS": json.dumps(queue_consumers(aws)),  # every queue: its function
     }
     tmp = env_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(env, indent=1))
@@ -165,7 +166,9 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
 
     iam.record_from_env()
     # The API it may serve is `stepgraph dev`'s: open without an API key unless auth.py says otherwise.
-    ctx = Context(dataclasses.replace(Settings.from_env(), require_api_key=False), notifier=InProcessNotifier())
+    # Its webhooks may reach loopback and private addresses, as under `stepgraph dev` in one process.
+    settings = dataclasses.replace(Settings.from_env(), require_api_key=False, webhook_local_network=True)
+    ctx = Context(settings, notifier=InProcessNotifier())
     set_context(ctx)
     with iam.acting_as(api_function()):  # on AWS, the API's start-up does this
         ensure_system_assistants(ctx)
@@ -222,6 +225,13 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
     threading.Thread(target=http.serve_forever, name="invocations", daemon=True).start()
     poller = QueuePoller(ctx.settings.run_queue_url, env["STEPGRAPH_LOCAL_QUEUE_CONSUMER"], ctx.clients.client)
     poller.start()
+    others = [
+        QueuePoller(url, function, ctx.clients.client)
+        for url, function in json.loads(env.get("STEPGRAPH_LOCAL_QUEUE_CONSUMERS", "{}")).items()
+        if url != ctx.settings.run_queue_url
+    ]
+    for other in others:
+        other.start()
     print(f"stepgraph worker: http://{host}:{port}", flush=True)
     if api_port is not None:
         import uvicorn
@@ -229,7 +239,8 @@ def serve_worker(*, port: int, env_file: Path, host: str = "127.0.0.1", api_port
         uvicorn.run(api_app(ctx), host=host, port=api_port, log_level="warning", access_log=False)
     else:
         _wait_for_signal()
-    poller.stop()
+    for each in (poller, *others):
+        each.stop()
     http.shutdown()
 
 

@@ -191,7 +191,9 @@ def _strip(folder: Path) -> None:
 def build_layer(package: Path, artifacts: Path, project: Project, target: str) -> None:
     python = artifacts / "python"
     with _installer(target) as installer:
-        installer.install(python, [*requirements(), *project.requirements, *installer.wheels(project)])
+        # The OTLP exporter too: whether spans go to the ADOT collector layer is a deploy-time choice.
+        core = [*requirements(), *requirements("otlp")]
+        installer.install(python, [*core, *project.requirements, *installer.wheels(project)])
     _strip(python)
     _copy_tree(package, python / "stepgraph")
     # Its version for importlib.metadata (the API reports it), as an installed distribution has.
@@ -209,7 +211,7 @@ def build_api(source: Path, artifacts: Path, project: Project, target: str) -> N
     """The API function adds to the layer what core + project + the `api` extra would install and
     core + project alone would not (or not in that version)."""
     with _installer(target) as installer:
-        layer = [*requirements(), *project.requirements, *installer.wheels(project)]
+        layer = [*requirements(), *requirements("otlp"), *project.requirements, *installer.wheels(project)]
         in_layer, with_api = installer.resolve(layer), installer.resolve([*layer, *requirements("api")])
         additions = [pin for name, pin in sorted(with_api.items()) if in_layer.get(name) != pin]
         installer.install(artifacts, additions, deps=False)

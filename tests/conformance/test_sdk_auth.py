@@ -4,7 +4,8 @@ filters reads: through langgraph-sdk, user B finds none of user A's threads, run
 history (404, as missing ones), counts none of them, and the graph of a run sees the user that
 created it in each of its Step invocations (strict mode: one node per invocation).
 
-Crons and the store, when served, belong in `test_each_user_sees_only_their_own`.
+Crons are there too (`@auth.on.crons`). The store's handler scopes every store route to the
+user's own namespace (`test_store_routes_ask_the_store_handler`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
 from a2a.helpers.proto_helpers import get_data_parts, new_data_part
 from a2a.types import CancelTaskRequest, GetTaskRequest, Message, Role, SendMessageRequest, TaskNotFoundError
-from harness import ROOT, Server
+from harness import ROOT, Server, mcp_session
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import AuthenticationError, NotFoundError, PermissionDeniedError
 
@@ -114,6 +115,26 @@ async def test_each_user_sees_only_their_own(auth_server):
     assert (metadata["owner"], metadata["topic"]) == ("user-a", "secret")
     assert [r["run_id"] for r in await a.runs.list(thread_id)] == [run_id]
 
+    # Crons: stamped with their owner by `@auth.on.crons.create`, filtered by `@auth.on.crons`.
+    b_crons = await b.crons.count()
+    on_thread = await a.crons.create_for_thread(thread_id, "who", schedule="0 9 1 1 *", metadata={"owner": "user-b"})
+    stateless = await a.crons.create("who", schedule="0 9 1 1 *", metadata={"topic": "secret"})
+    assert on_thread["metadata"] == {"owner": "user-a"} and on_thread["user_id"] == "user-a"
+    mine = {on_thread["cron_id"], stateless["cron_id"]}
+    for cron_id in mine:
+        assert await status_of(b.crons.update(cron_id, enabled=False)) == 404, "user B changed user A's cron"
+        assert await status_of(b.crons.delete(cron_id)) == 404, "user B deleted user A's cron"
+    assert mine.isdisjoint(c["cron_id"] for c in await b.crons.search(limit=1000))
+    assert await b.crons.search(thread_id=thread_id) == [] and await b.crons.count(thread_id=thread_id) == 0
+    assert await b.crons.count() == b_crons
+    # ... nor put a cron on A's thread: each fire would be a run there.
+    assert await status_of(b.crons.create_for_thread(thread_id, "who", schedule="0 9 1 1 *")) == 404
+    assert {c["cron_id"] for c in await a.crons.search(limit=1000)} >= mine
+    assert await a.crons.count(metadata={"topic": "secret"}) == 1
+    assert (await a.crons.update(stateless["cron_id"], enabled=False))["enabled"] is False
+    for cron_id in mine:
+        await a.crons.delete(cron_id)
+
 
 async def test_the_graph_runs_as_the_user_who_created_the_run(auth_server):
     a, b = client(auth_server, "a"), client(auth_server, "b")
@@ -152,6 +173,17 @@ async def test_who_is_not_authenticated_gets_401_and_who_may_not_403(auth_server
     with pytest.raises(PermissionDeniedError) as refused_create:
         await client(auth_server, "reader").threads.create()
     assert refused_create.value.response.json() == {"detail": "Forbidden"}
+
+
+async def test_mcp_needs_a_token_and_its_tools_run_as_the_caller(auth_server):
+    async with httpx.AsyncClient(base_url=auth_server.url) as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json"})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid or missing token"})
+    async with mcp_session(auth_server.url, {"Authorization": f"Bearer {TOKEN['a']}"}) as session:
+        result = await session.call_tool("who", {})
+    assert not result.is_error and result.structured_content is not None
+    assert {s[1] for s in seen_by(result.structured_content)} == {"user-a"}
 
 
 async def test_assistants_are_read_by_all_and_changed_by_their_editors(auth_server):
@@ -202,3 +234,32 @@ async def test_a2a_asks_the_same_auth(auth_server):
             with pytest.raises(TaskNotFoundError):
                 await call
     assert (await client(auth_server, "a").threads.get(task.context_id))["metadata"]["owner"] == "user-a"
+
+
+async def test_store_routes_ask_the_store_handler(auth_server):
+    """`@auth.on.store` applies to every store route: put, get, search, list_namespaces and delete
+    all see the namespace it rewrote (prefixed with the user's id), so A and B each write
+    ("prefs",) and read only their own; a user the handler refuses gets 403 on each route."""
+    a, b = client(auth_server, "a"), client(auth_server, "b")
+    await a.store.put_item(["prefs"], "theme", {"color": "red", "owner": "a"})
+    await b.store.put_item(["prefs"], "theme", {"color": "blue", "owner": "b"})
+    assert (await a.store.get_item(["prefs"], "theme"))["value"]["color"] == "red"
+    got = await b.store.get_item(["prefs"], "theme")
+    assert (got["namespace"], got["value"]["color"]) == (["user-b", "prefs"], "blue")
+    assert [i["value"]["owner"] for i in (await b.store.search_items(["prefs"]))["items"]] == ["b"]
+    assert [i["value"]["owner"] for i in (await b.store.search_items([]))["items"]] == ["b"]
+    assert (await a.store.list_namespaces())["namespaces"] == [["user-a", "prefs"]]
+    await b.store.delete_item(["prefs"], "theme")
+    assert await b.store.get_item(["prefs"], "theme") is None
+    assert (await a.store.get_item(["prefs"], "theme"))["value"]["color"] == "red"  # B deleted its own
+    reader = client(auth_server, "reader")
+    for what, call in {
+        "put": lambda: reader.store.put_item(["prefs"], "theme", {"x": 1}),
+        "get": lambda: reader.store.get_item(["prefs"], "theme"),
+        "search": lambda: reader.store.search_items(["prefs"]),
+        "list_namespaces": lambda: reader.store.list_namespaces(),
+        "delete": lambda: reader.store.delete_item(["prefs"], "theme"),
+    }.items():
+        with pytest.raises(PermissionDeniedError) as refused:
+            await call()
+        assert refused.value.response.json() == {"detail": "This user may not use the store"}, what

@@ -53,7 +53,7 @@ def user_server(tmp_path_factory):
         '{"dependencies": ["."], "python_version": "3.11",'
         ' "graphs": {"by_path": "./agent/graph.py:graph", "by_module": "agent.graph:uncompiled",'
         ' "factory": {"path": "agent.graph:make_graph", "description": "built per config"}},'
-        ' "store": {"index": {"dims": 4}}}'
+        ' "ui": {"agent": "./ui.tsx"}}'
     )
     server = Server(config=project / "langgraph.json").wait_ready()
     yield server
@@ -72,4 +72,4 @@ async def test_unsupported_keys_warn_not_crash(user_server):
     async with httpx.AsyncClient(base_url=user_server.url) as http:
         assert (await http.get("/ok")).status_code == 200
     output = user_server.read_output()
-    assert "'store' is not supported yet" in output
+    assert "'ui' is not supported yet" in output

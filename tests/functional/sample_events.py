@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
 from stepgraph.api.threads import new_thread
-from stepgraph.engine import Context, base_run
+from stepgraph.engine import Context, base_run, create_cron
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.ids import new_run_id
 from stepgraph.storage import END
@@ -217,6 +220,73 @@ def sweeper(stage: Stage) -> None:
     assert _values(stage.ctx, thread_id)["items"] == ["late", "a", "b", "c"]
 
 
+def cron(stage: Stage) -> None:
+    """A thread cron's schedule fires (EventBridge Scheduler delivers the schedule's Input): the
+    cron's run is queued on its thread and succeeds, its next fire is armed, and the same fire
+    delivered again creates no second run."""
+    event = sample_event("cron")
+    thread_id = str(uuid.uuid4())
+    new_thread(stage.ctx, thread_id, {})
+    cron = create_cron(
+        stage.ctx,
+        {
+            "cron_id": event["cron_id"],
+            "assistant_id": system_assistant_id("chain"),
+            "thread_id": thread_id,
+            "schedule": "43 19 * * *",
+            "timezone": None,
+            "end_time": None,
+            "enabled": True,
+            "metadata": {},
+            "payload": {"input": {"items": ["cron"]}, "multitask_strategy": "enqueue"},
+        },
+    )
+    # As if armed the day before: this fire is the one it waits for.
+    stage.ctx.crons.replace({**cron, "next_run_date": event["fire_at"]})
+    fired = stage.invoke("cron", event)
+    assert fired["thread_id"] == thread_id, fired
+    assert _ended(stage.ctx, thread_id, fired["run_id"])["status"] == "success"
+    assert _values(stage.ctx, thread_id)["items"] == ["cron", "a", "b", "c"]
+    assert stage.invoke("cron", event) == {"skipped": "duplicate", **fired}
+    assert [r["run_id"] for r in stage.ctx.runs.list(thread_id)] == [fired["run_id"]]
+    armed = stage.ctx.crons.get(event["cron_id"])
+    assert armed is not None and armed["next_run_date"] > event["fire_at"]
+
+
+def webhook(stage: Stage) -> None:
+    """A queued delivery (its URL pointed at a receiver here, queued just now): posted once, with
+    its delivery id, signed with the deployment's secret (Secrets Manager, `whsec_` + its value)."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return None
+
+        def do_POST(self) -> None:
+            received.append((dict(self.headers.items()), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        event = sample_event("webhook")
+        record = event["Records"][0]
+        delivery = json.loads(record["body"])
+        delivery["url"] = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        record["body"] = json.dumps(delivery)
+        record["attributes"]["SentTimestamp"] = str(int(time.time() * 1000))
+        assert stage.invoke("webhook", event) == {"batchItemFailures": []}
+    finally:
+        server.shutdown()
+    ((headers, body),) = received
+    assert headers["webhook-id"] == delivery["id"]
+    arn = stage.ctx.settings.webhook_secret_arn
+    secret = stage.ctx.clients.secretsmanager.get_secret_value(SecretId=arn)["SecretString"]
+    payload = Webhook("whsec_" + secret).verify(body, headers)
+    assert payload["status"] == "success" and payload["values"] == delivery["payload"]["values"]
+
+
 SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "api": api,
     "dispatch": dispatch,
@@ -225,4 +295,6 @@ SCENARIOS: dict[str, Callable[[Stage], None]] = {
     "finish": finish,
     "reaper": reaper,
     "sweeper": sweeper,
+    "cron": cron,
+    "webhook": webhook,
 }

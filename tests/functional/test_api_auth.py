@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -15,7 +16,10 @@ from typing import Any
 from unittest.mock import ANY
 
 import httpx
+import mcp_types as types
 import pytest
+from harness import mcp_session
+from mcp.shared.exceptions import MCPError
 from stepgraph.api import create_app
 from stepgraph.api.threads import new_thread
 from stepgraph.engine import ConfigError, Context, system_assistant_id
@@ -129,7 +133,7 @@ async def test_a2a_is_behind_the_key_says_so_in_its_card_and_http_disable_a2a_re
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("stepgraph.api.a2a_tasks._load_task", _broken)
             broken = (await http.post("/a2a/chain", json=rpc, headers={"x-api-key": key})).json()["error"]
-        assert (broken["code"], broken["message"]) == (-32603, "An internal error occurred")
+        assert broken["code"] == -32603 and re.fullmatch(r"Internal error \(id [0-9a-f]{32}\)", broken["message"])
     async with api(runtime, config_path=project(tmp_path, http={"disable_a2a": True})) as http:
         assert (await http.get(card_path)).status_code == 404
         assert (await http.post("/a2a/chain", json=rpc)).status_code == 404
@@ -207,3 +211,55 @@ async def test_custom_auth_follows_the_agent_servers_contract(runtime, tmp_path)
             "value": {"thread_id": thread_id},
         }
         assert (await http.get(f"/threads/{thread_id}")).status_code == 200
+
+
+async def test_mcp_answers_only_with_the_deployment_key(runtime):
+    key = runtime.aws.client("secretsmanager").get_secret_value(SecretId=runtime.ctx.settings.api_key_secret_arn)
+    app = create_app(Context(dataclasses.replace(runtime.ctx.settings, require_api_key=True)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        for headers in ({}, {"x-api-key": "not-the-key"}):
+            refused = await http.post("/mcp", json=ping, headers={"Accept": "application/json", **headers})
+            assert refused.status_code == 401 and "x-api-key" in refused.json()["detail"]
+    async with mcp_session("http://api", {"x-api-key": key["SecretString"]}, app=app) as session:
+        assert "chain" in {tool.name for tool in (await session.list_tools()).tools}
+
+
+async def test_http_disable_mcp_in_langgraph_json_removes_it(runtime, tmp_path):
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    accept = {"Accept": "application/json"}
+    async with api(runtime, config_path=project(tmp_path, http={"disable_mcp": False, "disable_a2a": True})) as http:
+        assert (await http.post("/mcp", json=ping, headers=accept)).json() == {"jsonrpc": "2.0", "id": 1, "result": {}}
+        # Stateless: no server-to-client stream to open (it would hold a Lambda for its timeout).
+        assert (await http.get("/mcp", headers={"Accept": "text/event-stream"})).status_code == 405
+    async with api(runtime, config_path=project(tmp_path, http={"disable_mcp": True})) as http:
+        assert (await http.post("/mcp", json=ping, headers=accept)).status_code == 404
+    config = project(tmp_path, http={"disable_mcp": "yes"})
+    with pytest.raises(ConfigError, match=r"'http\.disable_mcp' must be true or false"):
+        create_app(Context(dataclasses.replace(runtime.ctx.settings, config_path=config)))
+
+
+async def test_mcp_lists_a_page_of_100_tools_named_as_the_peer_names_them(runtime, tmp_path):
+    app = create_app(Context(dataclasses.replace(runtime.ctx.settings, config_path=project(tmp_path))))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        for i in range(101):
+            created = await http.post("/assistants", json={"graph_id": "chain", "name": f"page {i}: #{i}!"})
+            assert created.status_code == 200
+        # Two assistants whose names normalise alike: the older one keeps the tool name.
+        for age in ("older", "newer"):
+            twin = {"graph_id": "chain", "name": "twin tool", "description": age}
+            assert (await http.post("/assistants", json=twin)).status_code == 200
+    async with mcp_session("http://api", app=app) as session:
+        first = await session.list_tools()
+        assert len(first.tools) == 100 and first.next_cursor == "100"
+        rest = await session.list_tools(params=types.PaginatedRequestParams(cursor=first.next_cursor))
+        assert rest.next_cursor is None
+        # The peer's JSON-RPC errors: invalid params for a tool that is not listed.
+        with pytest.raises(MCPError) as unknown:
+            await session.call_tool("page_101_101", {})
+        assert (unknown.value.code, unknown.value.message) == (types.INVALID_PARAMS, "Unknown tool: page_101_101")
+    names = [tool.name for tool in first.tools + rest.tools]
+    assert len(names) == len(set(names))
+    assert {f"page_{i}_{i}" for i in range(101)} | {"twin_tool"} <= set(names)
+    [twin] = [tool for tool in rest.tools if tool.name == "twin_tool"]
+    assert (twin.title, twin.description) == ("twin tool", "older")

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import stop_process
+from harness import mcp_session, stop_process
 from sam_artifacts import artifacts
 from sample_events import ROOT, SCENARIOS, Stage, functions, http_request, sample_event
 from stepgraph_local import load_template
@@ -37,11 +37,12 @@ TEMPLATE = ROOT / "template.yaml"
 EXAMPLES = ROOT / "examples" / "langgraph.json"
 SAM = Path(sys.executable).parent / "sam"
 SANDBOX = Path(__file__).with_name("lambda_sandbox.py")
+LOCAL_RECEIVER = {"STEPGRAPH_WEBHOOK_LOCAL_NETWORK": "1"}
 
 FUNCTIONS = functions(TEMPLATE)  # folder -> logical id
 # Never in a Lambda package: the emulator and its web server, the test and deploy tools.
 NEVER = ("moto", "flask", "werkzeug", "stepgraph_local", "pytest", "_pytest", "cfnlint", "samcli", "httpx_sse")
-WEB = ("fastapi", "starlette", "uvicorn")  # the API function's own
+WEB = ("fastapi", "starlette", "uvicorn", "mcp")  # the API function's own
 
 
 @dataclass
@@ -117,7 +118,7 @@ def test_the_build_packages_each_role_and_nothing_twice(builds: dict[str, Built]
     in_layer = _distributions(python)
     assert {"langgraph", "langgraph-checkpoint", "pydantic", "aws-lambda-powertools", "boto3", "orjson"} <= in_layer
     api = built.code(FUNCTIONS["api"])
-    assert {"fastapi", "starlette", "uvicorn"} <= _distributions(api)
+    assert {"fastapi", "starlette", "uvicorn", "mcp"} <= _distributions(api)
     assert not _distributions(api) & in_layer, "the API function repeats what its layer holds"
     for folder, name in FUNCTIONS.items():
         code = built.code(name)
@@ -245,7 +246,9 @@ def running(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             probes = [arg for module in (*NEVER, *WEB) for arg in ("--probe", module)]
             command = [*python, "-I", "-S", str(SANDBOX), str(built.code(name)), built.props(name)["Handler"]]
             command += ["0", str(work / f"{name}.ready"), *layers, *probes]
-            started[name] = spawn(name, command, {})
+            # The sample receiver listens on this machine's loopback, which a deployed webhook
+            # function does not post to unless told (webhooks.url, or this setting).
+            started[name] = spawn(name, command, LOCAL_RECEIVER if name == FUNCTIONS["webhook"] else {})
 
         started: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         first, *others = python_handlers
@@ -309,6 +312,18 @@ def test_function_imports_from_its_artifacts_alone(built: Built, running: Runnin
 @pytest.mark.parametrize("folder", sorted(FUNCTIONS))
 def test_function_handles_its_sample_event_from_its_artifacts(running: Running, folder: str) -> None:
     SCENARIOS[folder](running.stage)
+
+
+async def test_the_built_api_serves_every_assistant_as_an_mcp_tool(running: Running) -> None:
+    """The `mcp` SDK's client against the API as the Web Adapter runs it: the mcp package is in
+    the API function's build, and a tool call runs through the built functions."""
+    key = http_request(sample_event("api"))["headers"]["x-api-key"]
+    secret = running.stage.ctx.settings.api_key_secret_arn
+    running.stage.ctx.clients.secretsmanager.put_secret_value(SecretId=secret, SecretString=key)
+    async with mcp_session(running.api_url, {"x-api-key": key}) as session:
+        assert "chain" in {tool.name for tool in (await session.list_tools()).tools}
+        result = await session.call_tool("chain", {"items": ["built"]})
+    assert not result.is_error and result.structured_content == {"items": ["built", "a", "b", "c"]}
 
 
 def test_the_built_api_asks_for_the_deployments_api_key(running: Running) -> None:

@@ -60,6 +60,7 @@ def test_the_engine_installs_without_the_emulator_or_the_web_app() -> None:
 def test_the_local_extra_brings_what_stepgraph_dev_needs() -> None:
     local = _would_install({"local"})
     assert {"moto", "fastapi", "uvicorn", "a2a-sdk", "pyyaml", "flask", "flask-cors", "langgraph"} <= local
+    assert "watchfiles" in local  # stepgraph dev --reload
     assert not local & {"cfn-lint", "aws-sam-cli", "pytest"}  # test tools stay in `test`
 
 
@@ -96,7 +97,7 @@ def test_stepgraph_dev_runs_from_the_wheel_alone(unpacked_wheel: Path, tmp_path:
     site_packages = sysconfig.get_paths()["purelib"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(unpacked_wheel), site_packages])}
     server = subprocess.Popen(
-        [sys.executable, "-S", "-m", "stepgraph_local.cli", "dev", "--port", str(port)],
+        [sys.executable, "-S", "-m", "stepgraph_local.cli", "dev", "--port", str(port), "--no-browser"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -140,3 +141,7 @@ def test_without_the_local_extra_the_cli_says_what_to_install() -> None:
     assert result.returncode == 2, result.stderr
     assert "pip install 'stepgraph[local]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_mcp_sdk_comes_with_the_api_not_with_the_engine() -> None:
+    assert "mcp" in _would_install({"api"}) and "mcp" not in _would_install(set())

@@ -23,8 +23,11 @@ def test_a_restarted_runtime_has_every_service_state_it_had(tmp_path):
         body = {"assistant_id": "chain", "input": {"items": []}}
         run = httpx.post(f"{api.url}/threads/{thread_id}/runs/wait", json=body, timeout=30)
         assert run.json()["items"] == ["a", "b", "c"]
+        cron = httpx.post(f"{api.url}/runs/crons", json={**body, "schedule": "0 3 * * *"}).json()
+        item = {"namespace": ["notes"], "key": "kept", "value": {"text": "kept"}}
+        assert httpx.put(f"{api.url}/store/items", json=item).status_code == 204
         api.stop()
-        # State of services stepgraph's tables are not: an object, a queued message, a secret.
+        # Beyond the tables: an object, a queued message, a secret, the cron's Scheduler schedule.
         aws = first.aws
         bucket = aws.resources["SpillBucket"]
         aws.client("s3").put_object(Bucket=bucket, Key="kept.txt", Body=b"kept")
@@ -48,9 +51,15 @@ def test_a_restarted_runtime_has_every_service_state_it_had(tmp_path):
         assert httpx.get(f"{api.url}/threads/{thread_id}/state").json()["values"]["items"] == ["a", "b", "c"]
         runs = httpx.get(f"{api.url}/threads/{thread_id}/runs").json()
         assert [r["status"] for r in runs] == ["success"]
+        crons = httpx.post(f"{api.url}/runs/crons/search", json={}).json()
+        assert [c["cron_id"] for c in crons] == [cron["cron_id"]]
+        kept = httpx.get(f"{api.url}/store/items", params={"namespace": "notes", "key": "kept"}).json()
+        assert kept["value"] == {"text": "kept"}
         api.stop()
         aws = second.aws
         assert aws.client("s3").get_object(Bucket=bucket, Key="kept.txt")["Body"].read() == b"kept"
+        schedules = aws.client("scheduler").list_schedules()["Schedules"]  # the cron's, armed
+        assert len(schedules) == 1 and schedules[0]["State"] == "ENABLED"
         messages = aws.client("sqs").receive_message(QueueUrl=dlq, WaitTimeSeconds=0)["Messages"]
         assert [json.loads(m["Body"]) for m in messages] == [{"kept": True}]
         sfn = aws.client("stepfunctions")

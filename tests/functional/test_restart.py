@@ -76,7 +76,7 @@ def test_a_sigkilled_dev_server_restarts_with_its_state_and_resumes_its_runs(tmp
         assert "serving counted, approval" in banner and "step mode: strict" in banner, banner
         assert f"data: {tmp_path / 'data'}" in banner and f"API: {second.url}" in banner, banner
         assert f"docs: {second.url}/docs" in banner and httpx.get(f"{second.url}/docs").status_code == 200
-        assert f"Studio: https://smith.langchain.com/studio/?baseUrl={second.url}" in banner, banner
+        assert f"Studio UI: https://smith.langchain.com/studio/?baseUrl={second.url}" in banner, banner
         # The thread and its history are there.
         assert client.threads.get(thread_id)["thread_id"] == thread_id
         history = client.threads.get_history(thread_id, limit=STEPS + 10)

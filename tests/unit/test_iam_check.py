@@ -52,6 +52,11 @@ def test_a_query_on_an_index_is_authorized_on_the_index():
     ]
 
 
+def test_a_secret_is_read_on_the_arn_it_is_named_by():
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:stack-WebhookSecret-AbCdEf"
+    assert _calls("secretsmanager", "GetSecretValue", SecretId=secret) == [("secretsmanager:GetSecretValue", secret)]
+
+
 def test_s3_calls_are_authorized_as_the_object_actions_they_are():
     assert _calls("s3", "HeadObject", Bucket="b", Key="k/1") == [("s3:GetObject", "arn:aws:s3:::b/k/1")]
     assert _calls("s3", "ListObjectsV2", Bucket="b", Prefix="k/") == [("s3:ListBucket", "arn:aws:s3:::b")]

@@ -3,6 +3,7 @@ machines are consistent (neither SAM nor cfn-lint reads them)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -112,9 +113,7 @@ def test_transition_check_catches_a_dangling_next():
 def test_sdk_users_get_one_url_that_streams():
     """DESIGN, One URL: a REST API whose Lambda proxy integration streams for up to 15 minutes, on
     every path; no buffered HTTP API and no SigV4-only Function URL beside it."""
-    from stepgraph_local.iam_check import transform
-
-    cfn = transform(load_template(TEMPLATE), region="us-east-1")
+    cfn = _transformed()
     kinds = {r["Type"] for r in cfn["Resources"].values()}
     assert "AWS::ApiGatewayV2::Api" not in kinds and "AWS::Lambda::Url" not in kinds
     (api,) = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
@@ -127,3 +126,85 @@ def test_sdk_users_get_one_url_that_streams():
         assert "/response-streaming-invocations" in integration["uri"]["Fn::Sub"]
     adapter = load_template(TEMPLATE)["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert adapter["AWS_LWA_INVOKE_MODE"] == "response_stream"  # the Web Adapter streams too
+
+
+# ---------------------------------------------------------------- IAM least privilege
+# The AWS managed policies SAM attaches for a function's logs, X-Ray tracing and SQS event source.
+_SAM_MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole",
+}
+# S3 actions that change who may read objects or how long they live: never a function's to take.
+_S3_FORBIDDEN = re.compile(r"^s3:(Put|Delete)\w*(Acl|Lifecycle\w*|Policy|PublicAccessBlock|Ownership\w*)$", re.I)
+
+
+# Actions that AWS's Service Authorization Reference lists with no resource type: a policy can
+# grant them on "*" only. Task tokens name no resource (the reference's Step Functions table, and
+# cfn-lint's copy of it, data/AdditionalSpecs/Policies.json: `sendtasksuccess: {}`).
+_UNSCOPABLE = {"states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"}
+
+
+@functools.cache
+def _transformed() -> dict:
+    """template.yaml as CloudFormation (SAM's transform, which is slow: once per session)."""
+    from stepgraph_local.iam_check import transform
+
+    return transform(load_template(TEMPLATE), region="us-east-1")
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def least_privilege_problems(cfn: dict) -> list[str]:
+    """What in the roles of a transformed template grants more than one action on named resources."""
+    problems = []
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        props = resource["Properties"]
+        for arn in set(props.get("ManagedPolicyArns") or []) - _SAM_MANAGED_POLICIES:
+            problems.append(f"{name}: managed policy {arn}")
+        for policy in props.get("Policies") or []:
+            for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+                where = f"{name}/{policy['PolicyName']}"
+                if "NotAction" in statement or "NotResource" in statement:
+                    problems.append(f"{where}: NotAction/NotResource")
+                actions = [a for a in _as_list(statement.get("Action")) if isinstance(a, str)]
+                for action in actions:
+                    if "*" in action:
+                        problems.append(f"{where}: wildcard action {action}")
+                    elif _S3_FORBIDDEN.match(action):
+                        problems.append(f"{where}: {action} (ACLs, policies and lifecycle stay the stack's)")
+                if "*" in _as_list(statement.get("Resource")):
+                    scoped = sorted(set(actions) - _UNSCOPABLE)
+                    if scoped:
+                        problems.append(f'{where}: Resource "*" for {scoped}, which take a resource ARN')
+    return problems
+
+
+def test_function_roles_grant_named_actions_on_named_resources():
+    """No `dynamodb:*`, `s3:*` or `states:SendTask*`; no S3 ACL, bucket policy or lifecycle
+    writes; `Resource: "*"` only where AWS allows nothing narrower; no extra managed policies."""
+    assert least_privilege_problems(_transformed()) == []
+
+
+def test_least_privilege_check_catches_wildcards_acls_and_star_resources():
+    def role(*statements: dict) -> dict:
+        document = {"Version": "2012-10-17", "Statement": list(statements)}
+        return {"Type": "AWS::IAM::Role", "Properties": {"Policies": [{"PolicyName": "p", "PolicyDocument": document}]}}
+
+    def allow(actions: str | list[str], resource: str) -> dict:
+        return {"Effect": "Allow", "Action": actions, "Resource": resource}
+
+    cfn = {
+        "Resources": {
+            "Wild": role(allow(["dynamodb:*", "states:SendTask*"], "arn:x")),
+            "Acl": role(allow(["s3:PutObjectAcl", "s3:PutLifecycleConfiguration"], "arn:aws:s3:::b/*")),
+            "Star": role(allow("states:StopExecution", "*")),
+            "Fine": role(allow(["states:SendTaskSuccess", "states:SendTaskFailure"], "*")),
+        }
+    }
+    problems = least_privilege_problems(cfn)
+    assert [p.split(":")[0].split("/")[0] for p in problems] == ["Wild", "Wild", "Acl", "Acl", "Star"]

@@ -66,6 +66,7 @@ from stepgraph.api.common import ctx_of
 from stepgraph.api.runs import create_run, wait_for_end
 from stepgraph.api.schemas import RunCreate
 from stepgraph.api.sse import tail
+from stepgraph.client_errors import internal_error
 from stepgraph.engine import (
     ConfigError,
     Context,
@@ -97,11 +98,11 @@ _BY_STATUS = {
 
 def _hide_internal_errors(method: Any) -> Any:
     """An unexpected error is logged here and answered as A2A's internal error without its text
-    (the SDK would send `str(exc)`: a table name, an AWS message): as the API's 500s are."""
+    (the SDK would send `str(exc)`: a table name, an AWS message), with the id of its log line:
+    as the API's 500s are (stepgraph.client_errors)."""
 
-    def hidden() -> A2AError:
-        logger.exception("A2A %s failed", method.__name__)
-        return InternalError("An internal error occurred")
+    def hidden(exc: Exception) -> A2AError:
+        return InternalError(internal_error(exc, f"A2A {method.__name__}"))
 
     if inspect.isasyncgenfunction(method):
 
@@ -113,7 +114,7 @@ def _hide_internal_errors(method: Any) -> Any:
             except (A2AError, StarletteHTTPException):
                 raise
             except Exception as exc:
-                raise hidden() from exc
+                raise hidden(exc) from exc
 
         return stream
 
@@ -124,7 +125,7 @@ def _hide_internal_errors(method: Any) -> Any:
         except (A2AError, StarletteHTTPException):
             raise
         except Exception as exc:
-            raise hidden() from exc
+            raise hidden(exc) from exc
 
     return call
 
@@ -553,7 +554,8 @@ async def _follow(ctx: Context, task_id: str, run: dict[str, Any], announce: boo
 
 def _list_tasks(request: Request, assistant: dict[str, Any], params: ListTasksRequest) -> ListTasksResponse:
     """This assistant's tasks the user may read, newest first: of one context, or of every thread
-    its graph ran on (a scan of the threads: fine for a listing, not for a hot path)."""
+    its graph ran on (every thread, read from the threads' listing index: fine for a listing, not
+    for a hot path)."""
     ctx = ctx_of(request)
     try:
         offset = int(params.page_token or 0)

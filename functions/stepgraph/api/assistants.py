@@ -195,10 +195,10 @@ def get_graph(assistant_id: str, request: Request, xray: bool | int = False) -> 
 @router.get("/assistants/{assistant_id}/schemas")
 def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
     assistant = authorized_assistant(request, assistant_id)
-    return _schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
+    return graph_schemas(assistant["graph_id"], ctx_of(request).graphs.get(assistant["graph_id"]))
 
 
-def _schemas(graph_id: str, graph: Any) -> dict[str, Any]:
+def graph_schemas(graph_id: str, graph: Any) -> dict[str, Any]:
     return {
         "graph_id": graph_id,
         "input_schema": _json_schema(graph, "get_input_jsonschema"),
@@ -231,7 +231,7 @@ def get_subgraphs(
     assistant = authorized_assistant(request, assistant_id)
     graph = ctx_of(request).graphs.get(assistant["graph_id"])
     return {
-        ns: _schemas(assistant["graph_id"], subgraph)
+        ns: graph_schemas(assistant["graph_id"], subgraph)
         for ns, subgraph in graph.get_subgraphs(namespace=namespace, recurse=recurse)
     }
 

@@ -191,6 +191,8 @@ class Access:
             result = await handler(ctx=context, value=value)
         except Auth.exceptions.HTTPException as exc:
             raise HTTPException(exc.status_code, exc.detail, headers=dict(exc.headers or {}) or None) from None
+        except AssertionError as exc:  # the peer's docs refuse with `assert` (e.g. a store namespace)
+            raise HTTPException(403, str(exc) or "Forbidden") from None
         if result is None or result is True:
             return None
         if result is False:

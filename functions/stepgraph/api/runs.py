@@ -25,6 +25,7 @@ from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
 from stepgraph.api.threads import aauthorized_thread, authorized_thread, new_thread
 from stepgraph.engine import (
+    COST_KEY,
     END_SEQ,
     Conflict,
     Context,
@@ -34,6 +35,7 @@ from stepgraph.engine import (
     cancel_run,
     cancel_runs,
     check_document_size,
+    check_run_webhook,
     delete_thread,
     get_thread_state,
     matches_filter,
@@ -66,7 +68,7 @@ _KWARGS = (
 
 
 def run_to_wire(run: dict[str, Any]) -> dict[str, Any]:
-    return {
+    wire = {
         k: run.get(k)
         for k in (
             "run_id",
@@ -81,6 +83,12 @@ def run_to_wire(run: dict[str, Any]) -> dict[str, Any]:
             "langsmith_session_name",
         )
     }
+    usage = dict(run.get("aws_usage") or {})
+    if usage:
+        # What the run used on AWS so far and its estimated price (engine/usage.py).
+        cost = usage.pop(COST_KEY, None)
+        wire["metadata"] = {**(wire["metadata"] or {}), "aws_usage": usage, "aws_cost_usd": cost}
+    return wire
 
 
 def checked_assistant(ctx: Context, body: RunCreate, *, stateless: bool) -> dict[str, Any]:
@@ -125,6 +133,8 @@ def _draft_run(ctx: Context, thread_id: str, body: RunCreate, *, stateless: bool
         "kwargs": kwargs,
     }
     filters = access.authorize("threads", "create_run", value)
+    if kwargs.get("webhook"):
+        check_run_webhook(ctx, kwargs["webhook"])  # refused: 422, nothing written
     metadata = value.get("metadata") or {}
     assistant = checked_assistant(ctx, body, stateless=stateless)
     run = base_run(

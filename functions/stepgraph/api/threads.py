@@ -29,8 +29,10 @@ from stepgraph.api.schemas import (
     ThreadPrune,
     ThreadSearch,
 )
+from stepgraph.client_errors import redact
 from stepgraph.engine import (
     Context,
+    HeadConflict,
     bound_graph,
     get_thread_state,
     matches_filter,
@@ -38,6 +40,7 @@ from stepgraph.engine import (
     snapshot_to_wire,
     state_config,
     thread_graph,
+    update_thread_state,
 )
 from stepgraph.vocabulary import INFLIGHT, ThreadStatus
 
@@ -258,8 +261,6 @@ def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest, request: Re
 def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
     ctx = ctx_of(request)
     thread = authorized_thread(request, thread_id, "update")
-    if thread.get("status") == ThreadStatus.BUSY or thread.get("active_run_id"):
-        raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.")
     graph_id = thread_graph(ctx, thread)
     if graph_id is None:
         raise HTTPException(400, "Thread has no graph yet: run it once before updating its state.")
@@ -267,15 +268,20 @@ def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[st
     if body.checkpoint_id:
         checkpoint["checkpoint_id"] = body.checkpoint_id
     try:
-        config = bound_graph(ctx, graph_id).update_state(
-            state_config(thread_id, checkpoint), body.values, as_node=body.as_node
-        )
+        config = update_thread_state(ctx, thread_id, graph_id, checkpoint, body.values, as_node=body.as_node)
+    except HeadConflict as conflict:
+        # Nothing was written: a run holds or waits for the thread, or another update came first.
+        if conflict.reason == "lease":
+            raise HTTPException(409, "Thread is busy: wait for its run to finish before updating its state.") from None
+        raise HTTPException(409, "Thread state changed while it was being updated: read it and try again.") from None
     except (ValueError, KeyError, TypeError, InvalidUpdateError) as exc:
         # An as_node the graph lacks, values its reducers cannot take: nothing was written.
-        raise HTTPException(400, str(exc)) from None
+        raise HTTPException(400, redact(str(exc))) from None
     thread["state_updated_at"] = thread["updated_at"] = now_iso()
+    ctx.threads.update_doc(thread_id, thread)
+    # Unless a run took the thread since the commit (it sets the status itself).
     snapshot = get_thread_state(ctx, thread_id, graph_id)
-    ctx.threads.update_doc(thread_id, thread, status=ThreadStatus.INTERRUPTED if snapshot.next else ThreadStatus.IDLE)
+    ctx.queue.settle(thread_id, ThreadStatus.INTERRUPTED if snapshot.next else ThreadStatus.IDLE)
     c = config["configurable"]
     return {
         "checkpoint": {

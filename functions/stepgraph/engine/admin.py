@@ -14,9 +14,16 @@ from stepgraph.vocabulary import INFLIGHT, DoubleText, RunStatus
 __all__ = ["cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
 
 
-def delete_thread(ctx: Context, thread_id: str) -> None:
-    """The thread, its runs, their event logs and its checkpoints. A run in flight is cancelled
-    first: its execution stops and its lease goes, so nothing it still does writes behind the delete."""
+def delete_thread(ctx: Context, thread_id: str, *, with_crons: bool = True) -> None:
+    """The thread, its crons (and their schedules), its runs, their event logs and its checkpoints.
+    A run in flight is cancelled first: its execution stops and its lease goes, so nothing it still
+    does writes behind the delete. `with_crons=False`: a stateless cron's thread as its run ends
+    (nobody put a cron on it; one who did sees its fires skipped, the thread gone)."""
+    if with_crons:
+        from stepgraph.engine.crons import delete_cron  # crons queue runs: admission imports cancellation
+
+        for cron in ctx.crons.search(thread_id=thread_id):
+            delete_cron(ctx, cron["cron_id"])
     _cancel_inflight(ctx, thread_id)
     thread = ctx.threads.get(thread_id)
     if thread and thread.get("task_token"):  # don't leave its parked execution waiting a year

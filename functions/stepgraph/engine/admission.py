@@ -16,10 +16,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from stepgraph import tracing
 from stepgraph.engine.cancellation import cancel_behind, complete_rollback
 from stepgraph.engine.context import Context
 from stepgraph.engine.ids import id_time_ms, new_run_id
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_thread_status
+from stepgraph.engine.usage import charge_run
 from stepgraph.storage import Conflict, ThreadMissing, entry_due_ms, entry_run_id, now_iso, queue_entry
 from stepgraph.vocabulary import DEAD_EXECUTION, DoubleText, ExecutionStatus, RunStatus, ThreadStatus
 
@@ -78,6 +80,20 @@ def insert_run(ctx: Context, run: dict[str, Any], *, reject: bool = False, after
     timestamps are assigned here. Raises ThreadMissing if the thread does not exist.
     """
     thread_id = run["thread_id"]
+    with tracing.span("admit run", current=True, attributes={"thread_id": thread_id}) as span:
+        # The run carries this span's context to every later hop (dispatch, its steps, park,
+        # finish, its webhook), and its trace id where users can see it.
+        run["trace"] = tracing.carrier()
+        trace_id = tracing.trace_id_of(span)
+        if trace_id:
+            run["metadata"] = {**(run.get("metadata") or {}), "trace_id": trace_id}
+        inflight = _insert_run(ctx, run, reject=reject, after_seconds=after_seconds)
+        span.set_attribute("run_id", run["run_id"])
+    return inflight
+
+
+def _insert_run(ctx: Context, run: dict[str, Any], *, reject: bool, after_seconds: float) -> list[str]:
+    thread_id = run["thread_id"]
     with _insert_locks[hash(thread_id) % len(_insert_locks)]:
         for attempt in range(100):
             state = ctx.queue.state(thread_id)
@@ -98,6 +114,7 @@ def insert_run(ctx: Context, run: dict[str, Any], *, reject: bool = False, after
             break
         else:
             raise RuntimeError(f"could not queue a run on thread {thread_id}: too much contention")
+    charge_run(thread_id, run["run_id"])  # the request that creates a run is on its bill
     ctx.doorbell.ring(thread_id, dedup=run["run_id"])
     inflight = [entry_run_id(e) for e in state.pending]
     if state.holder and not state.holder.startswith(ROLLBACK):
@@ -150,6 +167,17 @@ def continues_thread(kwargs: dict[str, Any]) -> bool:
 
 
 def _start(ctx: Context, run: dict[str, Any], parked_token: str | None, parked_run_id: str | None = None) -> None:
+    resumes = bool(parked_token) and continues_thread(run.get("kwargs", {}))
+    with tracing.span(
+        "resume execution" if resumes else "start execution",
+        parent=run.get("trace"),
+        current=tracing.in_trace(run.get("trace")),  # under dispatch when it rang for this run's trace
+        attributes={"run_id": run["run_id"], "thread_id": run["thread_id"]},
+    ):
+        _start_traced(ctx, run, parked_token, parked_run_id)
+
+
+def _start_traced(ctx: Context, run: dict[str, Any], parked_token: str | None, parked_run_id: str | None) -> None:
     if parked_token:
         if continues_thread(run.get("kwargs", {})):
             if ctx.executions.resume(parked_token, run):  # the parked execution itself goes on

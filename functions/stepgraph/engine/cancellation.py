@@ -15,8 +15,9 @@ from typing import Any
 
 from stepgraph.engine.context import Context
 from stepgraph.engine.lease import ROLLBACK, runs_waiting, settled_status, settled_thread_status
+from stepgraph.engine.webhooks import queue_webhook
 from stepgraph.storage import Conflict
-from stepgraph.vocabulary import DoubleText, RunStatus, ThreadStatus
+from stepgraph.vocabulary import DoubleText, RunStatus, ThreadStatus, WebhookStatus
 
 __all__ = ["abandon_parked_run", "cancel_behind", "cancel_run", "complete_rollback"]
 
@@ -71,6 +72,7 @@ def _cancel_pending(ctx: Context, run: dict[str, Any], rollback: bool) -> dict[s
         except Conflict:
             raise _Moved from None
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})
+    queue_webhook(ctx, run, WebhookStatus.ROLLBACK if rollback else WebhookStatus.INTERRUPTED)
     if rollback:  # it never ran: nothing of it to undo but the record
         ctx.runs.delete(thread_id, run_id)
         ctx.events.delete_run(run_id)
@@ -95,6 +97,7 @@ def _cancel_running(ctx: Context, run: dict[str, Any], rollback: bool) -> dict[s
     if rollback:
         complete_rollback(ctx, thread_id, run_id)  # releases the thread and rings
         return None
+    queue_webhook(ctx, run, WebhookStatus.INTERRUPTED)
     if waiting or runs_waiting(ctx, thread_id):
         ctx.doorbell.ring(thread_id, dedup=f"cancel:{run_id}")
     return {**run, "status": RunStatus.INTERRUPTED}
@@ -114,8 +117,10 @@ def _cancel_unleased(ctx: Context, run: dict[str, Any], rollback: bool) -> dict[
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})
     if rollback:
         ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
+        queue_webhook(ctx, run, WebhookStatus.ROLLBACK)
         ctx.runs.delete(thread_id, run_id)
         return None
+    queue_webhook(ctx, run, WebhookStatus.INTERRUPTED)
     return {**run, "status": RunStatus.INTERRUPTED}
 
 
@@ -128,8 +133,13 @@ def _release_parked(ctx: Context, run: dict[str, Any]) -> None:
 
 def complete_rollback(ctx: Context, thread_id: str, run_id: str) -> None:
     """Delete a rolled-back run and everything it wrote, then free the thread it held under the
-    rollback marker. Idempotent: dispatch finishes a rollback whose canceller died."""
+    rollback marker. Idempotent: dispatch finishes a rollback whose canceller died. The webhook
+    is queued before the run record goes, so a retry that still finds the record queues it again
+    (the same delivery id), and one that does not finds it queued."""
     ctx.checkpointer.delete_for_runs([run_id], thread_id=thread_id)
+    run = ctx.runs.get(thread_id, run_id)
+    if run is not None:
+        queue_webhook(ctx, run, WebhookStatus.ROLLBACK)
     ctx.runs.delete(thread_id, run_id)
     ctx.events.delete_run(run_id)
     ctx.events.end(run_id, {"status": RunStatus.INTERRUPTED})  # a reader still tailing the run ends

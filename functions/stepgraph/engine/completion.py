@@ -1,7 +1,8 @@
 """A run's end as the state machine reports it: parked on an interrupt, or finished.
 
 Both are conditional on the run still running (a cancel's word stands), free the thread's lease
-and ring its doorbell when runs wait behind, so the next one is admitted.
+and ring its doorbell when runs wait behind, so the next one is admitted, and queue the run's
+webhook.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ import json
 import logging
 from typing import Any
 
+from stepgraph import tracing
+from stepgraph.client_errors import failure_payload
 from stepgraph.engine.context import Context
 from stepgraph.engine.deadlines import expire_parked_run
 from stepgraph.engine.lease import release_thread, settled_status
+from stepgraph.engine.webhooks import queue_webhook
 from stepgraph.storage import Conflict
-from stepgraph.vocabulary import RunStatus, StepOutcome, ThreadStatus
+from stepgraph.vocabulary import RunStatus, StepOutcome, ThreadStatus, WebhookStatus
 
 __all__ = ["finish_run", "park_run"]
 
@@ -27,15 +31,25 @@ def park_run(ctx: Context, run_id: str, thread_id: str, task_token: str) -> None
     try:
         run = ctx.runs.transition(thread_id, run_id, to=RunStatus.SUCCESS, expected=(RunStatus.RUNNING,))
     except Conflict:
+        current = ctx.runs.get(thread_id, run_id)
+        thread = ctx.threads.get(thread_id) or {}
+        if current and current["status"] == RunStatus.SUCCESS and thread.get("task_token") == task_token:
+            # This park ran before and got as far as parking the thread (a Lambda retry): only
+            # the webhook may be missing; a second copy carries the same delivery id.
+            with tracing.span("park", parent=current.get("trace"), attributes={"run_id": run_id, "retry": True}):
+                queue_webhook(ctx, current, WebhookStatus.SUCCESS)
+            return
         # Cancelled while the state machine entered Park: end the execution through its token,
         # or it would wait for its deadline (StopExecution cannot reach a token wait in moto).
         logger.info("run %s ended before parking (cancelled?); abandoning its execution", run_id)
         ctx.executions.abandon(task_token, "run cancelled")
         return
-    waiting = release_thread(ctx, run, ThreadStatus.INTERRUPTED, park_token=task_token)
-    ctx.events.end(run_id, {"status": RunStatus.SUCCESS})
-    if waiting:
-        ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
+    with tracing.span("park", parent=run.get("trace"), attributes={"run_id": run_id, "thread_id": thread_id}):
+        waiting = release_thread(ctx, run, ThreadStatus.INTERRUPTED, park_token=task_token)
+        ctx.events.end(run_id, {"status": RunStatus.SUCCESS})
+        if waiting:
+            ctx.doorbell.ring(thread_id, dedup=f"park:{run_id}")
+        queue_webhook(ctx, run, WebhookStatus.SUCCESS)
 
 
 def finish_run(
@@ -51,7 +65,7 @@ def finish_run(
     failure = None
     if error:
         # The step crashed past its retries: the error never reached the event log.
-        failure = {"error": str(error.get("Error", "StepFailed")), "message": _cause(error)}
+        failure = failure_payload(str(error.get("Error", "StepFailed")), _cause(error))
     status = RunStatus.ERROR if (failure or outcome == StepOutcome.ERROR) else RunStatus.SUCCESS
     try:
         run = ctx.runs.transition(
@@ -62,13 +76,25 @@ def finish_run(
         if current is None:
             return {"resume_run_id": None}
         run, status = current, current["status"]
+        # Finished already: this is a retry (or the reaper after a finish that failed past its
+        # write), and the webhook may not have been queued. A cancel queues its own.
+        finished = status in (RunStatus.SUCCESS, RunStatus.ERROR)
     else:
+        finished = True
         if failure:
             ctx.events.append(run_id, "error", failure)
-    waiting = release_thread(ctx, run, settled_status(ctx, run, status, outcome))
-    ctx.events.end(run_id, {"status": status})
-    if waiting:
-        ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
+    with tracing.span("finish", parent=run.get("trace"), attributes={"run_id": run_id, "status": str(status)}):
+        waiting = release_thread(ctx, run, settled_status(ctx, run, status, outcome))
+        ctx.events.end(run_id, {"status": status})
+        if waiting:
+            ctx.doorbell.ring(thread_id, dedup=f"finish:{run_id}")
+        if finished:
+            queue_webhook(ctx, run, WebhookStatus(status))
+    if run.get("cron_id") and run.get("kwargs", {}).get("on_completion") == "delete":
+        # A stateless cron's run (on_run_completed "delete", the default): its thread goes with it.
+        from stepgraph.engine.admin import delete_thread  # admin cancels runs: cancellation imports us
+
+        delete_thread(ctx, thread_id, with_crons=False)
     return {"resume_run_id": None}
 
 

@@ -8,10 +8,13 @@ from functools import cached_property
 
 from stepgraph.engine.execution import Doorbell, Executions
 from stepgraph.engine.graphs import GraphRegistry
+from stepgraph.engine.schedules import CronSchedules
 from stepgraph.settings import Clients, Settings
 from stepgraph.storage import (
     AssistantStore,
+    CronStore,
     DynamoDBSaver,
+    DynamoDBStore,
     EventLog,
     Notifier,
     PollingNotifier,
@@ -40,7 +43,28 @@ class Context:
 
     @cached_property
     def graphs(self) -> GraphRegistry:
-        return GraphRegistry.from_config(self.settings.config_path)
+        graphs = GraphRegistry.from_config(self.settings.config_path)
+        graphs.store_of = lambda: self.store  # built on first use: its embeddings may load the project's code
+        return graphs
+
+    @cached_property
+    def store(self) -> DynamoDBStore:
+        """The long-term store: `runtime.store` of every graph, and the API's /store routes."""
+        store_config = self.graphs.store_config
+        return DynamoDBStore(
+            self.clients.dynamodb,
+            self.settings.store_table,
+            s3_client=self.clients.s3,
+            bucket=self.settings.spill_bucket,
+            spill_threshold_bytes=self.settings.spill_threshold_bytes,
+            index=self.graphs.store_index(),
+            ttl=store_config.get("ttl"),
+        )
+
+    def replace_graphs(self, graphs: GraphRegistry) -> None:
+        """`stepgraph dev --reload`: the API's next request and the run's next Step invocation
+        read these; an invocation under way keeps the registry it started with."""
+        self.__dict__["graphs"] = graphs  # where cached_property keeps its value
 
     @cached_property
     def assistants(self) -> AssistantStore:
@@ -53,6 +77,14 @@ class Context:
     @cached_property
     def runs(self) -> RunStore:
         return RunStore(self.clients.dynamodb, self.settings.runs_table)
+
+    @cached_property
+    def crons(self) -> CronStore:
+        return CronStore(self.clients.dynamodb, self.settings.crons_table)
+
+    @cached_property
+    def schedules(self) -> CronSchedules:
+        return CronSchedules(self.clients.scheduler, self.settings)
 
     @cached_property
     def queue(self) -> ThreadQueue:

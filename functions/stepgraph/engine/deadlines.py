@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from stepgraph import tracing
 from stepgraph.engine.admission import base_run
 from stepgraph.engine.context import Context
 from stepgraph.engine.interrupts import deadline_action
+from stepgraph.engine.webhooks import queue_webhook
 from stepgraph.storage import Conflict
-from stepgraph.vocabulary import RunStatus
+from stepgraph.vocabulary import RunStatus, WebhookStatus
 
 __all__ = ["expire_parked_run"]
 
@@ -53,9 +55,12 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str, execution: str 
     if action["action"] != "resume":
         ctx.threads.forget_park(thread_id, run_id)
         try:
-            ctx.runs.transition(thread_id, run_id, to=RunStatus.TIMEOUT, expected=(RunStatus.SUCCESS,))
+            timed_out = ctx.runs.transition(thread_id, run_id, to=RunStatus.TIMEOUT, expected=(RunStatus.SUCCESS,))
         except Conflict:
             logger.info("parked run %s left `success` before its deadline ended it; it stays as it is", run_id)
+        else:
+            with tracing.span("expire park", parent=parked.get("trace"), attributes={"run_id": run_id}):
+                queue_webhook(ctx, timed_out, WebhookStatus.TIMEOUT)
         return None
     kwargs = {k: v for k, v in (parked.get("kwargs") or {}).items() if k in _RESUME_KWARGS}
     kwargs["command"] = {"resume": action["value"]}
@@ -71,10 +76,13 @@ def expire_parked_run(ctx: Context, run_id: str, thread_id: str, execution: str 
     resume["status"] = RunStatus.RUNNING
     if execution:
         resume["execution"] = execution
-    # Lease first: a crash before the run exists leaves a lease on a missing run, which
-    # admission frees; the other order could leave a running run nobody executes.
-    if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):
-        return None
-    ctx.runs.create(resume)
+    # The deadline's resume goes on in the parked run's trace (its metadata names that trace).
+    with tracing.span("expire park", parent=parked.get("trace"), attributes={"run_id": resume["run_id"]}):
+        resume["trace"] = tracing.carrier()
+        # Lease first: a crash before the run exists leaves a lease on a missing run, which
+        # admission frees; the other order could leave a running run nobody executes.
+        if not ctx.threads.take_parked(thread_id, run_id, resume["run_id"]):
+            return None
+        ctx.runs.create(resume)
     resume_id: str = resume["run_id"]
     return resume_id

@@ -3,9 +3,17 @@ storage errors that cross it unchanged."""
 
 from __future__ import annotations
 
-from stepgraph.storage import Conflict, DocumentTooLarge, ThreadMissing
+from stepgraph.storage import Conflict, DocumentTooLarge, HeadConflict, ThreadMissing
 
-__all__ = ["ConfigError", "Conflict", "DocumentTooLarge", "RunsMissing", "ThreadMissing"]
+__all__ = [
+    "ConfigError",
+    "Conflict",
+    "DocumentTooLarge",
+    "HeadConflict",
+    "RunsMissing",
+    "ThreadMissing",
+    "WebhookUrlRefused",
+]
 
 
 class ConfigError(ValueError):
@@ -14,3 +22,7 @@ class ConfigError(ValueError):
 
 class RunsMissing(Exception):
     """Some of the runs named for a bulk cancel do not exist on that thread."""
+
+
+class WebhookUrlRefused(ValueError):
+    """A webhook URL the `webhooks.url` policy does not let a delivery go to (the API's 422)."""

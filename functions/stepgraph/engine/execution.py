@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from stepgraph import tracing
 from stepgraph.settings import Settings
 from stepgraph.vocabulary import AwsError, ExecutionStatus, StepOutcome, error_code
 
@@ -59,8 +60,12 @@ class Executions:
 
     def _start(self, state_machine: str, name: str, run: dict[str, Any], step: dict[str, Any]) -> None:
         execution_input = {"run_id": run["run_id"], "thread_id": run["thread_id"], "step": step, "error": None}
+        start: dict[str, Any] = {"stateMachineArn": state_machine, "name": name, "input": json.dumps(execution_input)}
+        header = tracing.xray_header()
+        if header:  # the execution's X-Ray segment joins the run's trace (moto accepts and ignores it)
+            start["traceHeader"] = header
         try:
-            self.sfn.start_execution(stateMachineArn=state_machine, name=name, input=json.dumps(execution_input))
+            self.sfn.start_execution(**start)
         except ClientError as exc:
             if error_code(exc) != AwsError.EXECUTION_ALREADY_EXISTS:
                 raise
@@ -143,6 +148,7 @@ class Doorbell:
             MessageBody=json.dumps({"thread_id": thread_id}),
             MessageGroupId=thread_id,
             MessageDeduplicationId=dedup,
+            MessageAttributes=tracing.message_attributes(),  # dispatch continues the ringer's trace
         )
 
 

@@ -28,14 +28,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 from uuid import UUID, uuid5
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from stepgraph.engine.errors import ConfigError
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.webhooks import WebhookConfig, webhook_config
 
 if TYPE_CHECKING:
-    from langgraph.store.base import BaseStore
+    from langgraph.store.base import BaseStore, IndexConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ SUPPORTED_KEYS = {
     "image_distro",
     "auth",
     "http",
+    "webhooks",
+    "store",
 }
+# `store` keys: `index` (semantic search) and `ttl`; a custom store (`path`) is not served.
+_STORE_KEYS = {"index", "ttl"}
 # `auth` keys: `path` is enforced; Studio's bypass (`x-auth-scheme: langsmith`) is never
 # honoured, so `disable_studio_auth` changes nothing either way.
 _AUTH_KEYS = {"path", "disable_studio_auth"}
@@ -74,6 +80,28 @@ AccessContext = Literal["threads.create_run", "threads.update", "threads.read", 
 
 # A compiled graph of any state, context, input and output: users bring every kind.
 CompiledGraph: TypeAlias = Pregel[Any, Any, Any, Any]
+
+
+def read_as(graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any]) -> BaseCheckpointSaver[Any]:
+    """`checkpointer`, reviving the types of `graph`'s state, for reads made outside the graph
+    (strict msgpack mode: otherwise those types load as plain dicts)."""
+    allowlist = graph._serde_allowlist
+    return checkpointer.with_allowlist(allowlist) if allowlist else checkpointer
+
+
+def with_checkpointer(
+    graph: CompiledGraph, checkpointer: BaseCheckpointSaver[Any], *, store: BaseStore | None = None
+) -> CompiledGraph:
+    """`graph` checkpointing to `checkpointer` (and with `store` as its `runtime.store`, if given).
+    Pregel.copy drops the msgpack allowlist LangGraph built from the graph's state types when it
+    compiled (strict mode): carried over here, or a checkpoint read through the copy would revive
+    the user's own types as plain dicts."""
+    update: dict[str, Any] = {"checkpointer": checkpointer}
+    if store is not None:
+        update["store"] = store
+    bound = graph.copy(update=update)
+    bound._serde_allowlist = graph._serde_allowlist
+    return bound
 
 
 def system_assistant_id(graph_id: str) -> str:
@@ -123,6 +151,12 @@ class GraphRegistry:
     cors: dict[str, Any] | None = None
     # `http.disable_mcp` / `http.disable_a2a`: the protocol surfaces the API does not serve.
     disabled: frozenset[str] = frozenset()
+    # `webhooks`: static headers, allowed fields and the signing secret, resolved at start.
+    webhooks: WebhookConfig = field(default_factory=WebhookConfig)
+    # `store` of langgraph.json: `index` (dims, embed, fields) and `ttl` of the long-term store.
+    store_config: dict[str, Any] = field(default_factory=dict)
+    # The long-term store a factory's ServerRuntime carries (set by the Context that owns both).
+    store_of: Callable[[], BaseStore | None] = lambda: None
     _targets: dict[str, CompiledGraph | Factory] = field(default_factory=dict)
     _cache: dict[str, CompiledGraph] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -143,9 +177,11 @@ class GraphRegistry:
         auth_ref = _auth_ref(path, config.get("auth"))
         cors = _cors(path, config.get("http"))
         disabled = _disabled(path, config.get("http"))
+        store_config = _store_config(path, config.get("store"))
         root = path.parent
         add_import_paths(root, config.get("dependencies") or [])
         load_env(root, config.get("env"))
+        webhooks = webhook_config(config.get("webhooks"))
         specs = {}
         for graph_id, value in config["graphs"].items():
             if isinstance(value, str):
@@ -154,7 +190,15 @@ class GraphRegistry:
                 specs[graph_id] = GraphSpec(graph_id, value["path"], value.get("description"))
             else:
                 raise ConfigError(f"{path}: graph {graph_id!r} must be 'file.py:attr' or {{'path': ...}}")
-        return cls(root=root, specs=specs, auth_ref=auth_ref, cors=cors, disabled=disabled)
+        return cls(
+            root=root,
+            specs=specs,
+            auth_ref=auth_ref,
+            cors=cors,
+            disabled=disabled,
+            webhooks=webhooks,
+            store_config=store_config,
+        )
 
     def graph_ids(self) -> list[str]:
         return list(self.specs)
@@ -167,11 +211,17 @@ class GraphRegistry:
             if graph_id not in self._cache:
                 target = self._target(graph_id)
                 if isinstance(target, Factory):
-                    runtime = server_runtime("assistants.read")
+                    runtime = server_runtime("assistants.read", store=self.store_of())
                     self._cache[graph_id] = _build_once(graph_id, target.call({"configurable": {}}, runtime))
                 else:
                     self._cache[graph_id] = target
             return self._cache[graph_id]
+
+    def import_all(self) -> None:
+        """Import every graph now (a factory is not called): raises what the first that fails to
+        import raises, as a run of it would."""
+        for graph_id in self.specs:
+            self._target(graph_id)
 
     def is_factory(self, graph_id: str) -> bool:
         return isinstance(self._target(graph_id), Factory)
@@ -191,7 +241,9 @@ class GraphRegistry:
             yield target
             return
         user = (config.get("configurable") or {}).get("langgraph_auth_user")
-        made = target.call(config, server_runtime(access_context, context, target.context_type, user=user))
+        made = target.call(
+            config, server_runtime(access_context, context, target.context_type, user=user, store=self.store_of())
+        )
         async with contextlib.AsyncExitStack() as stack:
             while True:
                 if isinstance(made, (Pregel, StateGraph)):
@@ -216,6 +268,31 @@ class GraphRegistry:
                     raise KeyError(graph_id)
                 self._targets[graph_id] = _classify(graph_id, self._import(self.specs[graph_id]))
             return self._targets[graph_id]
+
+    def store_index(self) -> IndexConfig | None:
+        """`store.index` with its `embed` made callable: a `./file.py:attr` or `pkg.module:attr`
+        function (sync or async, texts to vectors) or a LangChain `Embeddings`, or a LangChain
+        model id (`openai:text-embedding-3-small`) for `langchain.embeddings.init_embeddings`."""
+        index = self.store_config.get("index")
+        if index is None:
+            return None
+        embed = index["embed"]
+        module_ref, _, _ = embed.rpartition(":")
+        if module_ref.endswith(".py") or "/" in module_ref or "\\" in module_ref or "." in module_ref:
+            embed = self._load(embed, "store.index.embed")
+        else:
+            try:
+                from langchain.embeddings import init_embeddings  # type: ignore[import-not-found]
+            except ImportError:
+                raise ConfigError(
+                    f"store.index.embed {embed!r} names a LangChain embeddings model: install langchain "
+                    "(and the provider's package), or give a './file.py:function'"
+                ) from None
+            embed = init_embeddings(embed)
+        config: IndexConfig = {"dims": index["dims"], "embed": embed}
+        if index.get("fields") is not None:
+            config["fields"] = list(index["fields"])
+        return config
 
     def load_auth(self) -> Any:
         """The `langgraph_sdk.Auth` object `auth.path` names (None without one). Raises
@@ -302,6 +379,30 @@ def _cors(path: Path, http: Any) -> dict[str, Any] | None:
     if unknown:
         raise ConfigError(f"{path}: 'http.cors' takes {', '.join(sorted(CORS_KEYS))}; not {', '.join(sorted(unknown))}")
     return dict(cors)
+
+
+def _store_config(path: Path, store: Any) -> dict[str, Any]:
+    if store is None:
+        return {}
+    if not isinstance(store, dict):
+        raise ConfigError(f"{path}: 'store' must be an object")
+    for key in sorted(set(store) - _STORE_KEYS):
+        logger.warning("langgraph.json key 'store.%s' is not supported yet by stepgraph; ignored", key)
+    index = store.get("index")
+    if index is not None and (
+        not isinstance(index, dict)
+        or not isinstance(index.get("dims"), int)
+        or not isinstance(index.get("embed"), str)
+        or not isinstance(index.get("fields", []), (list, type(None)))
+    ):
+        raise ConfigError(
+            f"{path}: 'store.index' must be an object with 'dims' (an integer), 'embed' (a "
+            "'./file.py:function' or a model id like 'openai:text-embedding-3-small') and optional 'fields'"
+        )
+    ttl = store.get("ttl")
+    if ttl is not None and not isinstance(ttl, dict):
+        raise ConfigError(f"{path}: 'store.ttl' must be an object (refresh_on_read, default_ttl)")
+    return {key: store[key] for key in _STORE_KEYS if store.get(key) is not None}
 
 
 def _disabled(path: Path, http: Any) -> frozenset[str]:
@@ -416,19 +517,24 @@ def coerce_context(context: Any, context_type: Any) -> Any:
 
 
 def server_runtime(
-    access_context: AccessContext, context: Any = None, context_type: Any = None, *, user: Any = None
+    access_context: AccessContext,
+    context: Any = None,
+    context_type: Any = None,
+    *,
+    user: Any = None,
+    store: BaseStore | None = None,
 ) -> Any:
     """The `langgraph_sdk.runtime.ServerRuntime` a factory receives; only a run carries `context`,
     and `user` when auth.py authenticated one."""
     from langgraph_sdk.runtime import _ExecutionRuntime, _ReadRuntime
 
-    # No long-term store yet: `store` is None (the SDK types it as always set, hence the cast).
-    no_store = cast("BaseStore", None)
+    # The SDK types `store` as always set; a registry without a context has none (hence the cast).
+    the_store = cast("BaseStore", store)
     if access_context == "threads.create_run":
         return _ExecutionRuntime(
-            access_context=access_context, user=user, store=no_store, context=coerce_context(context, context_type)
+            access_context=access_context, user=user, store=the_store, context=coerce_context(context, context_type)
         )
-    return _ReadRuntime(access_context=access_context, user=user, store=no_store)
+    return _ReadRuntime(access_context=access_context, user=user, store=the_store)
 
 
 def _build_once(graph_id: str, made: Any) -> CompiledGraph:

@@ -21,12 +21,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, Send
+from opentelemetry import trace
 
+from stepgraph import tracing
+from stepgraph.client_errors import error_payload
 from stepgraph.engine.access import RESERVED_CONFIGURABLE, auth_configurable
 from stepgraph.engine.context import Context
 from stepgraph.engine.eventloop import run_on_engine_loop
+from stepgraph.engine.graphs import GraphRegistry, read_as, with_checkpointer
 from stepgraph.engine.handover import carried_elsewhere, hand_over
 from stepgraph.engine.interrupts import DEFAULT_PARK_TIMEOUT_SECONDS, RUN_OPTIONS, park_timeout_seconds, run_option
 from stepgraph.engine.streaming import GRAPH_MODES, StreamEmitter, stream_parts
@@ -37,34 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Stream modes a client may ask for → the LangGraph mode that produces them (plus "events").
 STREAM_MODES = GRAPH_MODES
-# Exception types whose message the peer passes to clients; others become a generic message.
-_PUBLIC_ERRORS = {
-    "ValueError",
-    "TypeError",
-    "KeyError",
-    "AttributeError",
-    "RuntimeError",
-    "RecursionError",
-    "TimeoutError",
-    "InvalidUpdateError",
-    "GraphBubbleUp",
-    "EmptyInputError",
-    "HTTPException",
-    "UserInterrupt",
-    "GraphRecursionError",
-}
-
-
 # The channel of LangGraph's write that records a task's exception (private in LangGraph 1.x).
 _ERROR_CHANNEL = "__error__"
-
-
-def error_payload(exc: BaseException) -> dict[str, str]:
-    name = type(exc).__name__
-    message = (
-        str(exc) if name in _PUBLIC_ERRORS or isinstance(exc, GraphRecursionError) else "An internal error occurred"
-    )
-    return {"error": name, "message": message}
 
 
 @dataclass
@@ -221,7 +198,11 @@ def run_supersteps(
         return StepResult(StepOutcome.DONE)
     if execution is not None and carried_elsewhere(ctx, run, execution):
         return StepResult(StepOutcome.HANDOVER)  # this execution ends; the run goes on in another
-    result = _run_supersteps(ctx, run, remaining_ms=remaining_ms, execution=execution)
+    with tracing.span(
+        "step", parent=run.get("trace"), attributes={"run_id": run_id, "thread_id": thread_id, "execution": execution}
+    ) as span:
+        result = _run_supersteps(ctx, run, remaining_ms=remaining_ms, execution=execution)
+        span.set_attribute("outcome", str(result.status))
     result.count = count + 1
     if (
         execution is not None
@@ -244,7 +225,10 @@ def _run_supersteps(
     else:
         assistant = ctx.assistants.get(run["assistant_id"])
     park_timeout = park_timeout_seconds(run, assistant)
-    graph = ctx.graphs.get(run["graph_id"])
+    # The graphs this invocation runs on, start to end; `stepgraph dev --reload` may swap
+    # ctx.graphs meanwhile, and then the run goes on on the new code from its next checkpoint.
+    graphs = ctx.graphs
+    graph = graphs.get(run["graph_id"])
     config = run_config(run, assistant)
     lease = LeaseCondition(
         table=ctx.settings.threads_table,
@@ -253,7 +237,8 @@ def _run_supersteps(
         values={":r": {"S": run_id}},
     )
     thread_config: RunnableConfig = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    latest = ctx.checkpointer.get_tuple(thread_config)
+    # With the graph's state types: this read answers LangGraph's own load of the thread (primed).
+    latest = read_as(graph, ctx.checkpointer).get_tuple(thread_config)
     first = latest is None or latest.metadata.get("run_id") != run_id
     start_id = latest.config["configurable"]["checkpoint_id"] if latest else None
     # LangGraph's recursion limit counts from where stream() starts; a run spans several
@@ -319,12 +304,18 @@ def _run_supersteps(
 
     interrupt_before = run_option(run, "interrupt_before", assistant)
     interrupt_after = run_option(run, "interrupt_after", assistant)
+    if tracing.recording():  # a span per superstep and per node, under the step's
+        drive_nodes: tracing.NodeSpans | None = tracing.NodeSpans(trace.get_current_span(), run_id)
+        config["callbacks"] = [*(config.get("callbacks") or []), drive_nodes]
+    else:
+        drive_nodes = None
     drive = _Drive(
         ctx,
         run_id,
         thread_id,
         writer,
         emitter,
+        graphs=graphs,
         start_id=start_id,
         replaying=not first,
         strict=strict,
@@ -333,13 +324,14 @@ def _run_supersteps(
         interrupts=(interrupt_before, interrupt_after),
         saver=saver,
     )
+    drive.nodes = drive_nodes
     try:
         try:
             context = run_context(run, assistant)
 
             def parts_of(graph: Any) -> AsyncGenerator[Any]:
                 return stream_parts(
-                    graph.copy(update={"checkpointer": saver}),
+                    with_checkpointer(graph, saver, store=ctx.store),
                     stream_input,
                     config,
                     modes=emitter.graph_modes,
@@ -354,7 +346,7 @@ def _run_supersteps(
 
             # A graph factory builds the run's graph with the run's config and context (on the
             # engine loop, where its async resources live) and closes it when the run stops.
-            opened = ctx.graphs.aopen_graph(run["graph_id"], config, context=context)
+            opened = graphs.aopen_graph(run["graph_id"], config, context=context)
             run_on_engine_loop(drive.run(opened, parts_of))
         except (HeadConflict, SeqTaken, BotoCoreError, ClientError):
             raise
@@ -389,6 +381,8 @@ def _run_supersteps(
         raise  # storage faults are the state machine's to retry, not the graph's error
     finally:
         saver.abandon()  # a failed invocation's uncommitted checkpoints stay unwritten
+        if drive_nodes is not None:
+            drive_nodes.close("error" if drive.graph_error is not None else "stopped")
     if drive.graph_error is not None:
         if drive.input_rejected and drive.last_checkpoint_id:
             # Its input checkpoint may have been committed already (strict mode, or the linger
@@ -412,7 +406,7 @@ def _run_supersteps(
         return StepResult(StepOutcome.DONE)
     last_next = drive.last_next
     if last_next is None:  # wrote nothing (e.g. durability "exit" or an empty resume): ask
-        bound = graph.copy(update={"checkpointer": saver})
+        bound = with_checkpointer(graph, saver, store=ctx.store)
         last_next = list(bound.get_state({"configurable": {"thread_id": thread_id}}).next)
     return StepResult(StepOutcome.INTERRUPTED if last_next else StepOutcome.DONE, park_timeout)
 
@@ -429,6 +423,7 @@ class _Drive:
         writer: EventWriter,
         emitter: StreamEmitter,
         *,
+        graphs: GraphRegistry,
         start_id: str | None,
         replaying: bool,
         strict: bool,
@@ -438,6 +433,7 @@ class _Drive:
         saver: DynamoDBSaver,
     ):
         self.ctx, self.run_id, self.thread_id, self.writer, self.emitter = ctx, run_id, thread_id, writer, emitter
+        self.graphs = graphs
         self.start_id, self.replaying, self.strict = start_id, replaying, strict
         self.exit_durability, self.deadline = exit_durability, deadline
         self.interrupt_before, self.interrupt_after = interrupts
@@ -448,6 +444,7 @@ class _Drive:
         self.last_source: str | None = None  # its metadata "source": input, loop, update...
         self.stopped_early = self.cancelled = False
         self.graph_error: Exception | None = None
+        self.nodes: tracing.NodeSpans | None = None  # the superstep and node spans, when recorded
 
     def _newest(self, chunk: dict[str, Any]) -> None:
         """Remember the run's newest checkpoint (the one it resumed from counts: strict mode
@@ -480,6 +477,12 @@ class _Drive:
         return hits(self.interrupt_after, ran) or hits(self.interrupt_before, pending)
 
     @property
+    def _reloaded(self) -> bool:
+        """The graphs were reloaded (`stepgraph dev`) since this invocation started: it stops at
+        this checkpoint, and the next invocation continues the run on the new code."""
+        return self.ctx.graphs is not self.graphs
+
+    @property
     def input_rejected(self) -> bool:
         """The graph raised while applying the run's input (a reducer refused it, say): its input
         checkpoint is the newest it wrote, and no node has run."""
@@ -500,6 +503,11 @@ class _Drive:
                     continue
                 if mode == "checkpoints" and not ns:
                     self._newest(chunk)
+                    if self.nodes is not None:
+                        step = (chunk.get("metadata") or {}).get("step")
+                        checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
+                        if isinstance(step, int):
+                            self.nodes.checkpointed(step, checkpoint_id, chunk["next"])
                     ran, self._ran = self._ran, list(chunk["next"])
                     if chunk["config"]["configurable"]["checkpoint_id"] == self.start_id:
                         self.replaying = False  # LangGraph re-announces the checkpoint it resumed from
@@ -519,7 +527,7 @@ class _Drive:
                         return
                     if self._graph_interrupts(ran, chunk["next"]):
                         continue  # LangGraph stops here itself; the next invocation must not resume past it
-                    if chunk["next"] and (self.strict or time.monotonic() >= self.deadline):
+                    if chunk["next"] and (self.strict or time.monotonic() >= self.deadline or self._reloaded):
                         await self._stored(chunk["config"]["configurable"]["checkpoint_id"])
                         self.stopped_early = True
                         return

@@ -17,6 +17,7 @@ from stepgraph.storage.errors import DocumentTooLarge
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
+    "USAGE_PREFIX",
     "Document",
     "check_document_size",
     "doc_item",
@@ -38,6 +39,9 @@ MAX_DOCUMENT_BYTES = 350_000
 # Written by conditional updates, so they live at the top level, not in the document
 # (`execution`: the Step Functions execution that carries a running run).
 _TOP = ("status", "active_run_id", "parked_run_id", "task_token", "execution")
+# A run's AWS usage, one number attribute per key (`usage:dynamodb.write_units`), each added to
+# by every invocation (RunStore.add_usage); read back as the document's `aws_usage`.
+USAGE_PREFIX = "usage:"
 
 
 def now_iso() -> str:
@@ -79,6 +83,8 @@ def from_item(item: Item | None) -> Document | None:
         # one UpdateItem instead of a read-modify-write of the whole document.
         if name.startswith("x_"):
             doc[name[2:]] = serde.loads(value["S"])
+        elif name.startswith(USAGE_PREFIX):
+            doc.setdefault("aws_usage", {})[name[len(USAGE_PREFIX) :]] = float(value["N"])
     return doc
 
 
@@ -88,4 +94,4 @@ def documents(items: Iterable[Item]) -> list[Document]:
 
 def strip_top(doc: Document) -> Document:
     """The document without the attributes that live at the top level of its item."""
-    return {k: v for k, v in doc.items() if k not in _TOP}
+    return {k: v for k, v in doc.items() if k not in _TOP and k != "aws_usage"}

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stepgraph import serde
 from stepgraph.storage.documents import Document, doc_item, now_iso, strip_top
 from stepgraph.storage.dynamo import Item, contended, paginate, s, transact, update_if
 from stepgraph.storage.errors import Conflict, ThreadMissing
@@ -136,16 +137,19 @@ class ThreadQueue:
             values,
             f"attribute_not_exists(active_run_id) AND contains(pending, :es) AND {token_cond}",
         )
+        now = now_iso()
         run_update = {
             "TableName": self.runs,
             "Key": self._run_key(thread_id, run_id),
-            "UpdateExpression": f"SET #s = :running, updated_at = :u REMOVE {_INDEXED}",
+            # x_started_at: the run's `started_at` (its webhook's run_started_at)
+            "UpdateExpression": f"SET #s = :running, updated_at = :u, x_started_at = :st REMOVE {_INDEXED}",
             "ConditionExpression": "#s = :pending",
             "ExpressionAttributeNames": {"#s": "status"},
             "ExpressionAttributeValues": {
                 ":running": s(RunStatus.RUNNING),
                 ":pending": s(RunStatus.PENDING),
-                ":u": s(now_iso()),
+                ":u": s(now),
+                ":st": s(serde.dumps_str(now)),
             },
         }
         codes = transact(self.client, [{"Update": thread_update}, {"Update": run_update}])

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import builtins
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from stepgraph import serde
-from stepgraph.storage.documents import Document, doc_item, documents, from_item, now_iso, strip_top
+from stepgraph.storage.documents import (
+    USAGE_PREFIX,
+    Document,
+    doc_item,
+    documents,
+    from_item,
+    now_iso,
+    strip_top,
+)
 from stepgraph.storage.dynamo import Item, is_conditional_failure, paginate, s, update_if
 from stepgraph.storage.errors import Conflict
 from stepgraph.vocabulary import INFLIGHT, RunStatus
@@ -24,6 +33,11 @@ PENDING_INDEX_ATTRIBUTES = ("pending_shard", "pending_due")
 INFLIGHT_INDEX = "inflight"
 INFLIGHT_ATTRIBUTE = "inflight_shard"
 _INFLIGHT_SHARDS = 8
+
+
+def _number(amount: float) -> str:
+    """A DynamoDB number: fixed-point (no exponent), to the nano-dollar and beyond."""
+    return f"{amount:.15f}".rstrip("0").rstrip(".") or "0"
 
 
 def inflight_attribute(run_id: str) -> Item:
@@ -127,6 +141,25 @@ class RunStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
+
+    def add_usage(self, thread_id: str, run_id: str, usage: Mapping[str, float]) -> bool:
+        """Add one invocation's AWS usage to the run's totals: one atomic ADD, so concurrent
+        invocations (a step and a cancel's finish) never lose each other's. False if the run is
+        gone (its thread was deleted meanwhile)."""
+        amounts = {key: amount for key, amount in usage.items() if amount}
+        if not amounts:
+            return True
+        names = {f"#u{i}": USAGE_PREFIX + key for i, key in enumerate(amounts)}
+        values = {f":u{i}": {"N": _number(amount)} for i, amount in enumerate(amounts.values())}
+        return update_if(
+            self.client,
+            TableName=self.table,
+            Key=self._key(thread_id, run_id),
+            UpdateExpression="ADD " + ", ".join(f"#u{i} :u{i}" for i in range(len(amounts))),
+            ConditionExpression="attribute_exists(run_id)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def record_execution(self, thread_id: str, run_id: str, execution: str) -> bool:
         """Record the execution that carries a running run, unless another one is recorded (a

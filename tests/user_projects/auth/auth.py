@@ -51,3 +51,24 @@ async def create_assistant(ctx: Auth.types.AuthContext, value: Auth.types.on.ass
 async def edit_assistant(ctx: Auth.types.AuthContext, value: dict):
     # Anyone reads and runs an assistant; only its editors change or delete it.
     return {"editors": {"$contains": ctx.user.identity}}
+
+
+@auth.on.crons.create
+async def create_cron(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.create.value):
+    value.setdefault("metadata", {})["owner"] = ctx.user.identity
+    return None
+
+
+@auth.on.crons
+async def own_crons(ctx: Auth.types.AuthContext, value: Auth.types.on.crons.value):
+    # read, update, delete, search and count
+    return {"owner": ctx.user.identity}
+
+
+@auth.on.store
+async def own_store(ctx: Auth.types.AuthContext, value: dict):
+    # Every store route (put, get, search, list_namespaces, delete): a user's items live under
+    # their id, as the Agent Server's docs scope the store; a user without permissions has none.
+    assert "threads:write" in ctx.permissions, "This user may not use the store"
+    value["namespace"] = (ctx.user.identity, *(value["namespace"] or ()))
+    return None

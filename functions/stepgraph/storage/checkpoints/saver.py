@@ -31,6 +31,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from stepgraph.serde import checkpoint_serde
 from stepgraph.storage.checkpoints import keys
 from stepgraph.storage.checkpoints.commits import Fence, FencedCommits, Group, put_with_head, write_each
 from stepgraph.storage.checkpoints.spill import Spill
@@ -96,7 +97,8 @@ class DynamoDBSaver(BaseCheckpointSaver[str]):
         spill_threshold_bytes: int = 350_000,
         serde: SerializerProtocol | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        # Strict: a blob naming a class or function outside the allowlist revives nothing.
+        super().__init__(serde=serde or checkpoint_serde())
         self.ddb, self.table = dynamodb_client, table
         self.spill = Spill(s3_client, bucket, spill_threshold_bytes)
         self._fence: FencedCommits | None = None
