@@ -89,6 +89,9 @@ class Server:
             "--port",
             str(self.port),
             "--no-browser",  # a test run on a desktop must not open Studio tabs
+            # Servers of the suite share config folders: each keeps its state in memory unless
+            # a test gives it a data folder.
+            *(() if "--data-dir" in args else ("--ephemeral",)),
             *args,
         ]
         # A file, not a pipe: a chatty server must never block on a full pipe. The child writes it

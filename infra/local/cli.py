@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument(
         "--no-browser", action="store_true", help="do not open Studio (never opened under CI or without a display)"
     )
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the emulated AWS is kept (default: .stepgraph/ beside langgraph.json)",
+    )
+    dev.add_argument("--ephemeral", action="store_true", help="keep nothing: the state lives in memory only")
     # The same runtime split in two processes: the Lambdas' process can be killed and restarted
     # while the emulated AWS (and every run's state) lives on.
     aws = sub.add_parser("aws", help="run the emulated AWS only; Lambdas run in `stepgraph worker`")
@@ -99,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from stepgraph.engine import ConfigError
 
+    from .persistence import DataDirError
     from .traces import DEFAULT_TRACE_FILE
 
     # Spans go to an OTLP endpoint when one is set, else to this file (`stepgraph trace` reads it).
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .studio import should_open_browser
 
+        # Beside the project's langgraph.json; for the bundled examples (maybe inside an installed
+        # package), in the working directory.
+        project = Path.cwd() if config.resolve() == EXAMPLES_CONFIG.resolve() else config.resolve().parent
         serve(
             config.resolve(),
             args.host,
@@ -114,11 +125,15 @@ def main(argv: list[str] | None = None) -> int:
             args.step_mode,
             reload=args.reload,
             open_browser=should_open_browser(args.no_browser),
+            data_dir=None if args.ephemeral else (args.data_dir or project / ".stepgraph"),
         )
     except PortInUse as exc:
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:  # langgraph.json, or a file it names, cannot be served as written
+        print(f"stepgraph: {exc}", file=sys.stderr)
+        return 2
+    except DataDirError as exc:  # held by another server, or written by another version
         print(f"stepgraph: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from stepgraph.engine.context import Context
 
     from .aws import LocalAWS
+    from .persistence import AbortedExecution, Persistence
 
 logger = logging.getLogger("stepgraph.local")
 
@@ -130,6 +131,9 @@ class LocalRuntime:
     # The template's schedules (the lost-doorbell sweeper's rate(1 minute)) fire this often
     # instead; None: STEPGRAPH_LOCAL_SCHEDULE_SECONDS, else their own rate.
     schedule_seconds: float | None = None
+    # Set: the emulated AWS is kept in this folder and restored from it (`persistence`);
+    # None: in memory only, gone with the process.
+    data_dir: Path | None = None
 
     def start(self) -> LocalRuntime:
         from stepgraph.api.assistants import ensure_system_assistants
@@ -144,6 +148,16 @@ class LocalRuntime:
             parameters["StepMode"] = self.step_mode
         self.aws = LocalAWS(TEMPLATE, parameters=parameters, schedule_seconds=self.schedule_seconds)
         self.aws.start()
+        from .persistence import attach
+
+        self.persistence: Persistence | None = None
+        aborted: list[AbortedExecution] = []
+        if self.data_dir is not None:
+            try:
+                self.persistence, aborted = attach(self.data_dir)
+            except BaseException:
+                self.aws.stop()
+                raise
         # Open without an API key, as `langgraph dev` is; a project's auth.py still applies. Webhooks
         # may reach loopback and private addresses unless langgraph.json's `webhooks.url` says not.
         settings = dataclasses.replace(
@@ -167,11 +181,20 @@ class LocalRuntime:
         # moto never applies DynamoDB TTL: expire the event log ourselves.
         self.ttl_sweeper = TtlSweeper(self.ctx.clients.dynamodb, interval=self.ttl_sweep_seconds)
         self.ttl_sweeper.start()
+        if aborted:
+            from .persistence import resume_runs
+
+            events = self.aws.events
+            assert events is not None  # started with the account
+            with iam.acting_as("StepFunction"):  # on AWS, a Step hands a run over to a new execution
+                resume_runs(self.ctx, aborted, lambda detail: events.put(*_status_change(detail)))
         return self
 
     def stop(self) -> None:
         from stepgraph.engine.context import set_context
 
+        if self.persistence is not None:  # first: what stopping ends is not saved (as a kill)
+            self.persistence.detach()
         for poller in (self.poller, *self.pollers):
             poller.stop()
         self.ttl_sweeper.stop()
@@ -204,6 +227,33 @@ def api_app(ctx: Context) -> Any:
     from stepgraph.api import create_app
 
     return iam.ActingAs(create_app(ctx), api_function())
+
+
+def banner(runtime: LocalRuntime, host: str, port: int, *, reload: bool = False) -> str:
+    """What `stepgraph dev` prints when it is ready: the graphs, the step mode, where the state
+    lives, and the URLs (the Studio link as `langgraph dev` prints it)."""
+    from .studio import studio_url
+
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    mode = runtime.step_mode or runtime.ctx.settings.step_mode
+    if runtime.persistence is None:
+        data = "in memory only (--ephemeral): nothing is kept after the server stops"
+    else:
+        data = f"{runtime.persistence.data_dir} (kept across restarts; --ephemeral to keep nothing)"
+    return "\n".join(
+        [
+            f"stepgraph: serving {', '.join(runtime.ctx.graphs.graph_ids())} from {runtime.config_path}",
+            f"- step mode: {mode}" + ("; graphs reload when the project changes (--no-reload)" if reload else ""),
+            f"- data: {data}",
+            f"- API: {base}",
+            f"- docs: {base}/docs",
+            f"- Studio UI: {studio_url(host, port)}",
+        ]
+    )
+
+
+def _status_change(detail: dict[str, Any]) -> tuple[str, str, dict[str, Any], list[str]]:
+    return "aws.states", "Step Functions Execution Status Change", detail, [detail["executionArn"]]
 
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -239,16 +289,18 @@ def serve(
     *,
     reload: bool = False,
     open_browser: bool = False,
+    data_dir: Path | None = None,
 ) -> None:
-    """Start the local runtime and serve the API until interrupted; with `reload`, graph code is
-    reloaded in-process when the project changes (`reload.GraphReloader`)."""
+    """Start the local runtime and serve the API until interrupted (its state kept in `data_dir`);
+    with `reload`, graph code is reloaded in-process when the project changes
+    (`reload.GraphReloader`)."""
     import uvicorn
 
     from .reload import GraphReloader
     from .studio import dev_cors, open_when_serving, studio_url
 
     check_port(host, port)
-    runtime = LocalRuntime(config_path=config_path, step_mode=step_mode).start()
+    runtime = LocalRuntime(config_path=config_path, step_mode=step_mode, data_dir=data_dir).start()
     # Made before Studio's origin joins the CORS settings: it remembers the project's own.
     reloader = GraphReloader(runtime.ctx, config_path, api_function=api_function()) if reload else None
     try:
@@ -256,13 +308,11 @@ def serve(
         app = api_app(runtime.ctx)
         if reloader is not None:
             reloader.start()
-        print(f"stepgraph: Studio UI: {studio_url(host, port)}", flush=True)
         if open_browser:
             open_when_serving(studio_url(host, port), host, port)
         if runtime.ctx.graphs.auth_ref is None and host not in _LOOPBACK:
             logger.warning("serving %s without authentication: add `auth` to langgraph.json to ask who calls", host)
-        graphs = ", ".join(runtime.ctx.graphs.graph_ids())
-        print(f"stepgraph: serving {graphs} from {config_path} on http://{host}:{port}", flush=True)
+        print(banner(runtime, host, port, reload=reloader is not None), flush=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         if reloader is not None:

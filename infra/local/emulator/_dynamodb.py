@@ -56,6 +56,7 @@ from ._patches import Patches
 SPEED_UPS = ("query_partition", "update_parse", "condition_lex")
 _CACHE_LIMIT = 50_000  # entries per cache; cleared when full
 _lock = threading.RLock()
+serialised = _lock  # held while moto serves a DynamoDB request (the data folder's journal takes it too)
 _patches = Patches()
 _originals: dict[str, Any] = {}
 

@@ -101,7 +101,7 @@ def _terminated(self: BaseExecutionWorkerCommunication) -> None:
     _originals["terminated"](self)
     if not _listeners:
         return
-    detail = _status_change(self.execution)
+    detail = status_change_detail(self.execution)
     for listener in list(_listeners):
         try:
             listener(detail)
@@ -109,7 +109,9 @@ def _terminated(self: BaseExecutionWorkerCommunication) -> None:
             logger.exception("execution-end listener %r failed for %s", listener, detail["executionArn"])
 
 
-def _status_change(execution: Any) -> dict[str, Any]:
+def status_change_detail(execution: Any) -> dict[str, Any]:
+    """The EventBridge status-change `detail` of a parser backend's execution."""
+
     def ms(moment: datetime | None) -> int | None:
         return int(moment.timestamp() * 1000) if moment is not None else None
 

@@ -58,10 +58,18 @@ def is_stepgraph_request(request: AWSPreparedRequest) -> bool:
 class _Stubber(BotocoreStubber):
     """moto's `before-send` stubber, answering stepgraph's requests only."""
 
+    # Set: every request answered goes through `around(request, answer)` (the data folder's
+    # snapshots, `stepgraph_local.persistence`).
+    around: Callable[[AWSPreparedRequest, Callable[[], Any]], Any] | None = None
+
     def __call__(self, event_name: str, request: AWSPreparedRequest, **kwargs: Any) -> AWSResponse | None:
         if not self.enabled or not is_stepgraph_request(request):
             return None
-        response = self.process_request(request)
+        around = self.around
+        if around is None:
+            response = self.process_request(request)
+        else:
+            response = around(request, lambda: self.process_request(request))
         if response is None:  # not an AWS URL moto knows: never let our call leave the process
             raise RuntimeError(f"stepgraph's own client called {request.url}, which the local emulator does not serve")
         status, headers, body = response
@@ -72,6 +80,20 @@ _stubber = _Stubber()
 _before_send: Callable[..., Any] = _stubber  # botocore's stubs type handlers as returning None; this returns a response
 # Like moto's own: every botocore session created from now on carries it (inert while disabled).
 BUILTIN_HANDLERS.append(("before-send", _stubber))
+
+
+def set_around(around: Callable[[AWSPreparedRequest, Callable[[], Any]], Any] | None) -> None:
+    """Wrap every request the emulator answers in `around(request, answer)` (None: unwrap)."""
+    _stubber.around = around
+
+
+def answer(request: AWSPreparedRequest) -> tuple[int, Any, Any]:
+    """moto's answer to a request, outside any client (the data folder's journal replay)."""
+    response = _stubber.process_request(request)
+    if response is None:
+        raise RuntimeError(f"the local emulator does not serve {request.url}")
+    status, headers, body = response
+    return int(status), headers, body
 
 
 def active() -> bool:
