@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
-from stepgraph.api.threads import new_thread
-from stepgraph.engine import Context, base_run, create_cron
+from stepgraph.engine import Context, base_run, create_cron, new_thread
 from stepgraph.engine.graphs import system_assistant_id
 from stepgraph.engine.ids import new_run_id
 from stepgraph.storage import END

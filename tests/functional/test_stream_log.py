@@ -21,7 +21,7 @@ from harness import ApiThread
 from langgraph_sdk import get_client
 from stepgraph.api.runs import create_run
 from stepgraph.api.schemas import RunCreate
-from stepgraph.api.threads import new_thread
+from stepgraph.engine import new_thread
 from stepgraph.engine.context import Context
 from stepgraph.engine.runner import EventWriter
 from stepgraph.storage import END, EventLog, PollingNotifier, SeqTaken

@@ -23,7 +23,7 @@ from stepgraph.api.common import check_uuid, ctx_of, resolve_assistant
 from stepgraph.api.errors import not_found
 from stepgraph.api.schemas import RunCreate, RunsCancel, StreamMode
 from stepgraph.api.sse import HEARTBEAT, frame, tail, wanted
-from stepgraph.api.threads import aauthorized_thread, authorized_thread, new_thread
+from stepgraph.api.threads import aauthorized_thread, authorized_thread
 from stepgraph.engine import (
     COST_KEY,
     END_SEQ,
@@ -39,6 +39,7 @@ from stepgraph.engine import (
     delete_thread,
     get_thread_state,
     matches_filter,
+    new_thread,
     submit_run,
 )
 from stepgraph.vocabulary import INFLIGHT, RunStatus

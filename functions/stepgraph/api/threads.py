@@ -36,6 +36,7 @@ from stepgraph.engine import (
     bound_graph,
     get_thread_state,
     matches_filter,
+    new_thread,
     now_iso,
     snapshot_to_wire,
     state_config,
@@ -62,20 +63,6 @@ def thread_to_wire(ctx: Context, thread: dict[str, Any]) -> dict[str, Any]:
                 task.id: serde.to_jsonable(list(task.interrupts)) for task in snapshot.tasks if task.interrupts
             }
     return out
-
-
-def new_thread(ctx: Context, thread_id: str, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    now = now_iso()
-    doc = {
-        "thread_id": thread_id,
-        "created_at": now,
-        "updated_at": now,
-        "state_updated_at": now,
-        "metadata": metadata or {},
-        "config": {},
-        "status": ThreadStatus.IDLE,
-    }
-    return doc if ctx.threads.create(doc) else None
 
 
 def load_thread(ctx: Context, thread_id: str, filters: dict[str, Any] | None = None) -> dict[str, Any]:

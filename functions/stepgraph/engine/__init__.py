@@ -20,7 +20,7 @@ what this module exports; the rooms behind it:
 """
 
 from stepgraph.engine.access import AuthUser, matches_filter, metadata_filter, user_fields
-from stepgraph.engine.admin import cancel_runs, delete_thread, prune_threads, queue_counts
+from stepgraph.engine.admin import cancel_runs, delete_thread, new_thread, prune_threads, queue_counts
 from stepgraph.engine.admission import admit_next_run, base_run, submit_run
 from stepgraph.engine.cancellation import cancel_run
 from stepgraph.engine.completion import finish_run, park_run
@@ -116,6 +116,7 @@ __all__ = [
     "matches",
     "matches_filter",
     "metadata_filter",
+    "new_thread",
     "next_fire",
     "now_iso",
     "park_run",

@@ -1,5 +1,6 @@
-"""Operations over many threads or runs at once: delete and prune threads, cancel runs in bulk,
-count the queue. The API's administrative routes call these; nothing here is on a run's path."""
+"""A thread's life (create, delete, prune) and operations over many runs at once (cancel in bulk,
+count the queue). The API's routes and a stateless cron's fire call these; nothing here is on a
+run's steps."""
 
 from __future__ import annotations
 
@@ -9,9 +10,25 @@ from typing import Any
 from stepgraph.engine.cancellation import abandon_parked_run, cancel_run
 from stepgraph.engine.context import Context
 from stepgraph.engine.errors import RunsMissing
-from stepgraph.vocabulary import INFLIGHT, DoubleText, RunStatus
+from stepgraph.storage import now_iso
+from stepgraph.vocabulary import INFLIGHT, DoubleText, RunStatus, ThreadStatus
 
-__all__ = ["cancel_runs", "delete_thread", "prune_threads", "queue_counts"]
+__all__ = ["cancel_runs", "delete_thread", "new_thread", "prune_threads", "queue_counts"]
+
+
+def new_thread(ctx: Context, thread_id: str, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Create an idle thread; its document, or None if the thread exists already."""
+    now = now_iso()
+    doc = {
+        "thread_id": thread_id,
+        "created_at": now,
+        "updated_at": now,
+        "state_updated_at": now,
+        "metadata": metadata or {},
+        "config": {},
+        "status": ThreadStatus.IDLE,
+    }
+    return doc if ctx.threads.create(doc) else None
 
 
 def delete_thread(ctx: Context, thread_id: str, *, with_crons: bool = True) -> None:

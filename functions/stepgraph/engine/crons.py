@@ -15,12 +15,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from stepgraph.engine.admin import new_thread
 from stepgraph.engine.admission import base_run, submit_run
 from stepgraph.engine.context import Context
 from stepgraph.engine.crontime import next_fire
 from stepgraph.engine.schedules import iso_utc
 from stepgraph.storage import Conflict, ThreadMissing, now_iso
-from stepgraph.vocabulary import DoubleText, ThreadStatus
+from stepgraph.vocabulary import DoubleText
 
 __all__ = ["RUN_FIELDS", "create_cron", "cron_active", "delete_cron", "fire_cron", "update_cron"]
 
@@ -191,7 +192,8 @@ def _create_run(ctx: Context, cron: dict[str, Any], thread_id: str) -> dict[str,
     stamp = {"graph_id": assistant["graph_id"], "assistant_id": assistant["assistant_id"]}
     if not cron.get("thread_id"):
         kwargs["on_completion"] = cron.get("on_run_completed") or "delete"
-        _create_thread(ctx, thread_id, {**metadata, **stamp})
+        if new_thread(ctx, thread_id, {**metadata, **stamp}) is None:
+            logger.info("thread %s of a stateless cron run exists already (a retried fire)", thread_id)
     else:
         thread = ctx.threads.get(thread_id)
         if thread is None:
@@ -212,21 +214,6 @@ def _create_run(ctx: Context, cron: dict[str, Any], thread_id: str) -> dict[str,
     )
     submit_run(ctx, run)
     return run
-
-
-def _create_thread(ctx: Context, thread_id: str, metadata: dict[str, Any]) -> None:
-    now = now_iso()
-    doc = {
-        "thread_id": thread_id,
-        "created_at": now,
-        "updated_at": now,
-        "state_updated_at": now,
-        "metadata": metadata,
-        "config": {},
-        "status": ThreadStatus.IDLE,
-    }
-    if not ctx.threads.create(doc):
-        logger.info("thread %s of a stateless cron run exists already (a retried fire)", thread_id)
 
 
 def _instant(value: str) -> datetime:
